@@ -1,0 +1,1 @@
+"""The `mrl` command line: `main(argv)` plus one thin module per command group."""

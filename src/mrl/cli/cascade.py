@@ -1,0 +1,154 @@
+"""`mrl cascade`: adaptive-classification report (and thresholds) from saved per-size logits."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from mrl.adaptive.cascade import COSTS, POLICIES, Cascade
+from mrl.adaptive.report import Reference, cascade_report, write_report
+from mrl.evaluation.embed import load_embeddings
+from mrl.nesting import Nesting
+
+
+def _load_logits(folder: str):
+    data = load_embeddings(folder)
+    if data.logits is None:
+        raise ValueError(f"{folder} holds no logits; rerun `mrl embed` with --save-logits")
+    return data
+
+
+def _ff_folder(folder: str, labels: np.ndarray) -> Reference:
+    """A reference from another model's `mrl embed --save-logits` folder of the same split."""
+    data = _load_logits(folder)
+    if not np.array_equal(data.labels, labels):
+        raise ValueError(
+            f"{folder} holds other examples (labels differ); embed the same split in the same order"
+        )
+    dim = data.head_dims[-1]
+    correct = np.asarray(data.logits[-1]).argmax(axis=1) == labels  # its largest size
+    kind = "FF" if len(data.head_dims) == 1 else "ref"
+    return Reference(f"{kind}-{dim}", dim, correct=correct)
+
+
+def _ff_accuracy(spec: str) -> Reference:
+    """A reference from DIM=ACC, ACC a fraction or a percentage."""
+    try:
+        dim, acc = spec.split("=")
+        dim, acc = int(dim), float(acc)
+    except ValueError:
+        raise ValueError(f"--ff-accuracy takes DIM=ACC, e.g. 256=0.912, got {spec!r}") from None
+    acc = acc / 100 if acc > 1 else acc
+    return Reference(f"FF-{dim}", dim, accuracy=acc)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.no_report and not args.save_thresholds:
+        raise ValueError("--no-report needs --save-thresholds (otherwise there is nothing to do)")
+    data = _load_logits(args.logits)
+    nesting = Nesting(tuple(data.head_dims))
+    scores, labels = np.asarray(data.logits), np.asarray(data.labels)
+    if args.save_thresholds:
+        cascade = Cascade(
+            nesting,
+            policy=args.policy,
+            cap=args.cap,
+            target=args.target,
+            target_dim=args.target_dim,
+            tolerance=args.tolerance / 100,
+            budget=args.budget,
+            cost=args.cost,
+            grid=args.grid,
+        ).fit(scores, labels)
+        cascade.save(args.save_thresholds)
+        h = cascade.holdout_
+        print(
+            f"thresholds {np.round(cascade.thresholds_, 4).tolist()} -> {args.save_thresholds} "
+            f"(on these {len(labels)} examples: top-1 {100 * h.accuracy:.2f}%, "
+            f"E[dim] {h.expected_dim:.1f}, cumulative {h.cumulative_dim:.1f})"
+        )
+    if args.no_report:
+        return 0
+    references = [_ff_folder(f, labels) for f in args.ff]
+    references += [_ff_accuracy(s) for s in args.ff_accuracy]
+    report = cascade_report(
+        scores,
+        labels,
+        nesting,
+        references,
+        n_splits=args.splits,
+        holdout=args.holdout if args.holdout < 1 else int(args.holdout),
+        seed=args.seed,
+        tolerance=args.tolerance / 100,
+        margin=args.margin / 100,
+        grid=args.grid,
+    )
+    out = Path(args.out) if args.out else Path(args.logits) / "cascade"
+    report["settings"]["logits"] = str(args.logits)
+    report["settings"]["references"] = list(args.ff) + list(args.ff_accuracy)
+    paths = write_report(report, out)
+    d = nesting.embed_dim
+    for r in report["headline"]:
+        print(
+            f"{r['reference']:>10} ({100 * r['reference_accuracy']['mean']:.2f}%): "
+            f"{r['policy']}, min {r['minimises']}: top-1 {100 * r['accuracy']['mean']:.2f}% "
+            f"({100 * r['gap']:+.2f} pts), E[dim] {r['expected_dim']['mean']:.1f} "
+            f"({d}/E[dim] = {r['expected_ratio']:.1f}x), cumulative "
+            f"{r['cumulative_dim']['mean']:.1f} ({r['cumulative_ratio']:.1f}x)"
+        )
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "cascade",
+        help="adaptive classification: cascade thresholds and report from saved logits",
+        description=(
+            "Fit confidence cascades on repeated random holdout/test splits of one model's "
+            "per-size logits (an `mrl embed --save-logits` folder) and write cascade.json, "
+            "cascade.md and cascade.png: fixed sizes, the paper's pairwise rule per cap, the "
+            "joint policy per target size, and the least cost reaching each reference's top-1."
+        ),
+    )
+    p.add_argument("logits", help="`mrl embed --save-logits` folder of an MRL / MRL-E model")
+    p.add_argument("--out", help="report folder (default: LOGITS/cascade)")
+    p.add_argument("--splits", type=int, default=30, help="random splits (paper: 30)")
+    p.add_argument("--holdout", type=float, default=0.2, help="holdout fraction, or count if >= 1")
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits")
+    p.add_argument(
+        "--ff",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="reference model's `mrl embed --save-logits` folder of the same split (repeatable)",
+    )
+    p.add_argument(
+        "--ff-accuracy",
+        action="append",
+        default=[],
+        metavar="DIM=ACC",
+        help="reference top-1 without per-example logits, e.g. 256=91.2 (repeatable)",
+    )
+    p.add_argument(
+        "--tolerance", type=float, default=0.2, help="points a cascade may be below its target"
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.2,
+        help="points a headline cascade must beat its reference by on the holdout",
+    )
+    p.add_argument("--grid", type=int, default=256, help="joint policy: quantiles per threshold")
+    p.add_argument("--no-report", action="store_true", help="only fit --save-thresholds")
+    g = p.add_argument_group("thresholds file (fitted on all examples in LOGITS)")
+    g.add_argument("--save-thresholds", metavar="JSON", help="fit one cascade and save it")
+    g.add_argument("--policy", choices=POLICIES, default="joint")
+    g.add_argument("--cap", type=int, help="largest size allowed (default: the largest)")
+    g.add_argument("--target", type=float, help="accuracy target (fraction)")
+    g.add_argument("--target-dim", type=int, help="reach this size's accuracy")
+    g.add_argument("--budget", type=float, help="cost budget in dims")
+    g.add_argument("--cost", choices=COSTS, default="expected", help="cost the policy minimises")
+    p.set_defaults(func=run)

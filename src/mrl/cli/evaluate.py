@@ -1,0 +1,100 @@
+"""`mrl embed`, `mrl eval` and `mrl reproduce`: thin wrappers over `mrl.evaluation`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mrl.data import load_dataset
+from mrl.evaluation.embed import DTYPES, embed_dataset, load_embeddings
+from mrl.evaluation.evaluate import KNN_KS, RETRIEVAL_KS, evaluate_embeddings
+from mrl.evaluation.reproduce import load_reproduce_config, reproduce
+from mrl.io import atomic_write_json
+from mrl.training import load_model
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "embed",
+        help="write a trained model's representations of a split to .npy files",
+        description="Run RUN_DIR's model over a dataset split; write embeddings.npy [N, d], "
+        "labels.npy [N] int64, optional logits.npy [G, N, C] and manifest.json to --out.",
+    )
+    p.add_argument("run_dir", help="training run folder (config.yaml + checkpoint.pt)")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--dataset", help="dataset name (default: the run's)")
+    p.add_argument("--data-root", help="dataset folder (default: the run's)")
+    p.add_argument("--dtype", default="float32", choices=DTYPES)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--save-logits", action="store_true", help="also write head logits [G, N, C]")
+    p.set_defaults(func=run_embed)
+
+    p = subparsers.add_parser(
+        "eval",
+        help="every metric at every size from two `mrl embed` folders",
+        description="Top-1/5 (heads, or a linear probe), k-NN accuracy and retrieval metrics "
+        "(both mAP@k variants, P@k, R@k, hit rate) per nested size. Database: --train; "
+        "queries: --test. Prints a table; --out writes JSON (fractions).",
+    )
+    p.add_argument("--train", required=True, help="`mrl embed` folder of the train split")
+    p.add_argument("--test", required=True, help="`mrl embed` folder of the test split")
+    p.add_argument("--dims", type=int, nargs="+", help="sizes (default: the model's head sizes)")
+    p.add_argument("--probe", action="store_true", help="also fit linear probes")
+    p.add_argument("--knn-k", type=int, nargs="+", default=list(KNN_KS))
+    p.add_argument("--retrieval-k", type=int, nargs="+", default=list(RETRIEVAL_KS))
+    p.add_argument("--chunk-size", type=int, default=65536, help="database rows per search chunk")
+    p.add_argument("--out", help="write results as JSON here")
+    p.set_defaults(func=run_eval)
+
+    p = subparsers.add_parser(
+        "reproduce",
+        help="train MRL, MRL-E and FF-k, compare with SVD / Rand-FS at every size, write a report",
+        description="Trains (or reuses) every model, evaluates every method at every size and "
+        "writes report.md, results.json and plots. Overrides follow the config: "
+        "--train.KEY=value for training keys, --KEY=value for the others (out_dir, runs_dir, "
+        "rand_fs_draws, ...), values as YAML. Example: mrl reproduce --config "
+        "configs/reproduce_mnist5k.yaml --train.epochs=3 --out_dir=reports/quick",
+    )
+    p.add_argument("--config", help="reproduce YAML (e.g. configs/reproduce_fashion_mnist.yaml)")
+    p.set_defaults(func=run_reproduce, overrides=[])  # main() fills in the --key=value extras
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    model, config = load_model(args.run_dir)
+    dataset_name = args.dataset or config.dataset
+    root = args.data_root or config.data_root
+    dataset = load_dataset(dataset_name, args.split, root, image_size=config.image_size)
+    info = {"model": str(args.run_dir), "dataset": dataset_name, "split": args.split}
+    out = embed_dataset(
+        model, dataset, args.out, args.batch_size, args.dtype, args.save_logits, info
+    )
+    print(
+        f"wrote {len(dataset)} embeddings of {args.run_dir} ({dataset_name} {args.split}) to {out}"
+    )
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    train, test = load_embeddings(args.train), load_embeddings(args.test)
+    results = evaluate_embeddings(
+        train, test, args.dims, args.probe, args.knn_k, args.retrieval_k, args.chunk_size
+    )
+    keys = list(next(iter(results.values())))
+    print("| size | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for m, row in results.items():
+        print(f"| {m} | " + " | ".join(f"{100 * row[k]:.2f}" for k in keys) + " |")
+    if args.out:
+        atomic_write_json(args.out, {"train": args.train, "test": args.test, "sizes": results})
+        print(f"wrote {args.out}")
+    return 0
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    config = load_reproduce_config(args.config, args.overrides)
+    report = reproduce(config)
+    print(report.read_text())
+    timing = json.loads((report.parent / "results.json").read_text())["timing_s"]
+    print(f"wrote {report} in {timing['total']} s")
+    return 0

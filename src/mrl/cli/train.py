@@ -1,0 +1,52 @@
+"""`mrl train --config configs/demo.yaml [--key=value ...] [--resume]`.
+
+Any `--key=value` flag overrides that key of the YAML config (unknown keys are errors
+that suggest the nearest). Multi-process: `torchrun --nproc_per_node=N $(which mrl) train ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mrl.training import NonFiniteLossError, TrainResult, load_config, train
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a Matryoshka model from a YAML config",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # so an override like --res=1 is never taken for --resume
+    )
+    parser.add_argument("--config", help="YAML config (keys of mrl.training.TrainConfig)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in out_dir from its checkpoint"
+    )
+    # main() hands every unrecognised `--key=value` flag to `overrides`.
+    parser.set_defaults(func=run, overrides=[])
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    try:
+        result = train(config, resume=args.resume)
+    except (NonFiniteLossError, FileExistsError) as e:
+        print(f"mrl train: error: {e}", file=sys.stderr)
+        return 1
+    if result.is_main:
+        print(format_top1(result))
+    return 0
+
+
+def format_top1(result: TrainResult) -> str:
+    """A per-size table of test top-1 from the last epoch."""
+    m = result.metrics
+    lines = [
+        f"run {result.run_dir}: epoch {m['epoch']}, step {m['step']}, "
+        f"test loss {m['test_loss']:.4f}",
+        f"{'dim':>6}  {'top-1 %':>8}",
+    ]
+    lines += [f"{dim:>6}  {100 * acc:>8.2f}" for dim, acc in m["top1"].items()]
+    return "\n".join(lines)

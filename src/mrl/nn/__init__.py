@@ -1,0 +1,15 @@
+"""Matryoshka heads and losses (pure PyTorch modules)."""
+
+from mrl.nn.heads import HEADS, FixedFeatureHead, MRLEHead, MRLHead, create_head
+from mrl.nn.losses import MatryoshkaEmbeddingLoss, MatryoshkaLoss, check_labels
+
+__all__ = [
+    "HEADS",
+    "FixedFeatureHead",
+    "MRLEHead",
+    "MRLHead",
+    "MatryoshkaEmbeddingLoss",
+    "MatryoshkaLoss",
+    "check_labels",
+    "create_head",
+]

@@ -1,0 +1,171 @@
+"""Storage of the full-dim vectors behind a Matryoshka index: rows, ids, tombstones, prefix reads.
+
+Rows are append-only; `remove` marks a row dead (a tombstone) and `compact` drops dead rows.
+Every read of a prefix goes through `mrl.nesting.truncate`, so a rerank at dim m touches only
+the first m columns of each candidate row (which matters when the rows are memory-mapped).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mrl.nesting import truncate
+
+STORAGE_DTYPES = ("float32", "float16")
+_CHECK_ROWS = 1 << 16  # rows per chunk when scanning large (memory-mapped) inputs
+
+
+def unit_prefix(x: np.ndarray, dim: int) -> np.ndarray:
+    """Unit-norm `dim`-prefixes of the rows of `x` as a new float32 [n, dim] array.
+
+    `truncate` on a torch view: torch converts float16 and normalises with SIMD and threads,
+    several times faster than NumPy's float16 cast and `np.linalg.norm` on this path.
+    """
+    prefix = truncate(x, dim)  # (n, dim) storage dtype
+    if not (prefix.flags.writeable and prefix.flags.c_contiguous):  # torch wants owned memory
+        prefix = prefix.copy()
+    return truncate(torch.from_numpy(prefix).float(), dim, normalize=True).numpy()
+
+
+def first_bad_row(x: np.ndarray) -> int | None:
+    """Index of the first row of `x` with a NaN or inf, or None; reads `x` in chunks."""
+    for start in range(0, len(x), _CHECK_ROWS):
+        bad = ~np.isfinite(x[start : start + _CHECK_ROWS]).all(axis=1)
+        if bad.any():
+            return start + int(np.argmax(bad))
+    return None
+
+
+def as_rows(x: np.ndarray, dim: int, what: str) -> np.ndarray:
+    """Check that `x` is a finite [n, dim] (or [dim]) float array and return it as 2-D.
+
+    Raises:
+        ValueError: wrong rank or width, or a NaN/inf (the message names the first bad row).
+    """
+    x = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise ValueError(f"{what} must be [n, {dim}] or [{dim}], got shape {tuple(x.shape)}")
+    if x.shape[1] != dim:
+        raise ValueError(f"{what} have dim {x.shape[1]} but the index has dim {dim}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{what} must be floating point, got dtype {x.dtype}")
+    bad = first_bad_row(x)
+    if bad is not None:
+        raise ValueError(f"{what} row {bad} contains NaN or inf")
+    return x
+
+
+def check_new_ids(ids: np.ndarray, n: int) -> np.ndarray:
+    """Validate ids for `n` new rows: a 1-D int64 array, no duplicates among themselves."""
+    ids = np.asarray(ids)
+    if ids.shape != (n,):
+        raise ValueError(f"got {ids.shape} ids for {n} vectors; give one int id per vector")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
+    ids = ids.astype(np.int64, copy=False)
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        raise ValueError(f"duplicate ids in the added batch: {dup[:10].tolist()}")
+    return ids
+
+
+class VectorStore:
+    """The full vectors [R, D] with their int64 ids and a live mask (False = removed).
+
+    Args:
+        vectors: [R, D] float32 or float16; a `np.memmap` is kept as is (not copied).
+        ids: [R] int64, unique.
+        live: [R] bool; defaults to all True.
+    """
+
+    def __init__(self, vectors: np.ndarray, ids: np.ndarray, live: np.ndarray | None = None):
+        self.vectors = vectors
+        self.ids = ids
+        self.live = np.ones(len(ids), dtype=bool) if live is None else live
+        self._index_ids()
+
+    def _index_ids(self) -> None:
+        # Sorted view of the live ids for O(log R) id -> row lookups without a Python dict;
+        # a removed id is forgotten here, so it may be added again.
+        live = np.flatnonzero(self.live)
+        order = np.argsort(self.ids[live], kind="stable")
+        self._order = live[order]
+        self._sorted_ids = self.ids[self._order]
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    @property
+    def count(self) -> int:
+        """Number of live (searchable) vectors."""
+        return int(self.live.sum())
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.ids)
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each live id; -1 where the id is unknown or removed. [n] int64."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(self._sorted_ids) == 0:
+            return np.full(len(ids), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
+        return np.where(self._sorted_ids[pos] == ids, self._order[pos], -1)
+
+    def append(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Append rows (validated by the caller). A memory-mapped store becomes in-memory."""
+        known = self.rows_of(ids)
+        if (known >= 0).any():
+            clash = ids[known >= 0]
+            raise ValueError(f"ids already in the index: {clash[:10].tolist()}")
+        vectors = vectors.astype(self.vectors.dtype, copy=False)
+        self.vectors = np.concatenate([self.vectors, vectors])
+        self.ids = np.concatenate([self.ids, ids])
+        self.live = np.concatenate([self.live, np.ones(len(ids), dtype=bool)])
+        self._index_ids()
+
+    def kill(self, ids: np.ndarray) -> np.ndarray:
+        """Mark the rows of `ids` dead; every id must be live. Returns their rows."""
+        ids = np.asarray(ids).reshape(-1)
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
+        rows = self.rows_of(ids)
+        if (rows < 0).any():
+            raise ValueError(f"cannot remove unknown ids: {ids[rows < 0][:10].tolist()}")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("remove() got the same id twice")
+        self.live[rows] = False
+        self._index_ids()
+        return rows
+
+    def compact(self) -> None:
+        """Drop dead rows (materialises the kept rows in memory)."""
+        keep = np.flatnonzero(self.live)
+        self.vectors = np.ascontiguousarray(self.vectors[keep])
+        self.ids = self.ids[keep]
+        self.live = np.ones(len(keep), dtype=bool)
+        self._index_ids()
+
+    def gather(self, rows: np.ndarray, dim: int) -> np.ndarray:
+        """Raw `dim`-prefixes of the given rows as float32 [*rows.shape, dim] (not normalised).
+
+        Reads only the first `dim` columns of each row: fancy indexing on the column-slice
+        view (`np.take` would first copy the whole non-contiguous [N, dim] view).
+        """
+        flat = truncate(self.vectors, dim)[rows.reshape(-1)]  # (n, dim)
+        return flat.astype(np.float32, copy=False).reshape(*rows.shape, dim)
+
+    def prefix(self, rows: np.ndarray, dim: int) -> np.ndarray:
+        """Unit-norm `dim`-prefixes of the given rows, float32 [*rows.shape, dim]."""
+        flat = truncate(self.vectors, dim)[rows.reshape(-1)]  # (n, dim)
+        return unit_prefix(flat, dim).reshape(*rows.shape, dim)
+
+    def blocks(self, dim: int, block_rows: int):
+        """Yield (start, unit-norm float32 [b, dim] prefixes) over all rows, block by block."""
+        for start in range(0, self.n_rows, block_rows):
+            yield start, unit_prefix(self.vectors[start : start + block_rows], dim)

@@ -1,0 +1,178 @@
+"""Plan auto-tuning: measure candidate plans on sample queries, keep the Pareto set, pick one.
+
+Quality is relative to exact full-dim search: recall@k of its top-k ids, or (with labels) the
+paper's mAP@k divided by exact search's mAP@k. So `target=0.995` reads "99.5% of exact search"
+either way. Cost is measured wall-clock per query on this machine (best of `repeats` runs),
+with the analytic FLOPs and bytes of each plan beside it, as in faiss's `OperatingPoints`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from mrl.evaluation import metrics
+from mrl.nesting import Nesting
+from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot
+
+log = logging.getLogger(__name__)
+
+
+def neighbor_recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over queries of |found_q ∩ truth_q| / k ("k-recall@k" against a ground truth).
+
+    Args:
+        found: [Q, k] ids returned by a plan (-1 = none).
+        truth: [Q, k] ids of the exact search.
+    """
+    if found.shape != truth.shape:
+        raise ValueError(f"found {found.shape} and truth {truth.shape} must have the same shape")
+    hits = 0
+    for s in range(0, len(found), 1024):  # bounds the [chunk, k, k] comparison
+        f, t = found[s : s + 1024], truth[s : s + 1024]
+        hits += ((f[:, :, None] == t[:, None, :]).any(2) & (f >= 0)).sum()
+    return float(hits / truth.size)
+
+
+def pareto_front(latency: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """[n] bool: points no other point beats in both latency (lower) and quality (higher)."""
+    order = np.lexsort((-quality, latency))
+    front = np.zeros(len(latency), dtype=bool)
+    best = -np.inf
+    for i in order:
+        if quality[i] > best:
+            front[i], best = True, quality[i]
+    return front
+
+
+def default_plans(embed_dim: int, shortlist_dim: int, k: int, count: int) -> list[Plan]:
+    """Candidate plans: pure ANN, shortlist+rerank over the halving dims, halving funnels.
+
+    Shortlist sizes k, 2k, 5k, 10k, 20k, 50k (below `count`); exact full-dim single shot is
+    always included so a recall target can always be met.
+    """
+    dims = [m for m in Nesting.halving(embed_dim).dims if m > shortlist_dim]
+    sizes = sorted({s for s in (k, 2 * k, 5 * k, 10 * k, 20 * k, 50 * k) if s < count})
+    plans: list[Plan] = [SingleShot(shortlist_dim, exact=False), SingleShot(embed_dim)]
+    for s in sizes:
+        plans += [Rerank(shortlist_dim, d, s) for d in dims]
+        if s >= 2 * k and 2 * shortlist_dim < embed_dim:
+            plans.append(Funnel.halving(embed_dim, shortlist_dim, shortlist=s, final=k))
+    return plans
+
+
+@dataclass(frozen=True)
+class TuneRow:
+    """One measured plan: latency (ms/query), cost, quality and whether it is Pareto-optimal."""
+
+    plan: str
+    latency_ms: float
+    flops_per_query: float
+    bytes_per_query: float
+    quality: float
+    relative_quality: float
+    meets_target: bool
+    pareto: bool
+
+
+class PlanTuner:
+    """Pick the fastest search plan that reaches a quality target on sample queries.
+
+    Follows the scikit-learn contract: `__init__` stores parameters, `fit` measures and sets
+    `best_plan_`, `table_` (a `TuneRow` per plan) and `pareto_` (the Pareto-optimal rows).
+
+    Args:
+        target: required quality relative to exact full-dim search, in (0, 1].
+        k: results per query.
+        plans: candidates; default `default_plans(...)` for the index.
+        repeats: timing runs per plan (the best is kept).
+
+    References:
+        Kusupati et al., arXiv 2205.13147, Figure 8 (the cost/accuracy trade-off tuned here).
+
+    Example:
+        >>> tuner = PlanTuner(target=0.95, k=10).fit(index, sample_queries)  # doctest: +SKIP
+        >>> index.search(queries, 10, tuner.best_plan_)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, target: float, k: int = 10, plans: list[Plan] | None = None, repeats: int = 2
+    ):
+        self.target = target
+        self.k = k
+        self.plans = plans
+        self.repeats = repeats
+
+    def fit(
+        self,
+        index,
+        queries: np.ndarray,
+        query_labels: np.ndarray | None = None,
+        id_labels: np.ndarray | None = None,
+    ) -> PlanTuner:
+        """Measure every plan on `queries` against exact full-dim search.
+
+        Args:
+            index: a built `MatryoshkaIndex`.
+            queries: [Q, D] sample queries.
+            query_labels: [Q] int labels; with `id_labels`, quality is mAP@k (paper variant).
+            id_labels: labels indexed by id (`id_labels[i]` is the label of id i).
+
+        Returns:
+            self.
+        """
+        if not 0 < self.target <= 1:
+            raise ValueError(f"target must be in (0, 1], got {self.target}")
+        if (query_labels is None) != (id_labels is None):
+            raise ValueError("give both query_labels and id_labels for mAP, or neither")
+        plans = self.plans or default_plans(index.dim, index.shortlist_dim, self.k, index.count)
+        truth = index.search(queries, self.k, SingleShot(index.dim)).ids
+
+        def quality(ids: np.ndarray) -> float:
+            if query_labels is None:
+                return neighbor_recall(ids, truth)
+            rel = metrics.relevance(np.asarray(id_labels)[ids], np.asarray(query_labels))
+            return metrics.map_at_k_paper(rel & (ids >= 0), self.k)
+
+        reference = quality(truth)
+        rows = []
+        for plan in plans:
+            best, res = np.inf, None
+            for _ in range(self.repeats):
+                t0 = time.perf_counter()
+                res = index.search(queries, self.k, plan)
+                best = min(best, time.perf_counter() - t0)
+            q = quality(res.ids)
+            rel_q = q / reference if reference > 0 else float(q >= reference)
+            rows.append((plan, 1e3 * best / len(queries), res.stats, q, rel_q))
+            log.debug("%s: %.3f ms/query, quality %.4f", plan, rows[-1][1], q)
+        latency = np.array([r[1] for r in rows])
+        rel = np.array([r[4] for r in rows])
+        front = pareto_front(latency, rel)
+        self.table_ = [
+            TuneRow(
+                plan=str(p),
+                latency_ms=lat,
+                flops_per_query=s.flops_per_query,
+                bytes_per_query=s.bytes_per_query,
+                quality=q,
+                relative_quality=r,
+                meets_target=bool(r >= self.target),
+                pareto=bool(f),
+            )
+            for (p, lat, s, q, r), f in zip(rows, front, strict=True)
+        ]
+        self.pareto_ = [row for row in self.table_ if row.pareto]
+        ok = [i for i, r in enumerate(self.table_) if r.meets_target]
+        if not ok:
+            raise ValueError(
+                f"no plan reaches {self.target:.4f} of exact search; the best reaches "
+                f"{rel.max():.4f} ({self.table_[int(rel.argmax())].plan})"
+            )
+        best_i = min(ok, key=lambda i: self.table_[i].latency_ms)
+        self.best_plan_ = rows[best_i][0]
+        self.best_ = self.table_[best_i]
+        return self

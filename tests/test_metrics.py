@@ -1,0 +1,140 @@
+"""mrl.evaluation.metrics: hand-built cases with known answers and naive loop references."""
+
+import numpy as np
+import pytest
+
+from mrl.evaluation import metrics
+
+# Two queries (labels 0 and 1) against a database with 3 items of class 0 and 1 of class 1.
+DB_LABELS = np.array([0, 0, 0, 1, 2, 2])
+QUERY_LABELS = np.array([0, 1])
+NEIGHBOR_LABELS = np.array(
+    [
+        [0, 2, 0, 2],  # hits at ranks 1 and 3
+        [2, 1, 2, 2],  # hit at rank 2
+    ]
+)
+
+
+def naive_retrieval(neighbor_labels, query_labels, db_labels, k):
+    """Loop reference: (paper mAP, usual mAP, precision, recall, hit rate) at k."""
+    paper, usual, prec, rec, hit = [], [], [], [], []
+    for nbrs, q in zip(neighbor_labels, query_labels, strict=True):
+        n_rel = int(sum(1 for b in db_labels if b == q))
+        hits, ap = 0, 0.0
+        for i in range(k):
+            if nbrs[i] == q:
+                hits += 1
+                ap += hits / (i + 1)
+        paper.append(ap / k)
+        prec.append(hits / k)
+        hit.append(float(hits > 0))
+        if n_rel:
+            usual.append(ap / min(k, n_rel))
+            rec.append(hits / n_rel)
+    return np.mean(paper), np.mean(usual), np.mean(prec), np.mean(rec), np.mean(hit)
+
+
+def test_hand_built_retrieval_metrics():
+    out = metrics.retrieval_metrics(NEIGHBOR_LABELS, QUERY_LABELS, DB_LABELS, ks=(1, 2, 4))
+    # Query 0: P@1 = 1, P@3 = 2/3; 3 relevant. Query 1: P@2 = 1/2; 1 relevant.
+    assert out["map_at_4_paper"] == pytest.approx(((1 + 2 / 3) / 4 + 0.5 / 4) / 2)
+    assert out["map_at_4"] == pytest.approx(((1 + 2 / 3) / 3 + 0.5 / 1) / 2)
+    assert out["map_at_2_paper"] == pytest.approx((1 / 2 + 0.5 / 2) / 2)
+    assert out["map_at_2"] == pytest.approx((1 / 2 + 0.5 / 1) / 2)
+    assert out["precision_at_4"] == pytest.approx((2 / 4 + 1 / 4) / 2)
+    assert out["precision_at_1"] == pytest.approx(0.5)
+    assert out["hit_rate_at_1"] == pytest.approx(0.5)
+    assert out["hit_rate_at_2"] == pytest.approx(1.0)
+
+
+def test_recall_counts_relevant_items_per_class_with_unequal_class_sizes():
+    # Class 0 has 3 database items, class 1 has 1: recall@4 = (2/3 + 1/1) / 2, not hits / const.
+    rel = metrics.relevance(NEIGHBOR_LABELS, QUERY_LABELS)
+    n_rel = metrics.count_relevant(QUERY_LABELS, DB_LABELS)
+    np.testing.assert_array_equal(n_rel, [3, 1])
+    assert metrics.recall_at_k(rel, n_rel, 4) == pytest.approx((2 / 3 + 1) / 2)
+    assert metrics.recall_at_k(rel, n_rel, 1) == pytest.approx((1 / 3 + 0) / 2)
+
+
+def test_query_class_absent_from_database_is_left_out_of_recall_and_map():
+    rel = metrics.relevance(np.array([[0, 0], [0, 0]]), np.array([0, 5]))
+    n_rel = metrics.count_relevant(np.array([0, 5]), np.array([0, 0, 1]))
+    np.testing.assert_array_equal(n_rel, [2, 0])
+    assert metrics.recall_at_k(rel, n_rel, 2) == 1.0
+    assert metrics.map_at_k(rel, n_rel, 2) == 1.0
+    assert metrics.map_at_k_paper(rel, 2) == 0.5  # defined for every query: /k
+
+
+def test_retrieval_metrics_match_naive_loops_on_random_data():
+    rng = np.random.default_rng(0)
+    db = rng.integers(0, 7, 300)
+    q = rng.integers(0, 7, 50)
+    nbrs = rng.choice(db, size=(50, 30))
+    out = metrics.retrieval_metrics(nbrs, q, db, ks=(1, 10, 30))
+    for k in (1, 10, 30):
+        paper, usual, prec, rec, hit = naive_retrieval(nbrs, q, db, k)
+        assert out[f"map_at_{k}_paper"] == pytest.approx(paper)
+        assert out[f"map_at_{k}"] == pytest.approx(usual)
+        assert out[f"precision_at_{k}"] == pytest.approx(prec)
+        assert out[f"recall_at_{k}"] == pytest.approx(rec)
+        assert out[f"hit_rate_at_{k}"] == pytest.approx(hit)
+
+
+def test_topk_accuracy_hand_built():
+    logits = np.array([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5]])
+    labels = np.array([1, 2, 0])
+    assert metrics.topk_accuracy(logits, labels, 1) == pytest.approx(1 / 3)
+    assert metrics.topk_accuracy(logits, labels, 2) == pytest.approx(2 / 3)
+    assert metrics.topk_accuracy(logits, labels, 3) == 1.0
+
+
+def test_topk_accuracy_matches_argsort_reference():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(200, 12))
+    labels = rng.integers(0, 12, 200)
+    for k in (1, 5):
+        top = np.argsort(-logits, axis=1)[:, :k]
+        expected = np.mean([labels[i] in top[i] for i in range(200)])
+        assert metrics.topk_accuracy(logits, labels, k) == pytest.approx(expected)
+
+
+def test_knn_majority_vote_ties_go_to_smallest_label():
+    nbrs = np.array([[2, 1, 1, 2, 0], [3, 3, 0, 0, 0]])
+    np.testing.assert_array_equal(metrics.knn_predict(nbrs, 1), [2, 3])
+    np.testing.assert_array_equal(metrics.knn_predict(nbrs, 4), [1, 0])
+    np.testing.assert_array_equal(metrics.knn_predict(nbrs, 5), [1, 0])
+    assert metrics.knn_accuracy(nbrs, np.array([1, 3]), 2) == 1.0
+
+
+def test_knn_predict_chunking_does_not_change_votes():
+    rng = np.random.default_rng(2)
+    nbrs = rng.integers(0, 9, size=(1000, 15))
+    np.testing.assert_array_equal(
+        metrics.knn_predict(nbrs, 15, chunk_size=7), metrics.knn_predict(nbrs, 15)
+    )
+
+
+@pytest.mark.parametrize("k", [0, -1, 5])
+def test_bad_k_is_a_clear_error(k):
+    rel = np.ones((2, 4), dtype=bool)
+    with pytest.raises(ValueError, match="k must be a positive int|exceeds the 4 neighbours"):
+        metrics.precision_at_k(rel, k)
+
+
+def test_float_labels_are_rejected():
+    with pytest.raises(ValueError, match="must be integer class ids"):
+        metrics.check_labels(np.array([1.0, 2.0], dtype=np.float16))
+
+
+def test_mismatched_lengths_are_a_clear_error():
+    with pytest.raises(ValueError, match="logits has 3 rows but labels has 2"):
+        metrics.topk_accuracy(np.zeros((3, 4)), np.array([0, 1]))
+
+
+def test_check_finite_names_first_bad_row():
+    z = np.zeros((5, 3), dtype=np.float32)
+    z[3, 1] = np.nan
+    z[4, 0] = np.inf
+    with pytest.raises(ValueError, match="first bad row is 13"):
+        metrics.check_finite(z, row_offset=10)

@@ -1,0 +1,136 @@
+"""`mrl index build|tune`, `mrl search`, `mrl bench retrieval` end to end on tiny generated data."""
+
+import json
+
+import numpy as np
+
+from mrl.cli.main import main
+from mrl.retrieval.generated import GeneratedNestedSpec, generated_nested_embeddings
+
+SPEC = GeneratedNestedSpec(dim=64, n_classes=10, seed=2)
+
+
+def test_build_search_tune(tmp_path, capsys):
+    x, y = generated_nested_embeddings(1500, SPEC)
+    q, yq = generated_nested_embeddings(20, SPEC, "queries")
+    for name, arr in [("x", x), ("y", y), ("q", q), ("yq", yq)]:
+        np.save(tmp_path / f"{name}.npy", arr)
+    idx = str(tmp_path / "idx")
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                str(tmp_path / "x.npy"),
+                "--out",
+                idx,
+                "--shortlist-dim",
+                "8",
+                "--dtype",
+                "float16",
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "res.npz"
+    assert (
+        main(
+            [
+                "search",
+                idx,
+                str(tmp_path / "q.npy"),
+                "--k",
+                "5",
+                "--plan",
+                "rerank:8:64:100",
+                "--out",
+                str(out),
+                "--mmap",
+            ]
+        )
+        == 0
+    )
+    assert np.load(out)["ids"].shape == (20, 5)
+    tune = tmp_path / "tune.json"
+    assert (
+        main(
+            [
+                "index",
+                "tune",
+                idx,
+                str(tmp_path / "q.npy"),
+                "--target",
+                "0.9",
+                "--k",
+                "5",
+                "--query-labels",
+                str(tmp_path / "yq.npy"),
+                "--id-labels",
+                str(tmp_path / "y.npy"),
+                "--out",
+                str(tune),
+            ]
+        )
+        == 0
+    )
+    assert "cheapest plan reaching 0.9" in capsys.readouterr().out
+    assert json.loads(tune.read_text())["best_plan"]
+    assert main(["search", idx, str(tmp_path / "q.npy"), "--plan", "single:8:exact"]) == 2
+    assert "cannot read plan" in capsys.readouterr().err
+
+
+def test_bench_retrieval_on_generated_and_on_given_embeddings(tmp_path):
+    out = tmp_path / "bench"
+    args = [
+        "bench",
+        "retrieval",
+        "--n",
+        "3000",
+        "--dim",
+        "64",
+        "--classes",
+        "10",
+        "--n-queries",
+        "50",
+        "--fig8-queries",
+        "20",
+        "--hnsw-full-rows",
+        "500",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
+    assert main(args) == 0
+    res = json.loads((out / "retrieval_bench.json").read_text())
+    assert res["table"][0]["method"].startswith("faiss IndexFlatIP")
+    assert "generated" in res["title"] and (out / "figure8.png").stat().st_size > 0
+    assert res["hnsw_build"]["extrapolated_to"] == 3000
+    # an `mrl embed`-style folder: queries held out from the end of the database
+    folder = tmp_path / "embed"
+    folder.mkdir()
+    x, y = generated_nested_embeddings(1200, SPEC)
+    np.save(folder / "embeddings.npy", x)
+    np.save(folder / "labels.npy", y)
+    assert (
+        main(
+            [
+                "bench",
+                "retrieval",
+                "--database",
+                str(folder),
+                "--n-queries",
+                "100",
+                "--no-figure8",
+                "--out",
+                str(tmp_path / "b2"),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
+    res = json.loads((tmp_path / "b2" / "retrieval_bench.json").read_text())
+    assert (res["n"], res["queries"]) == (1100, 100)

@@ -1,0 +1,63 @@
+"""Search plans: the paper's schedules, validation messages, CLI spelling round trips."""
+
+import pytest
+
+from mrl.retrieval.plans import Funnel, Rerank, SingleShot, check_plan, parse_plan
+
+
+def test_paper_funnel_schedule():
+    assert Funnel.halving(2048).steps == ((32, 200), (64, 100), (128, 50), (256, 25), (2048, 10))
+    assert Funnel.halving(2048, shortlist_dim=32, shortlist=800).steps[0] == (64, 800)
+    assert Funnel.halving(64, shortlist_dim=32).steps == ((64, 200),)
+    assert Rerank(16, 2048, 200).steps == ((2048, 200),)
+    assert SingleShot(64).steps == ()
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: Funnel(16, ((8, 100),)), r"dims must strictly increase .* got 16 then 8"),
+        (lambda: Funnel(16, ((32, 100), (32, 50))), "got 32 then 32"),
+        (lambda: Funnel(16, ((32, 100), (64, 200))), "candidate counts must not increase"),
+        (lambda: Funnel(16, ()), "at least one"),
+        (lambda: Rerank(16, 16, 200), "got 16 then 16"),
+        (lambda: Rerank(16, 32, 0), "Rerank.shortlist must be an int >= 1, got 0"),
+        (lambda: SingleShot(0), "SingleShot.dim must be an int >= 1"),
+    ],
+)
+def test_invalid_plans(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_check_plan_against_index_and_k():
+    check_plan(Funnel.halving(2048), 2048, 10)
+    with pytest.raises(ValueError, match="uses dim 2048 but the index has only 768"):
+        check_plan(Funnel.halving(2048), 768, 10)
+    with pytest.raises(ValueError, match="shortlist of 5 is smaller than k=10"):
+        check_plan(Rerank(16, 64, 5), 64, 10)
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        SingleShot(64),
+        SingleShot(16, exact=False),
+        Rerank(16, 2048, 200),
+        Rerank(8, 64, 50, exact=True),
+        Funnel(16, ((32, 200), (2048, 10))),
+        Funnel(8, ((32, 100), (64, 20)), exact=True),
+    ],
+)
+def test_parse_plan_round_trip(plan):
+    assert parse_plan(str(plan), 2048) == plan
+
+
+def test_parse_plan_default_and_errors():
+    assert parse_plan("funnel", 768, shortlist_dim=24) == Funnel.halving(768, 24)
+    with pytest.raises(ValueError, match="cannot read plan 'rerank:16'"):
+        parse_plan("rerank:16", 2048)
+    with pytest.raises(ValueError, match="cannot read plan 'beam:3'"):
+        parse_plan("beam:3", 2048)
+    with pytest.raises(ValueError, match="dims must strictly increase"):
+        parse_plan("funnel:16:8x100", 2048)
