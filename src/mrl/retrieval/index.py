@@ -20,12 +20,14 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import torch
 
 from mrl.io import atomic_dir_commit, current_version_dir, sha256_file
 from mrl.nesting import truncate
 from mrl.retrieval.plans import Funnel, Plan, Step, check_plan
 from mrl.retrieval.storage import (
     STORAGE_DTYPES,
+    Scratch,
     VectorStore,
     as_rows,
     check_new_ids,
@@ -123,6 +125,18 @@ def top_by_score_then_id(scores: np.ndarray, ids: np.ndarray, n: int) -> np.ndar
         fix = np.lexsort((i, -s[tied]), axis=1)
         cols[tied] = np.take_along_axis(cols[tied], fix, axis=1)
     return cols
+
+
+def _batched_dots(x: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """[Q, c] dot products of each query with its own candidates, x: [Q, c, dim].
+
+    torch sends a batch of one to a matrix-vector kernel that rounds differently from the
+    batched one; a lone query is computed as a batch of two so that a query's scores never
+    depend on which other queries share its call.
+    """
+    if len(x) == 1:
+        return _batched_dots(x.expand(2, -1, -1), queries.expand(2, -1))[:1]
+    return torch.bmm(x, queries[:, :, None])[..., 0]
 
 
 class MatryoshkaIndex:
@@ -471,24 +485,25 @@ class MatryoshkaIndex:
         # Queries go in chunks so the gathered candidates stay within _GATHER_FLOATS (a
         # 10k-query batch reranked at 2048 x 200 would otherwise need 16 GB).
         chunk = max(1, _GATHER_FLOATS // max(dim * cand for dim, cand in steps))
+        scratch = Scratch()  # one set of gather buffers for every chunk and step of this call
         out = [
-            self._rerank_chunk(queries[s : s + chunk], rows[s : s + chunk], steps, k)
+            self._rerank_chunk(queries[s : s + chunk], rows[s : s + chunk], steps, k, scratch)
             for s in range(0, len(queries), chunk)
         ]
         return np.concatenate([r for r, _ in out]), np.concatenate([v for _, v in out])
 
-    def _rerank_chunk(self, queries, rows, steps, k):
+    def _rerank_chunk(self, queries, rows, steps, k, scratch):
         for i, (dim, cand) in enumerate(steps):
             keep = steps[i + 1][1] if i + 1 < len(steps) else k
             rows = rows[:, :cand]
             valid = rows >= 0
-            x = self.store_.gather(np.where(valid, rows, 0), dim)  # (Q, c, dim) float32
-            qd = truncate(queries, dim, normalize=True)  # (Q, dim)
+            x = self.store_.gather(np.where(valid, rows, 0), dim, scratch)  # (Q, c, dim) f32
+            qd = torch.from_numpy(truncate(queries, dim, normalize=True))  # (Q, dim)
             # Cosine of per-prefix unit vectors: dividing the dot products by the candidates'
             # prefix norms equals normalising each prefix, without writing a normalised copy.
-            dots = np.matmul(x, qd[:, :, None])[..., 0]  # (Q, c)
-            norms = np.sqrt(np.einsum("qcd,qcd->qc", x, x))  # (Q, c)
-            scores = dots / np.maximum(norms, 1e-12)
+            dots = _batched_dots(x, qd)  # (Q, c)
+            norms = torch.linalg.vector_norm(x, dim=2)  # (Q, c)
+            scores = (dots / norms.clamp_min(1e-12)).numpy()
             scores[~valid] = -np.inf
             cols = top_by_score_then_id(scores, self._ids_of(rows), min(keep, cand))
             rows = np.take_along_axis(rows, cols, 1)
