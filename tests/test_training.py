@@ -135,9 +135,15 @@ class NaNAfter(nn.Module):
         return z
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("check_every", [1, 5, 32])
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
+    tmp_path, monkeypatch, check_every
+):
+    # Losses are read back every `check_every` steps; the first bad step is named all the same.
     monkeypatch.setitem(BACKBONES, "nan-after-24", lambda s, d: NaNAfter(s, d, after=24))
-    config = digits_config(tmp_path, backbone="nan-after-24", epochs=3)
+    config = digits_config(
+        tmp_path, backbone="nan-after-24", epochs=3, loss_check_every=check_every
+    )
     with pytest.raises(
         NonFiniteLossError,
         match=r"loss is nan at step 25 \(epoch 2, batch 3/22\); training stopped and "
@@ -146,6 +152,14 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monke
         train(config)
     kept = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert kept["step"] == 22 and all(torch.isfinite(v).all() for v in kept["model"].values())
+
+
+def test_loss_check_interval_changes_nothing_but_when_losses_are_read(tmp_path):
+    every_step = train(digits_config(tmp_path / "a", loss_check_every=1))
+    every_7 = train(digits_config(tmp_path / "b", loss_check_every=7))
+    assert every_7.metrics["train_loss"] == every_step.metrics["train_loss"]
+    assert every_7.metrics["top1"] == every_step.metrics["top1"]
+    assert same_weights(load_model(every_7.run_dir)[0], load_model(every_step.run_dir)[0])
 
 
 KILL_WRITER = textwrap.dedent(

@@ -72,6 +72,8 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimizer steps (tests, benchmarks);
     # the learning-rate schedule still spans `epochs`, so a stopped run resumes exactly
     progress: bool = True  # tqdm bars on rank 0 (hidden anyway when stderr is not a terminal)
+    loss_check_every: int = 32  # read losses back (NaN/inf stop, progress) every N steps:
+    # on a GPU each read waits for the device, so one read per N steps keeps it busy
 
     def __post_init__(self) -> None:
         choices = {
@@ -87,7 +89,15 @@ class TrainConfig:
                 raise ValueError(
                     f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(allowed)}"
                 )
-        positive = ("image_size", "embed_dim", "min_dim", "epochs", "batch_size", "eval_batch_size")
+        positive = (
+            "image_size",
+            "embed_dim",
+            "min_dim",
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "loss_check_every",
+        )
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")

@@ -61,6 +61,7 @@ RESUMABLE_CHANGES = frozenset(
         "num_workers",
         "progress",
         "eval_batch_size",
+        "loss_check_every",
     }
 )
 
@@ -331,6 +332,7 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
         )
 
     stop = _stop_step(config, steps_per_epoch)
+    pending = PendingLosses(config.loss_check_every, ctx)
     while step < stop:
         epoch, start = divmod(step, steps_per_epoch)
         t0 = time.perf_counter()
@@ -346,14 +348,15 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
         for x, y in bar:
             x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
             loss = forward_loss(net, loss_fn, x, y, autocast)
-            value = ctx.mean(loss.detach()).item()  # every rank sees the same value
-            if not math.isfinite(value):
-                raise _non_finite(value, step, epoch, steps_per_epoch, ckpt_path)
+            pending.append(loss, step)
             optimizer_step(loss, optimizer, scaler)
             scheduler.step()
             step += 1
-            loss_sum, loss_count = loss_sum + value, loss_count + 1
-            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            if pending.full or step >= stop or step % steps_per_epoch == 0:
+                loss_sum, loss_count = _read_losses(
+                    pending, loss_sum, loss_count, steps_per_epoch, ckpt_path
+                )
+                bar.set_postfix(loss=f"{pending.last:.4f}", refresh=False)
             if step >= stop:
                 break
         bar.close()
@@ -400,6 +403,55 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
                 metrics["time_s"],
             )
     return TrainResult(run_dir, metrics, ctx.is_main)
+
+
+class PendingLosses:
+    """Per-step losses kept on the device until they are read back together.
+
+    `.item()` on a CUDA loss waits for the GPU to finish the step; reading every `capacity`
+    steps (with one all-reduce for all of them) keeps the device busy, and the NaN/inf stop
+    still names the first bad step exactly. The model may take a few steps past a bad loss
+    before the read, but the run stops without saving, so the last good checkpoint stands.
+    """
+
+    def __init__(self, capacity: int, ctx: DistContext):
+        self.ctx = ctx
+        self.losses = torch.empty(capacity, device=ctx.device)
+        self.count = 0
+        self.first_step = 0
+        self.last = math.nan
+
+    @property
+    def full(self) -> bool:
+        return self.count == len(self.losses)
+
+    def append(self, loss: torch.Tensor, step: int) -> None:
+        """Record the loss of optimizer step `step` (0-based) without waiting for it."""
+        if self.count == 0:
+            self.first_step = step
+        self.losses[self.count] = loss.detach()
+        self.count += 1
+
+    def read(self) -> tuple[int, list[float]]:
+        """(first step, the losses since the last read averaged over processes); empties."""
+        values = self.ctx.mean(self.losses[: self.count]).tolist()
+        self.count = 0
+        if values:
+            self.last = values[-1]
+        return self.first_step, values
+
+
+def _read_losses(
+    pending: PendingLosses, loss_sum: float, loss_count: int, steps_per_epoch: int, ckpt: Path
+) -> tuple[float, int]:
+    """Add the pending losses to the epoch's running sum; stop at the first NaN/inf."""
+    first_step, values = pending.read()
+    for offset, value in enumerate(values):
+        if not math.isfinite(value):
+            step = first_step + offset
+            raise _non_finite(value, step, step // steps_per_epoch, steps_per_epoch, ckpt)
+        loss_sum, loss_count = loss_sum + value, loss_count + 1
+    return loss_sum, loss_count
 
 
 def _stop_step(config: TrainConfig, steps_per_epoch: int) -> int:
