@@ -155,6 +155,49 @@ def test_shared_policy_is_the_cheapest_single_threshold_reaching_the_target(seed
     assert cascade.holdout_.expected_dim == pytest.approx(min(costs))
 
 
+@pytest.mark.filterwarnings("ignore:accuracy target")  # small caps cannot reach the target
+@pytest.mark.parametrize("policy", ["shared", "joint"])
+@pytest.mark.parametrize("seed", range(4))
+def test_cap_search_is_the_best_fixed_cap_on_the_holdout(policy, seed):
+    """cap='search' == fitting each cap alone and keeping the cheapest reaching the target."""
+    rng = np.random.default_rng(seed)
+    nesting = Nesting((4, 8, 16, 32))
+    logits, labels = random_logits(rng, 4, 300)
+    goal = dict(policy=policy, target_dim=32, tolerance=0.01, grid=32)
+    searched = Cascade(nesting, cap="search", **goal).fit(logits, labels)
+    per_cap = [Cascade(nesting, cap=m, **goal).fit(logits, labels) for m in nesting.dims]
+    feasible = [c for c in per_cap if c.holdout_.accuracy >= c.target_accuracy_]
+    best = min(feasible, key=lambda c: (c.holdout_.expected_dim, -c.holdout_.accuracy))
+    assert searched.holdout_.accuracy >= searched.target_accuracy_
+    assert searched.holdout_.expected_dim == pytest.approx(best.holdout_.expected_dim)
+    assert searched.holdout_.expected_dim <= per_cap[-1].holdout_.expected_dim
+
+
+def test_cap_search_takes_a_smaller_cap_when_the_largest_size_adds_nothing():
+    # size 8 is right exactly where size 4 is: capping at 4 reaches size 8's accuracy for less
+    n = 200
+    labels = np.arange(n) % 4
+    correct = np.stack([np.arange(n) % 2 == 0, np.arange(n) % 5 != 0, np.arange(n) % 5 != 0])
+    conf = np.full((3, n), 0.4)
+    probs = probabilities(conf, correct, labels)
+    searched = Cascade(NESTING, "shared", cap="search", target_dim=8).fit(probs, labels)
+    assert searched.dims_ == (2, 4)
+    assert searched.holdout_.accuracy == correct[2].mean()
+    assert searched.holdout_.expected_dim == 4
+
+
+def test_cap_search_round_trips_and_is_joint_or_shared_only(tmp_path):
+    rng = np.random.default_rng(4)
+    logits, labels = random_logits(rng, 3, 200)
+    cascade = Cascade(NESTING, "shared", cap="search", target_dim=4).fit(logits, labels)
+    cascade.save(tmp_path / "t.json")
+    loaded = Cascade.load(tmp_path / "t.json", NESTING)
+    assert loaded.dims_ == cascade.dims_
+    np.testing.assert_array_equal(loaded.predict(logits), cascade.predict(logits))
+    with pytest.raises(ValueError, match="cap='search' applies to policy='joint' or 'shared'"):
+        Cascade(NESTING, cap="search").fit(logits, labels)
+
+
 def test_unreachable_target_warns_and_returns_the_most_accurate():
     rng = np.random.default_rng(1)
     logits, labels = random_logits(rng, 3, 300)

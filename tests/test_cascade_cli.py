@@ -49,6 +49,30 @@ def test_cli_writes_report_and_thresholds(tmp_path, capsys):
     assert "MRL-8" in capsys.readouterr().out
 
 
+def test_cli_names_an_mrl_e_model_and_searches_caps(tmp_path, capsys):
+    torch.manual_seed(1)
+    x = torch.randn(200, 1, 4, 4)
+    model = create_model("mlp", (1, 4, 4), NESTING, 3, head="mrl-e").eval()
+    with torch.no_grad():
+        labels = model(x)[-1].argmax(dim=1).numpy()
+    folder = embed_dataset(
+        model,
+        InMemoryDataset(x.numpy(), labels, 3),
+        tmp_path / "e",
+        save_logits=True,
+        progress=False,
+    )
+    argv = ["cascade", str(folder), "--out", str(tmp_path / "r"), "--splits", "2", "--grid", "8"]
+    argv += ["--save-thresholds", str(tmp_path / "t.json"), "--policy", "shared"]
+    assert main([*argv, "--cap", "search", "--target-dim", "4"]) == 0
+    report = json.loads((tmp_path / "r" / "cascade.json").read_text())
+    assert {r["reference"] for r in report["headline"]} == {"MRL-E-8"}
+    assert "shared, cap searched" in {r["policy"] for r in report["headline"]}
+    assert set(report["shared"]) == {"2", "4", "8"}
+    assert "| MRL-E | 2 |" in (tmp_path / "r" / "cascade.md").read_text()
+    assert Cascade.load(tmp_path / "t.json", NESTING).cap == "search"
+
+
 def test_cli_bad_input(tmp_path, capsys):
     a, b, _ = folders(tmp_path)
     (tmp_path / "nologits").mkdir()

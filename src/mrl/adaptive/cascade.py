@@ -40,6 +40,7 @@ from mrl.nesting import Nesting
 
 PAPER_GRID = np.linspace(0.1, 1.0, 100)  # the official notebook's threshold grid
 POLICIES = ("pairwise", "joint", "shared")
+CAP_SEARCH = "search"  # Cascade(cap=...): fit every cap and keep the best on the holdout
 INPUTS = ("logits", "probabilities")
 COSTS = ("expected", "cumulative")
 FILE_FORMAT = "mrl-cascade"  # tag written into thresholds files
@@ -353,6 +354,9 @@ class Cascade(BaseEstimator):
             "shared" (one threshold for every size: less holdout variance, see
             `shared_threshold`). Joint and shared take one of target, target_dim or budget.
         cap: largest size the cascade may use (one of the nesting's); default the largest.
+            "search" (joint and shared policies): fit the thresholds under every cap and keep
+            the best for the goal on the holdout; a smaller cap often reaches a target more
+            cheaply because the largest sizes add little accuracy for much cost.
         inputs: whether scores are "logits" or "probabilities" (checked to sum to 1).
         target: joint or shared policy: held-out accuracy (fraction) to reach at the least cost.
         target_dim: joint or shared: take the target as this size's held-out accuracy.
@@ -416,7 +420,10 @@ class Cascade(BaseEstimator):
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
         if self.cost not in COSTS:
             raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
-        if self.cap is not None:
+        if self.cap == CAP_SEARCH:
+            if self.policy == "pairwise":
+                raise ValueError("cap='search' applies to policy='joint' or 'shared'")
+        elif self.cap is not None:
             self.nesting.index(self.cap)
         if self.target_dim is not None:
             self.nesting.index(self.target_dim)
@@ -454,7 +461,7 @@ class Cascade(BaseEstimator):
         return self.nesting.dims[: self.nesting.index(cap) + 1]
 
     def fit(self, scores: np.ndarray, labels: np.ndarray) -> Cascade:
-        """Choose the thresholds on a held-out split.
+        """Choose the thresholds (and, with `cap="search"`, the cap) on a held-out split.
 
         Args:
             scores: [G, N, C] held-out per-size logits or probabilities (see `inputs`).
@@ -468,39 +475,21 @@ class Cascade(BaseEstimator):
         if scores.ndim == 3 and scores.shape[1] == 0:
             raise ValueError("the holdout is empty: fit needs at least one held-out example")
         conf_all, correct_all = self._correct(scores, labels)
-        dims = self._dims()
-        conf, correct = conf_all[: len(dims)], correct_all[: len(dims)]
-        n = conf.shape[1]
-        pairwise = pairwise_thresholds(conf, correct)
+        n = conf_all.shape[1]
         self.target_accuracy_ = None
         if self.policy == "pairwise":
-            thresholds = pairwise
+            dims = self._dims()
+            thresholds = pairwise_thresholds(conf_all[: len(dims)], correct_all[: len(dims)])
         else:
-            unit = np.asarray(dims, dtype=np.int64)
-            cost = unit if self.cost == "expected" else np.cumsum(unit)
-            if self.budget is not None:
-                limit = math.floor(self.budget * n + 1e-9)
-                if limit < cost[0] * n:
-                    raise ValueError(
-                        f"budget {self.budget} dims is below the cheapest cascade (stopping "
-                        f"at size {dims[0]} always costs {dims[0]})"
-                    )
-                key = _budget_key(limit)
-            else:
-                if self.target_dim is not None:
-                    goal = float(correct_all.mean(axis=1)[self.nesting.index(self.target_dim)])
-                else:
-                    goal = float(self.target)
-                self.target_accuracy_ = min(max(goal - self.tolerance, 0.0), 1.0)
-                need = math.ceil(self.target_accuracy_ * n - 1e-9)
-                key = _target_key(need)
-            if self.policy == "shared":
-                thresholds = shared_threshold(conf, correct, cost, key)
-            else:
-                never = np.ones(len(dims) - 1)  # always the cap: the cap's own accuracy
-                thresholds = joint_thresholds(
-                    conf, correct, cost, key, [pairwise, never], self.grid
-                )
+            key = self._goal_key(correct_all, n)
+            caps = self.nesting.dims if self.cap == CAP_SEARCH else (self._dims()[-1],)
+            best_key = None
+            for cap in caps:  # every cap under the same goal: keep the best on the holdout
+                cap_dims = self.nesting.dims[: self.nesting.index(cap) + 1]
+                t, k = self._fit_goal(conf_all, correct_all, cap_dims, key)
+                if best_key is None or k > best_key:
+                    dims, thresholds, best_key = cap_dims, t, k
+        conf, correct = conf_all[: len(dims)], correct_all[: len(dims)]
         self.dims_ = dims
         self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
         self.holdout_ = score_exits(cascade_exits(conf, self.thresholds_), correct, dims)
@@ -516,6 +505,41 @@ class Cascade(BaseEstimator):
                 stacklevel=2,
             )
         return self
+
+    def _goal_key(self, correct_all: np.ndarray, n: int) -> Callable:
+        """The joint/shared policies' objective on n held-out examples (sets the target)."""
+        if self.budget is not None:
+            limit = math.floor(self.budget * n + 1e-9)
+            if limit < self.nesting.dims[0] * n:
+                raise ValueError(
+                    f"budget {self.budget} dims is below the cheapest cascade (stopping "
+                    f"at size {self.nesting.dims[0]} always costs {self.nesting.dims[0]})"
+                )
+            return _budget_key(limit)
+        if self.target_dim is not None:
+            goal = float(correct_all.mean(axis=1)[self.nesting.index(self.target_dim)])
+        else:
+            goal = float(self.target)
+        self.target_accuracy_ = min(max(goal - self.tolerance, 0.0), 1.0)
+        return _target_key(math.ceil(self.target_accuracy_ * n - 1e-9))
+
+    def _fit_goal(
+        self, conf_all: np.ndarray, correct_all: np.ndarray, dims: tuple[int, ...], key: Callable
+    ) -> tuple[np.ndarray, tuple[float, ...]]:
+        """Joint or shared thresholds for the sizes `dims`, and their value under `key`."""
+        conf, correct = conf_all[: len(dims)], correct_all[: len(dims)]
+        unit = np.asarray(dims, dtype=np.int64)
+        cost = unit if self.cost == "expected" else np.cumsum(unit)
+        if len(dims) == 1:
+            thresholds = np.empty(0)
+        elif self.policy == "shared":
+            thresholds = shared_threshold(conf, correct, cost, key)
+        else:
+            never = np.ones(len(dims) - 1)  # always the cap: the cap's own accuracy
+            seeds = [pairwise_thresholds(conf, correct), never]
+            thresholds = joint_thresholds(conf, correct, cost, key, seeds, self.grid)
+        totals = _Search(conf, correct, cost).totals(thresholds)
+        return thresholds, tuple(float(x) for x in key(*totals))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "thresholds_"):
@@ -574,7 +598,13 @@ class Cascade(BaseEstimator):
         cascade = cls(saved, **d["params"])
         cascade._check_params()
         cascade.dims_ = tuple(d["dims"])
-        if cascade.dims_ != cascade._dims() or len(d["thresholds"]) != len(cascade.dims_) - 1:
+        allowed = cascade._dims() if cascade.cap != CAP_SEARCH else cascade.dims_
+        prefix = cascade.nesting.dims[: len(cascade.dims_)]
+        if (
+            cascade.dims_ != allowed
+            or cascade.dims_ != prefix
+            or len(d["thresholds"]) != len(cascade.dims_) - 1
+        ):
             raise ValueError(f"thresholds file {path} is inconsistent: dims {cascade.dims_}")
         cascade.thresholds_ = np.asarray(d["thresholds"], dtype=np.float64)
         cascade.target_accuracy_ = d["target_accuracy"]

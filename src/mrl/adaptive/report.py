@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from mrl.adaptive.cascade import COSTS, Cascade, max_confidence
+from mrl.adaptive.cascade import CAP_SEARCH, COSTS, Cascade, max_confidence
 from mrl.adaptive.splits import SplitResults, evaluate_splits, holdout_splits
 from mrl.io import atomic_open, atomic_write_json
 from mrl.nesting import Nesting
@@ -67,6 +67,7 @@ def cascade_report(
     margin: float = 0.002,
     grid: int = 256,
     inputs: str = "logits",
+    model_name: str = "MRL",
 ) -> dict:
     """Everything `mrl cascade` reports, as a JSON-ready dict (accuracies as fractions).
 
@@ -83,9 +84,10 @@ def cascade_report(
             short of it on new examples (about 0.3 points at 2,000 held-out examples).
         grid: the joint policy's confidence quantiles per threshold.
         inputs: "logits" or "probabilities".
+        model_name: how tables and plots name the model, e.g. "MRL" or "MRL-E".
 
     Returns:
-        {"settings", "fixed", "pairwise", "joint", "headline"}; every metric is
+        {"settings", "fixed", "pairwise", "joint", "shared", "headline"}; every metric is
         {"mean", "std"} over splits; "headline" rows carry ratios embed_dim / cost.
     """
     if len(nesting) < 2:
@@ -102,7 +104,7 @@ def cascade_report(
             )
     correct = pred == labels[None, :]  # (G, N)
     d = nesting.embed_dim
-    own = Reference(f"MRL-{d}", d, correct=correct[-1])
+    own = Reference(f"{model_name}-{d}", d, correct=correct[-1])
     references = [own, *references]
     splits = holdout_splits(len(labels), n_splits, holdout, seed)
     tests = [test for _, test in splits]
@@ -142,16 +144,24 @@ def cascade_report(
         }
         for cost in COSTS
     }
+    shared = {
+        m: _row(run(Cascade(nesting, "shared", cap=CAP_SEARCH, target_dim=m, **common)))
+        for m in nesting
+    }
     headline = []
     for ref in references:
         ref_acc = fixed["mrl"][d] if ref is own else fixed["references"][ref.name]["accuracy"]
         # both costs grow with a shared threshold, so one fit serves both cost models
-        fits = [("joint", cost, cost) for cost in COSTS] + [("shared", "expected", "both")]
-        for policy, cost, minimises in fits:
+        fits = [("joint", None, cost, cost) for cost in COSTS] + [
+            ("shared", None, "expected", "both"),
+            ("shared", CAP_SEARCH, "expected", "expected"),
+        ]
+        for policy, cap, cost, minimises in fits:
             # a per-example reference sets each split's target from its own holdout (`run`)
             cascade = Cascade(
                 nesting,
                 policy,
+                cap=cap,
                 target=ref.accuracy,
                 tolerance=-margin,
                 cost=cost,
@@ -165,7 +175,7 @@ def cascade_report(
                     "reference": ref.name,
                     "reference_dim": ref.dim,
                     "reference_accuracy": ref_acc,
-                    "policy": policy,
+                    "policy": policy if cap is None else f"{policy}, cap searched",
                     "minimises": minimises,
                     **row,
                     "gap": gap,
@@ -203,10 +213,12 @@ def cascade_report(
             "tolerance": tolerance,
             "margin": margin,
             "grid": grid,
+            "model_name": model_name,
         },
         "fixed": fixed,
         "pairwise": pairwise,
         "joint": joint,
+        "shared": shared,
         "headline": headline,
     }
 
@@ -253,8 +265,9 @@ def report_markdown(report: dict) -> str:
         "| model | size | top-1 % |",
         "|---|---|---|",
     ]
+    name = s.get("model_name", "MRL")
     for m, acc in report["fixed"]["mrl"].items():
-        lines.append(f"| MRL | {m} | {_pm(acc)} |")
+        lines.append(f"| {name} | {m} | {_pm(acc)} |")
     for name, ref in report["fixed"]["references"].items():
         lines.append(f"| {name} | {ref['dim']} | {_pm(ref['accuracy'])} |")
     lines += [
@@ -270,18 +283,29 @@ def report_markdown(report: dict) -> str:
             f"| {m} | {_pm(r['accuracy'])} | {_pm(r['expected_dim'], 1, 1)} | "
             f"{_pm(r['cumulative_dim'], 1, 1)} | {t} |"
         )
-    for cost, rows in report["joint"].items():
+    frontiers = [
+        (f"Joint policy: size m's held-out top-1 at the least {cost} cost", rows)
+        for cost, rows in report["joint"].items()
+    ]
+    frontiers.append(
+        (
+            "Shared threshold, cap searched: size m's held-out top-1 at the least E[dim]",
+            report["shared"],
+        )
+    )
+    for title, rows in frontiers:
         lines += [
             "",
-            f"## Joint policy: size m's held-out top-1 at the least {cost} cost",
+            f"## {title}",
             "",
-            "| target size | top-1 % | E[dim] | cumulative dims |",
-            "|---|---|---|---|",
+            "| target size | top-1 % | E[dim] | cumulative dims | caps chosen (cap: splits) |",
+            "|---|---|---|---|---|",
         ]
         for m, r in rows.items():
+            caps = ", ".join(f"{cap}: {n}" for cap, n in r["caps"].items())
             lines.append(
                 f"| {m} | {_pm(r['accuracy'])} | {_pm(r['expected_dim'], 1, 1)} | "
-                f"{_pm(r['cumulative_dim'], 1, 1)} |"
+                f"{_pm(r['cumulative_dim'], 1, 1)} | {caps} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -292,7 +316,8 @@ def plot_report(report: dict) -> Figure:
     ax = fig.add_subplot()
     mrl = report["fixed"]["mrl"]
     dims = [int(m) for m in mrl]
-    ax.plot(dims, [100 * mrl[m]["mean"] for m in mrl], "o-", color="k", label="MRL, fixed size")
+    name = report["settings"].get("model_name", "MRL")
+    ax.plot(dims, [100 * mrl[m]["mean"] for m in mrl], "o-", color="k", label=f"{name}, fixed size")
     refs = report["fixed"]["references"]
     if refs:
         ax.plot(
@@ -314,6 +339,8 @@ def plot_report(report: dict) -> Figure:
     joint = report["joint"]
     curve(joint["expected"], "expected_dim", "D-", "tab:red", "joint policy, E[dim]")
     curve(joint["cumulative"], "cumulative_dim", "D:", "tab:red", "joint policy, cumulative")
+    shared = report["shared"]
+    curve(shared, "expected_dim", "s-", "tab:green", "shared threshold, cap searched, E[dim]")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("dims (expected final size, or cumulative dims computed)")
     ax.set_ylabel("top-1 accuracy (%)")

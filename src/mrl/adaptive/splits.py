@@ -56,7 +56,9 @@ class SplitResults:
 
     Attributes:
         accuracy, expected_dim, cumulative_dim, holdout_accuracy: [S], one per split.
-        thresholds: [S, K - 1] the thresholds fitted on each split.
+        thresholds: [S, K - 1] the thresholds fitted on each split; a cascade capped below
+            the largest size has 0 ("always stop") from its cap on.
+        caps: [S] the largest size each split's cascade may use.
         reference_accuracy: [S] test accuracy of the reference classifier, if one was given.
     """
 
@@ -65,6 +67,7 @@ class SplitResults:
     cumulative_dim: np.ndarray
     holdout_accuracy: np.ndarray
     thresholds: np.ndarray
+    caps: np.ndarray
     reference_accuracy: np.ndarray | None = None
 
     def summary(self) -> dict[str, dict[str, float]]:
@@ -80,6 +83,8 @@ class SplitResults:
             "mean": self.thresholds.mean(axis=0).tolist(),
             "std": self.thresholds.std(axis=0).tolist(),
         }
+        caps, counts = np.unique(self.caps, return_counts=True)
+        out["caps"] = {str(int(m)): int(c) for m, c in zip(caps, counts, strict=True)}
         return out
 
 
@@ -116,7 +121,8 @@ def evaluate_splits(
     if match_reference and reference is None:
         raise ValueError("match_reference needs a reference: [N] bool correctness")
     rows = {k: [] for k in ("accuracy", "expected_dim", "cumulative_dim", "holdout_accuracy")}
-    thresholds, ref_acc = [], []
+    thresholds, caps, ref_acc = [], [], []
+    n_thresholds = len(cascade.nesting) - 1
     for hold, test in splits:
         model = clone(cascade)
         if match_reference:
@@ -127,11 +133,15 @@ def evaluate_splits(
         rows["expected_dim"].append(result.expected_dim)
         rows["cumulative_dim"].append(result.cumulative_dim)
         rows["holdout_accuracy"].append(model.holdout_.accuracy)
-        thresholds.append(model.thresholds_)
+        t = np.zeros(n_thresholds)  # from the cap on: always stop
+        t[: len(model.thresholds_)] = model.thresholds_
+        thresholds.append(t)
+        caps.append(model.dims_[-1])
         if reference is not None:
             ref_acc.append(reference[test].mean())
     return SplitResults(
         **{k: np.asarray(v) for k, v in rows.items()},
         thresholds=np.asarray(thresholds),
+        caps=np.asarray(caps),
         reference_accuracy=np.asarray(ref_acc) if reference is not None else None,
     )

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mrl.adaptive.cascade import COSTS, POLICIES, Cascade
+from mrl.adaptive.cascade import CAP_SEARCH, COSTS, POLICIES, Cascade
 from mrl.adaptive.report import Reference, cascade_report, write_report
 from mrl.evaluation.embed import load_embeddings
 from mrl.nesting import Nesting
+
+MODEL_NAMES = {"mrl": "MRL", "mrl-e": "MRL-E"}  # the manifest's head kind -> report label
 
 
 def _load_logits(folder: str):
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance / 100,
         margin=args.margin / 100,
         grid=args.grid,
+        model_name=MODEL_NAMES.get(data.manifest.get("head"), "MRL"),
     )
     out = Path(args.out) if args.out else Path(args.logits) / "cascade"
     report["settings"]["logits"] = str(args.logits)
@@ -146,7 +149,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("thresholds file (fitted on all examples in LOGITS)")
     g.add_argument("--save-thresholds", metavar="JSON", help="fit one cascade and save it")
     g.add_argument("--policy", choices=POLICIES, default="joint")
-    g.add_argument("--cap", type=int, help="largest size allowed (default: the largest)")
+    g.add_argument(
+        "--cap",
+        type=lambda v: v if v == CAP_SEARCH else int(v),
+        help=f"largest size allowed (default: the largest); '{CAP_SEARCH}' (joint, shared): "
+        "the best cap on the holdout",
+    )
     g.add_argument("--target", type=float, help="accuracy target (fraction)")
     g.add_argument("--target-dim", type=int, help="reach this size's accuracy")
     g.add_argument("--budget", type=float, help="cost budget in dims")

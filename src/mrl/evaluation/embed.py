@@ -119,6 +119,7 @@ def embed_dataset(
         "nesting": model.nesting.to_dict(),
         "dims": list(dims),
         "num_classes": num_classes,
+        "head": model.head.kind,
         "files": {
             "embeddings": EMBEDDINGS,
             "labels": LABELS,

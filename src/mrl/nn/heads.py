@@ -33,6 +33,8 @@ class MRLHead(nn.Module):
         torch.Size([3, 4, 10])
     """
 
+    kind = "mrl"  # the `create_head` name, recorded in embedding manifests
+
     def __init__(self, nesting: Nesting, num_classes: int, bias: bool = True) -> None:
         super().__init__()
         if num_classes < 1:
@@ -93,6 +95,8 @@ class MRLEHead(nn.Module):
         torch.Size([3, 4, 10])
     """
 
+    kind = "mrl-e"  # the `create_head` name, recorded in embedding manifests
+
     def __init__(self, nesting: Nesting, num_classes: int, bias: bool = True) -> None:
         super().__init__()
         if num_classes < 1:
@@ -134,6 +138,8 @@ class FixedFeatureHead(nn.Module):
 
     As in the official code, the backbone still produces d dims; only the head is narrow.
     """
+
+    kind = "ff"  # the `create_head` name, recorded in embedding manifests
 
     def __init__(self, embed_dim: int, dim: int, num_classes: int, bias: bool = True) -> None:
         super().__init__()
