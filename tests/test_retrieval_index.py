@@ -10,6 +10,7 @@ from numpy.testing import assert_array_equal
 from mrl.retrieval.generated import GeneratedNestedSpec, generated_nested_embeddings
 from mrl.retrieval.index import MatryoshkaIndex, top_by_score_then_id
 from mrl.retrieval.plans import Funnel, Rerank, SingleShot
+from mrl.retrieval.storage import resident_copy
 from mrl.retrieval.tune import neighbor_recall
 
 SPEC = GeneratedNestedSpec(dim=128, n_classes=30, seed=1)
@@ -118,6 +119,17 @@ def test_add_remove_save_load_round_trip(tmp_path, data):
     again = MatryoshkaIndex.load(tmp_path / "idx")
     assert again.count == index.count + 2
     assert again.shortlist_dim == 16 and again.dtype == "float16"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_resident_copy_equals_its_source_and_is_writable(tmp_path, dtype):
+    x = np.random.default_rng(0).standard_normal((1000, 48)).astype(dtype)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    copy = resident_copy(mapped, chunk_rows=300)  # several chunks, a ragged last one
+    assert copy.dtype == x.dtype and copy.flags.writeable and copy.flags.c_contiguous
+    assert_array_equal(copy, x)
+    assert resident_copy(x[:0]).shape == (0, 48)
 
 
 def test_remove_past_threshold_compacts(data):

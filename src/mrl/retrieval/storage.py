@@ -7,6 +7,7 @@ the first m columns of each candidate row (which matters when the rows are memor
 
 from __future__ import annotations
 
+import mmap
 import warnings
 
 import numpy as np
@@ -28,6 +29,25 @@ def unit_prefix(x: np.ndarray, dim: int) -> np.ndarray:
     if not (prefix.flags.writeable and prefix.flags.c_contiguous):  # torch wants owned memory
         prefix = prefix.copy()
     return truncate(torch.from_numpy(prefix).float(), dim, normalize=True).numpy()
+
+
+def resident_copy(x: np.ndarray, chunk_rows: int = _CHECK_ROWS) -> np.ndarray:
+    """A copy of `x` in RAM, on transparent huge pages where the OS offers them (Linux).
+
+    A rerank gathers rows at random, so with 4 KiB pages nearly every row misses the TLB, and
+    a memory-mapped file also faults on each page's first touch. At 1M x 2048 float32 a
+    64-d row gather took 3,270 ns from a cold memory map, 66 ns from an ordinary array and
+    49 ns from huge pages (512-d rows: 441 -> 233 ns). Copies chunk by chunk, so a
+    memory-mapped `x` is never read whole into a temporary.
+    """
+    if x.nbytes == 0 or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.array(x)
+    buffer = mmap.mmap(-1, x.nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buffer.madvise(mmap.MADV_HUGEPAGE)
+    out = np.frombuffer(buffer, dtype=x.dtype).reshape(x.shape)  # keeps `buffer` alive
+    for start in range(0, len(x), chunk_rows):
+        out[start : start + chunk_rows] = x[start : start + chunk_rows]
+    return out
 
 
 def first_bad_row(x: np.ndarray) -> int | None:
