@@ -108,6 +108,8 @@ def test_bench_retrieval_on_generated_and_on_given_embeddings(tmp_path):
     assert res["table"][0]["method"].startswith("faiss IndexFlatIP")
     assert "generated" in res["title"] and (out / "figure8.png").stat().st_size > 0
     assert res["hnsw_build"]["extrapolated_to"] == 3000
+    ivf_rows = [r for r in res["table"] if "[IVF256 nprobe 32]" in r["method"]]  # 4 sqrt(3000)
+    assert len(ivf_rows) == 2 and all(r["map_ratio"] > 0.5 for r in ivf_rows)
     # an `mrl embed`-style folder: queries held out from the end of the database
     folder = tmp_path / "embed"
     folder.mkdir()

@@ -126,6 +126,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="rows of the full-D HNSW baseline (subsample beyond)",
     )
     p.add_argument("--fig8-min-dim", type=int, default=8, help="smallest Figure 8 size")
+    p.add_argument(
+        "--ivf-lists", type=int, help="cells of the IVF-shortlist rows (default ~4 sqrt(N))"
+    )
+    p.add_argument("--ivf-probe", type=int, default=32, help="cells probed by the IVF rows")
     p.add_argument("--threads", type=int, help="faiss/BLAS threads (default: all cores)")
     p.add_argument("--no-figure8", action="store_true")
     p.set_defaults(func=run_bench)
@@ -243,6 +247,8 @@ def run_bench(args: argparse.Namespace) -> int:
         threads=args.threads,
         skip_figure8=args.no_figure8,
         fig8_min_dim=args.fig8_min_dim,
+        ivf_lists=args.ivf_lists,
+        ivf_probe=args.ivf_probe,
     )
     print((Path(args.out) / "retrieval_bench.md").read_text())
     print(json.dumps({"out": str(args.out), "n": res["n"], "queries": res["queries"]}))
