@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import faiss
@@ -96,14 +97,19 @@ def top_by_score_then_id(scores: np.ndarray, ids: np.ndarray, n: int) -> np.ndar
 
     Args:
         scores: [Q, m] float32.
-        ids: [Q, m] int64 tie-breakers, or [m] shared by every row.
+        ids: [Q, m] int64 tie-breakers, or [m] shared by every row, or a function returning
+            either: it is called only when some scores tie, so callers skip gathering ids
+            in the usual case.
         n: how many to keep, <= m.
 
     Returns:
         [Q, n] int64 column indices into `scores`.
     """
     q, m = scores.shape
-    ids = np.broadcast_to(ids, (q, m))  # a view: a shared [m] row is never copied Q times
+
+    def tie_ids() -> np.ndarray:  # a view: a shared [m] row is never copied Q times
+        return np.broadcast_to(ids() if callable(ids) else ids, (q, m))
+
     cols = np.broadcast_to(np.arange(m), (q, m))
     if m > n:
         nth = np.partition(scores, m - n, axis=1)[:, m - n]  # (Q,) n-th largest
@@ -114,7 +120,7 @@ def top_by_score_then_id(scores: np.ndarray, ids: np.ndarray, n: int) -> np.ndar
         sel[plain] = np.nonzero(keep[plain])[1].reshape(-1, n)
         if not plain.all():  # ties straddle the cut: order the whole row by (score, id)
             rows = ~plain
-            sel[rows] = np.lexsort((ids[rows], -scores[rows]), axis=1)[:, :n]
+            sel[rows] = np.lexsort((tie_ids()[rows], -scores[rows]), axis=1)[:, :n]
         cols = sel
     s = np.take_along_axis(scores, cols, axis=1)
     order = np.argsort(-s, axis=1, kind="stable")
@@ -122,7 +128,7 @@ def top_by_score_then_id(scores: np.ndarray, ids: np.ndarray, n: int) -> np.ndar
     s = np.take_along_axis(s, order, axis=1)
     tied = (s[:, 1:] == s[:, :-1]).any(axis=1)
     if tied.any():
-        i = np.take_along_axis(ids[tied], cols[tied], axis=1)
+        i = np.take_along_axis(tie_ids()[tied], cols[tied], axis=1)
         fix = np.lexsort((i, -s[tied]), axis=1)
         cols[tied] = np.take_along_axis(cols[tied], fix, axis=1)
     return cols
@@ -396,7 +402,7 @@ class MatryoshkaIndex:
             live = np.flatnonzero(store.live)
             rows = np.broadcast_to(live, (len(queries), len(live)))
             scores = qd @ store.prefix(live, dim).T  # (Q, count)
-            cols = top_by_score_then_id(scores, self._ids_of(live), len(live))
+            cols = top_by_score_then_id(scores, partial(self._ids_of, live), len(live))
             return np.take_along_axis(rows, cols, 1), np.take_along_axis(scores, cols, 1), 0.0
         if exact:
             rows, scores = self._scan(qd, dim, n)
@@ -422,10 +428,10 @@ class MatryoshkaIndex:
             if dead.any():
                 s[:, dead] = -np.inf
             # top-n of the block (ids shared by every query row), then merge with the best so far
-            cols = top_by_score_then_id(s, self._ids_of(block_rows), min(n, len(x)))
+            cols = top_by_score_then_id(s, partial(self._ids_of, block_rows), min(n, len(x)))
             rows = np.concatenate([best_rows, block_rows[cols]], 1)  # (Q, <= 2n)
             s = np.concatenate([best, np.take_along_axis(s, cols, 1)], 1)
-            cols = top_by_score_then_id(s, self._ids_of(rows), min(n, s.shape[1]))
+            cols = top_by_score_then_id(s, partial(self._ids_of, rows), min(n, s.shape[1]))
             best_rows = np.take_along_axis(rows, cols, 1)
             best = np.take_along_axis(s, cols, 1)
         return best_rows, best
@@ -456,7 +462,7 @@ class MatryoshkaIndex:
                 per_query += self.ivf_lists  # the coarse quantizer's distances
             flops = per_query * self.shortlist_dim
         scores[rows < 0] = -np.inf
-        cols = top_by_score_then_id(scores, self._ids_of(rows), n)
+        cols = top_by_score_then_id(scores, partial(self._ids_of, rows), n)
         return np.take_along_axis(rows, cols, 1), np.take_along_axis(scores, cols, 1), flops
 
     def rerank(
@@ -507,7 +513,7 @@ class MatryoshkaIndex:
             norms = torch.linalg.vector_norm(x, dim=2)  # (Q, c)
             scores = (dots / norms.clamp_min(1e-12)).numpy()
             scores[~valid] = -np.inf
-            cols = top_by_score_then_id(scores, self._ids_of(rows), min(keep, cand))
+            cols = top_by_score_then_id(scores, partial(self._ids_of, rows), min(keep, cand))
             rows = np.take_along_axis(rows, cols, 1)
             scores = np.take_along_axis(scores, cols, 1)
         return rows[:, :k], scores[:, :k]
