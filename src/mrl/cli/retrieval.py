@@ -130,6 +130,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--ivf-lists", type=int, help="cells of the IVF-shortlist rows (default ~4 sqrt(N))"
     )
     p.add_argument("--ivf-probe", type=int, default=32, help="cells probed by the IVF rows")
+    p.add_argument(
+        "--tune-queries",
+        type=int,
+        default=0,
+        help="generated data: tune a plan (`MatryoshkaIndex.tune`) on this many further queries",
+    )
+    p.add_argument(
+        "--tune-target", type=float, default=0.997, help="mAP@k relative to exact, for tuning"
+    )
     p.add_argument("--threads", type=int, help="faiss/BLAS threads (default: all cores)")
     p.add_argument("--no-figure8", action="store_true")
     p.set_defaults(func=run_bench)
@@ -206,6 +215,7 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    tuning = None
     if args.database:
         database = _load(args.database)
         db_labels = np.asarray(_load(args.labels or args.database, "labels.npy"))
@@ -231,7 +241,11 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"generating {args.n} x {args.dim} nested embeddings -> {x_path}")
             write_generated_nested_embeddings(prefix, args.n, spec, "database", args.dtype)
         database, db_labels = np.load(x_path, mmap_mode="r"), np.load(y_path)
-        queries, query_labels = generated_nested_embeddings(args.n_queries, spec, "queries")
+        nq = args.n_queries
+        queries, query_labels = generated_nested_embeddings(nq + args.tune_queries, spec, "queries")
+        if args.tune_queries:  # rows after the measured queries: disjoint from them
+            tuning = (queries[nq:], query_labels[nq:])
+            queries, query_labels = queries[:nq], query_labels[:nq]
         title = f"generated nested embeddings ({args.classes} classes, {dataclasses.asdict(spec)})"
     res = run_retrieval_benchmark(
         database,
@@ -249,6 +263,8 @@ def run_bench(args: argparse.Namespace) -> int:
         fig8_min_dim=args.fig8_min_dim,
         ivf_lists=args.ivf_lists,
         ivf_probe=args.ivf_probe,
+        tuning=tuning,
+        tune_target=args.tune_target,
     )
     print((Path(args.out) / "retrieval_bench.md").read_text())
     print(json.dumps({"out": str(args.out), "n": res["n"], "queries": res["queries"]}))
