@@ -154,6 +154,38 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
     assert kept["step"] == 22 and all(torch.isfinite(v).all() for v in kept["model"].values())
 
 
+class CrashAfter(nn.Module):
+    """A linear backbone that raises on its `plan["after"]`+1-th training forward (None: never)."""
+
+    def __init__(self, in_shape, embed_dim, plan):
+        super().__init__()
+        self.linear = nn.Linear(int(np.prod(in_shape)), embed_dim)
+        self.plan, self.calls = plan, 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.plan["after"] is not None and self.calls > self.plan["after"]:
+                raise RuntimeError("simulated crash")
+        return self.linear(x.flatten(1))
+
+
+def test_mid_epoch_checkpoints_resume_exactly_after_a_crash(tmp_path, monkeypatch):
+    plan = {"after": None}
+    monkeypatch.setitem(BACKBONES, "crashy", lambda s, d: CrashAfter(s, d, plan))
+    straight = train(digits_config(tmp_path / "a", backbone="crashy"))
+    config = digits_config(tmp_path / "b", backbone="crashy", checkpoint_every=5)
+    plan["after"] = 28  # dies during step 29, in epoch 2 (22 steps per epoch)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(config)
+    kept = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
+    assert kept["step"] == 25 and kept["metrics"]["epoch"] == 1  # the last mid-epoch save
+    plan["after"] = None
+    resumed = train(config, resume=True)
+    assert resumed.metrics["train_loss"] == straight.metrics["train_loss"]
+    assert same_weights(load_model(resumed.run_dir)[0], load_model(straight.run_dir)[0])
+
+
 def test_loss_check_interval_changes_nothing_but_when_losses_are_read(tmp_path):
     every_step = train(digits_config(tmp_path / "a", loss_check_every=1))
     every_7 = train(digits_config(tmp_path / "b", loss_check_every=7))

@@ -54,6 +54,8 @@ def test_unknown_key_is_named_with_the_nearest(tmp_path):
         ),
         ("--ff_dim=128", r"ff_dim 128 must be within 1..64"),
         ("--lr", "override '--lr' must look like --key=value"),
+        ("--checkpoint_every=0", "checkpoint_every must be >= 1 or null, got 0"),
+        ("--loss_check_every=0", "loss_check_every must be >= 1, got 0"),
     ],
 )
 def test_bad_values_are_clear(override, match):

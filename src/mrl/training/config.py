@@ -72,6 +72,8 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimizer steps (tests, benchmarks);
     # the learning-rate schedule still spans `epochs`, so a stopped run resumes exactly
     progress: bool = True  # tqdm bars on rank 0 (hidden anyway when stderr is not a terminal)
+    checkpoint_every: int | None = None  # also checkpoint every N steps inside an epoch (for
+    # long epochs: a crash loses at most N steps); None: at the end of each epoch only
     loss_check_every: int = 32  # read losses back (NaN/inf stop, progress) every N steps:
     # on a GPU each read waits for the device, so one read per N steps keeps it busy
 
@@ -101,8 +103,9 @@ class TrainConfig:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        for key in ("max_steps", "checkpoint_every"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1 or null, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.warmup_epochs < 0 or self.num_workers < 0:

@@ -62,6 +62,7 @@ RESUMABLE_CHANGES = frozenset(
         "progress",
         "eval_batch_size",
         "loss_check_every",
+        "checkpoint_every",
     }
 )
 
@@ -333,6 +334,7 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
 
     stop = _stop_step(config, steps_per_epoch)
     pending = PendingLosses(config.loss_check_every, ctx)
+    run = _Checkpointed(config, train_set, model, optimizer, scheduler, scaler, steps_per_epoch)
     while step < stop:
         epoch, start = divmod(step, steps_per_epoch)
         t0 = time.perf_counter()
@@ -352,11 +354,19 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
             optimizer_step(loss, optimizer, scaler)
             scheduler.step()
             step += 1
-            if pending.full or step >= stop or step % steps_per_epoch == 0:
+            mid_epoch_save = (
+                config.checkpoint_every is not None
+                and step % config.checkpoint_every == 0
+                and step % steps_per_epoch != 0
+                and step < stop
+            )
+            if pending.full or mid_epoch_save or step >= stop or step % steps_per_epoch == 0:
                 loss_sum, loss_count = _read_losses(
                     pending, loss_sum, loss_count, steps_per_epoch, ckpt_path
                 )
                 bar.set_postfix(loss=f"{pending.last:.4f}", refresh=False)
+            if mid_epoch_save and ctx.is_main:  # metrics stay the last finished epoch's
+                save_checkpoint(ckpt_path, run.payload(step, loss_sum, loss_count, metrics))
             if step >= stop:
                 break
         bar.close()
@@ -371,25 +381,7 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
         if step % steps_per_epoch == 0:  # a finished epoch starts the next average afresh
             loss_sum, loss_count = 0.0, 0
         if ctx.is_main:
-            save_checkpoint(
-                ckpt_path,
-                {
-                    "config": config.to_dict(),
-                    "data": {
-                        "in_shape": list(train_set.in_shape),
-                        "num_classes": train_set.num_classes,
-                    },
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "step": step,
-                    "steps_per_epoch": steps_per_epoch,
-                    "epoch_loss": [loss_sum, loss_count],
-                    "rng": rng_state(),
-                    "metrics": metrics,
-                },
-            )
+            save_checkpoint(ckpt_path, run.payload(step, loss_sum, loss_count, metrics))
             with open(run_dir / METRICS, "a") as f:
                 f.write(json.dumps(metrics) + "\n")
             top1 = " ".join(f"{m}:{acc:.4f}" for m, acc in metrics["top1"].items())
@@ -403,6 +395,38 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
                 metrics["time_s"],
             )
     return TrainResult(run_dir, metrics, ctx.is_main)
+
+
+@dataclass
+class _Checkpointed:
+    """What a checkpoint saves besides the step counters: one place for both save points."""
+
+    config: TrainConfig
+    train_set: LabeledDataset
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+
+    def payload(self, step: int, loss_sum: float, loss_count: int, metrics: dict) -> dict:
+        """The checkpoint dict after optimizer step `step` (RNG state taken now)."""
+        return {
+            "config": self.config.to_dict(),
+            "data": {
+                "in_shape": list(self.train_set.in_shape),
+                "num_classes": self.train_set.num_classes,
+            },
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "epoch_loss": [loss_sum, loss_count],
+            "rng": rng_state(),
+            "metrics": metrics,
+        }
 
 
 class PendingLosses:
