@@ -115,7 +115,7 @@ def test_bench_retrieval_on_generated_and_on_given_embeddings(tmp_path):
     tuned = [r for r in res["table"] if r["method"].endswith("[HNSW32, tuned]")]
     assert len(tuned) == 1 and res["tuning"]["queries"] == 40
     assert tuned[0]["method"] == f"ours {res['tuning']['best_plan']} [HNSW32, tuned]"
-    ivf_rows = [r for r in res["table"] if "[IVF256 nprobe 32]" in r["method"]]  # 4 sqrt(3000)
+    ivf_rows = [r for r in res["table"] if "[IVF512 nprobe 64]" in r["method"]]  # 8 sqrt(3000)
     assert len(ivf_rows) == 2 and all(r["map_ratio"] > 0.5 for r in ivf_rows)
     # an `mrl embed`-style folder: queries held out from the end of the database
     folder = tmp_path / "embed"

@@ -127,9 +127,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fig8-min-dim", type=int, default=8, help="smallest Figure 8 size")
     p.add_argument(
-        "--ivf-lists", type=int, help="cells of the IVF-shortlist rows (default ~4 sqrt(N))"
+        "--ivf-lists", type=int, help="cells of the IVF-shortlist rows (default ~8 sqrt(N))"
     )
-    p.add_argument("--ivf-probe", type=int, default=32, help="cells probed by the IVF rows")
+    p.add_argument("--ivf-probe", type=int, default=64, help="cells probed by the IVF rows")
     p.add_argument(
         "--tune-queries",
         type=int,

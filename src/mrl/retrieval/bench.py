@@ -201,8 +201,14 @@ def plot_figure8(fig8: dict, path: Path, title: str) -> None:
 
 
 def _default_ivf_lists(n: int) -> int:
-    """faiss's rule of thumb, about 4 sqrt(N) cells, as a power of two (4096 at 1M rows)."""
-    return max(1, 2 ** round(math.log2(4 * math.sqrt(n))))
+    """About 8 sqrt(N) cells, as a power of two (8192 at 1M rows).
+
+    With nprobe 64 this matched HNSW32's shortlist recall at efSearch 200 on the 32-d prefix
+    of the 1M generated set (recall@200 of the exact 32-d top-200: 0.985 vs 0.978) at half
+    its time; 4 sqrt(N) cells at nprobe 32 reached only 0.972. Chosen on that label-free
+    recall, not on the benchmark's mAP.
+    """
+    return max(1, 2 ** round(math.log2(8 * math.sqrt(n))))
 
 
 def _plan_row(
@@ -276,7 +282,7 @@ def run_retrieval_benchmark(
     skip_figure8: bool = False,
     fig8_min_dim: int = 8,
     ivf_lists: int | None = None,
-    ivf_probe: int = 32,
+    ivf_probe: int = 64,
     tuning: tuple[np.ndarray, np.ndarray] | None = None,
     tune_target: float = 0.997,
 ) -> dict:
@@ -297,9 +303,9 @@ def run_retrieval_benchmark(
         repeats: timing runs per plan (best kept).
         skip_figure8: leave out Figure 8 (e.g. for a quick check).
         fig8_min_dim: smallest single-shot / D_s size in Figure 8 (the paper's is 8).
-        ivf_lists: cells of the IVF-shortlist variant; default about 4 sqrt(N).
-        ivf_probe: cells it probes per query (32 of 4096 at 1M rows: a shortlist recall@200
-            close to HNSW32's at efSearch 200, for half the time, on the generated data).
+        ivf_lists: cells of the IVF-shortlist variant; default about 8 sqrt(N) (see
+            `_default_ivf_lists`).
+        ivf_probe: cells it probes per query.
         tuning: (queries, labels) disjoint from `queries`: `MatryoshkaIndex.tune` picks the
             fastest plan reaching `tune_target` of exact mAP@k on them, which is then timed
             and scored on `queries` like the fixed plans.
