@@ -118,19 +118,25 @@ def test_resume_refuses_truncated_or_foreign_checkpoints(tmp_path, content):
         train(config, resume=True)
 
 
-class NaNAfter(nn.Module):
-    """A backbone whose output turns NaN from its `after`+1-th training forward on."""
+class FaultAfter(nn.Module):
+    """A linear backbone that fails from its `plan["after"]`+1-th training forward on.
 
-    def __init__(self, in_shape, embed_dim, after):
+    `plan["fault"]` is "nan" (the output turns NaN) or "raise" (a simulated crash); the plan
+    is a dict so a test can change it between runs; `plan["after"]` None never fails.
+    """
+
+    def __init__(self, in_shape, embed_dim, plan):
         super().__init__()
         self.linear = nn.Linear(int(np.prod(in_shape)), embed_dim)
-        self.after, self.calls = after, 0
+        self.plan, self.calls = plan, 0
 
     def forward(self, x):
         z = self.linear(x.flatten(1))
         if self.training:
             self.calls += 1
-            if self.calls > self.after:
+            if self.plan["after"] is not None and self.calls > self.plan["after"]:
+                if self.plan["fault"] == "raise":
+                    raise RuntimeError("simulated crash")
                 z = z * float("nan")
         return z
 
@@ -140,7 +146,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
     tmp_path, monkeypatch, check_every
 ):
     # Losses are read back every `check_every` steps; the first bad step is named all the same.
-    monkeypatch.setitem(BACKBONES, "nan-after-24", lambda s, d: NaNAfter(s, d, after=24))
+    plan = {"after": 24, "fault": "nan"}
+    monkeypatch.setitem(BACKBONES, "nan-after-24", lambda s, d: FaultAfter(s, d, plan))
     config = digits_config(
         tmp_path, backbone="nan-after-24", epochs=3, loss_check_every=check_every
     )
@@ -154,25 +161,9 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
     assert kept["step"] == 22 and all(torch.isfinite(v).all() for v in kept["model"].values())
 
 
-class CrashAfter(nn.Module):
-    """A linear backbone that raises on its `plan["after"]`+1-th training forward (None: never)."""
-
-    def __init__(self, in_shape, embed_dim, plan):
-        super().__init__()
-        self.linear = nn.Linear(int(np.prod(in_shape)), embed_dim)
-        self.plan, self.calls = plan, 0
-
-    def forward(self, x):
-        if self.training:
-            self.calls += 1
-            if self.plan["after"] is not None and self.calls > self.plan["after"]:
-                raise RuntimeError("simulated crash")
-        return self.linear(x.flatten(1))
-
-
 def test_mid_epoch_checkpoints_resume_exactly_after_a_crash(tmp_path, monkeypatch):
-    plan = {"after": None}
-    monkeypatch.setitem(BACKBONES, "crashy", lambda s, d: CrashAfter(s, d, plan))
+    plan = {"after": None, "fault": "raise"}
+    monkeypatch.setitem(BACKBONES, "crashy", lambda s, d: FaultAfter(s, d, plan))
     straight = train(digits_config(tmp_path / "a", backbone="crashy"))
     config = digits_config(tmp_path / "b", backbone="crashy", checkpoint_every=5)
     plan["after"] = 28  # dies during step 29, in epoch 2 (22 steps per epoch)
