@@ -12,6 +12,7 @@ metrics are summed over the ranks' shards of the test split.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -222,7 +223,10 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         if created:
             # Rank 0 may still be writing its last checkpoint; tearing gloo down while a
             # peer is mid-flight aborts the process ("terminate called without an active
-            # exception"), so every rank finishes together before the group goes.
+            # exception"), so every rank finishes together before the group goes. The DDP
+            # wrapper sits in reference cycles: collect it now, while its group still
+            # exists, rather than at interpreter exit.
+            gc.collect()
             dist.barrier()
         return result
     finally:
