@@ -112,9 +112,14 @@ def test_bench_retrieval_on_generated_and_on_given_embeddings(tmp_path):
     assert res["table"][0]["method"].startswith("faiss IndexFlatIP")
     assert "generated" in res["title"] and (out / "figure8.png").stat().st_size > 0
     assert res["hnsw_build"]["extrapolated_to"] == 3000
-    tuned = [r for r in res["table"] if r["method"].endswith("[HNSW32, tuned]")]
-    assert len(tuned) == 1 and res["tuning"]["queries"] == 40
-    assert tuned[0]["method"] == f"ours {res['tuning']['best_plan']} [HNSW32, tuned]"
+    tuned = [r for r in res["table"] if r["method"].endswith(", tuned]")]
+    assert len(tuned) == 2 and res["tuning"]["HNSW32"]["queries"] == 40
+    assert tuned[0]["method"] == f"ours {res['tuning']['HNSW32']['best_plan']} [HNSW32, tuned]"
+    ivf = res["tuning"]["IVF512"]
+    assert ivf["efforts"] == [8, 16, 32, 48, 64, 96, 128] and ivf["best_effort"] in ivf["efforts"]
+    assert (
+        tuned[1]["method"] == f"ours {ivf['best_plan']} [IVF512 effort {ivf['best_effort']}, tuned]"
+    )
     ivf_rows = [r for r in res["table"] if "[IVF512 nprobe 64]" in r["method"]]  # 8 sqrt(3000)
     assert len(ivf_rows) == 2 and all(r["map_ratio"] > 0.5 for r in ivf_rows)
     # an `mrl embed`-style folder: queries held out from the end of the database

@@ -121,6 +121,18 @@ def test_add_remove_save_load_round_trip(tmp_path, data):
     assert again.shortlist_dim == 16 and again.dtype == "float16"
 
 
+def test_ivf_effort_probing_every_cell_is_exact_and_per_call(data):
+    x, _, q, _ = data
+    ivf = MatryoshkaIndex(shortlist_dim=16, ann="ivf", ivf_lists=32, ivf_probe=1).build(x)
+    everywhere = ivf.search(q, 10, SingleShot(16, exact=False), effort=32).ids
+    assert_array_equal(everywhere, faiss_exact(x, q, 16, 10))
+    one_cell = ivf.search(q, 10, SingleShot(16, exact=False)).ids
+    assert neighbor_recall(one_cell, everywhere) < 1.0 and ivf.ivf_probe == 1
+    for bad in (0, -3, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="effort must be an int >= 1"):
+            ivf.search(q, 10, effort=bad)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_resident_copy_equals_its_source_and_is_writable(tmp_path, dtype):
     x = np.random.default_rng(0).standard_normal((1000, 48)).astype(dtype)

@@ -53,6 +53,23 @@ def test_tuner_picks_the_fastest_plan_meeting_the_target(setup):
     assert exact.quality == 1.0 and exact.flops_per_query == 64 * index.count
 
 
+def test_tuner_tries_each_effort_with_every_ann_plan(setup):
+    index, q, _, _ = setup
+    plans = [SingleShot(64), Rerank(8, 64, 50), Rerank(8, 32, 20)]
+    tuner = index.tune(q, target=0.9, k=10, plans=plans, repeats=1, efforts=[16, 200])
+    rows = [(r.plan, r.effort) for r in tuner.table_]
+    assert rows == [
+        ("single:64", None),  # exact: measured once
+        ("rerank:8:64:50", 16),
+        ("rerank:8:64:50", 200),
+        ("rerank:8:32:20", 16),
+        ("rerank:8:32:20", 200),
+    ]
+    assert tuner.best_effort_ == tuner.best_.effort and index.ef_search == 64  # not changed
+    again = index.search(q, 10, tuner.best_plan_, effort=tuner.best_effort_)
+    assert again.ids.shape == (len(q), 10)
+
+
 def test_tuner_with_labels_uses_map_relative_to_exact(setup):
     index, q, yq, y = setup
     tuner = index.tune(

@@ -79,6 +79,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--query-labels", help=".npy [Q] int labels (mAP target)")
     p.add_argument("--id-labels", help=".npy labels indexed by id (mAP target)")
+    p.add_argument(
+        "--efforts",
+        type=lambda v: [int(x) for x in v.split(",")],
+        help="ANN efforts to try with every plan, e.g. 16,32,64 (HNSW efSearch or IVF nprobe)",
+    )
     p.add_argument("--out", help="write the table and the chosen plan as JSON")
     p.set_defaults(func=run_tune)
 
@@ -92,6 +97,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--plan", default="funnel", help=PLAN_HELP)
     p.add_argument("--mmap", action="store_true", help="memory-map the stored vectors")
+    p.add_argument("--effort", type=int, help="HNSW efSearch or IVF nprobe for this search")
     p.add_argument("--out", help="write ids and scores to this .npz")
     p.set_defaults(func=run_search)
 
@@ -168,7 +174,7 @@ def run_build(args: argparse.Namespace) -> int:
 def run_search(args: argparse.Namespace) -> int:
     index = MatryoshkaIndex.load(args.index, mmap=args.mmap)
     plan = parse_plan(args.plan, index.dim, index.shortlist_dim)
-    res = index.search(_load(args.queries), args.k, plan)
+    res = index.search(_load(args.queries), args.k, plan, effort=args.effort)
     st = res.stats
     q = len(np.atleast_2d(res.ids))
     print(
@@ -190,15 +196,21 @@ def run_tune(args: argparse.Namespace) -> int:
         if args.query_labels is None
         else (np.load(args.query_labels), np.load(args.id_labels))
     )
-    tuner = index.tune(np.asarray(_load(args.queries)), args.target, args.k, *labels)
-    print(f"{'plan':48s} {'ms/query':>9s} {'MFLOPs/q':>9s} {'quality':>8s} {'rel.':>7s}  pareto")
+    queries = np.asarray(_load(args.queries))
+    tuner = index.tune(queries, args.target, args.k, *labels, efforts=args.efforts)
+    print(
+        f"{'plan':48s} {'effort':>6s} {'ms/query':>9s} {'MFLOPs/q':>9s} {'quality':>8s} "
+        f"{'rel.':>7s}  pareto"
+    )
     for r in tuner.table_:
+        effort = "-" if r.effort is None else str(r.effort)
         print(
-            f"{r.plan:48s} {r.latency_ms:9.4f} {r.flops_per_query / 1e6:9.3f} "
+            f"{r.plan:48s} {effort:>6s} {r.latency_ms:9.4f} {r.flops_per_query / 1e6:9.3f} "
             f"{r.quality:8.4f} {r.relative_quality:7.4f}  {'*' if r.pareto else ''}"
         )
+    effort = "" if tuner.best_effort_ is None else f" at effort {tuner.best_effort_}"
     print(
-        f"cheapest plan reaching {args.target}: {tuner.best_plan_} "
+        f"cheapest plan reaching {args.target}: {tuner.best_plan_}{effort} "
         f"({tuner.best_.latency_ms:.4f} ms/query)"
     )
     if args.out:
@@ -208,6 +220,7 @@ def run_tune(args: argparse.Namespace) -> int:
                 "target": args.target,
                 "k": args.k,
                 "best_plan": str(tuner.best_plan_),
+                "best_effort": tuner.best_effort_,
                 "table": [dataclasses.asdict(r) for r in tuner.table_],
             },
         )

@@ -224,9 +224,10 @@ def _plan_row(
     exact_rows,
     exact_map,
     bw,
+    effort=None,
 ) -> dict:
     """One table row: `plan` timed on `index` (best of `repeats`) with quality and cost."""
-    r, took = _time_plan(index, queries, k, plan, repeats)
+    r, took = _time_plan(index, queries, k, plan, repeats, effort)
     st = r.stats
     rerank_bps = (
         st.rerank_bytes_per_query * len(queries) / st.rerank_seconds if plan.steps else None
@@ -255,11 +256,39 @@ def _plan_row(
     return row
 
 
-def _time_plan(index: MatryoshkaIndex, queries: np.ndarray, k: int, plan: Plan, repeats: int):
+def _tuned_row(index, ann, efforts, tuning, target, db_labels, k, timing):
+    """Tune `index` on the held-out `tuning` queries; returns a callable that records the
+    tuning into a results dict and times the chosen plan on the measured queries."""
+
+    def run(record: dict) -> dict:
+        tune_q, tune_y = tuning
+        t0 = time.perf_counter()
+        tuner = index.tune(tune_q, target, k, tune_y, db_labels, repeats=1, efforts=efforts)
+        record[ann] = {
+            "queries": len(tune_q),
+            "target": target,
+            "efforts": efforts,
+            "seconds": time.perf_counter() - t0,
+            "best_plan": str(tuner.best_plan_),
+            "best_effort": tuner.best_effort_,
+            "pareto": [dataclasses.asdict(row) for row in tuner.pareto_],
+        }
+        log.info("%s tuned on %d held-out queries: %s", ann, len(tune_q), tuner.best_plan_)
+        label = f"{ann}" + ("" if tuner.best_effort_ is None else f" effort {tuner.best_effort_}")
+        return _plan_row(
+            index, tuner.best_plan_, f"{label}, tuned", *timing, effort=tuner.best_effort_
+        )
+
+    return run
+
+
+def _time_plan(
+    index: MatryoshkaIndex, queries: np.ndarray, k: int, plan: Plan, repeats: int, effort=None
+):
     best, res = np.inf, None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        r = index.search(queries, k, plan)
+        r = index.search(queries, k, plan, effort=effort)
         took = time.perf_counter() - t0
         if took < best:
             best, res = took, r
@@ -372,21 +401,10 @@ def run_retrieval_benchmark(
         plans += [Funnel.halving(d, shortlist_dim, s, final=k) for s in (200, 400, 800)]
         rows += [_plan_row(index, plan, "HNSW32", *timing) for plan in plans]
 
+        res["tuning"] = {}
         if tuning is not None:
-            tune_q, tune_y = tuning
-            t0 = time.perf_counter()
-            tuner = index.tune(
-                tune_q, tune_target, k, query_labels=tune_y, id_labels=db_labels, repeats=1
-            )
-            res["tuning"] = {
-                "queries": len(tune_q),
-                "target": tune_target,
-                "seconds": time.perf_counter() - t0,
-                "best_plan": str(tuner.best_plan_),
-                "pareto": [dataclasses.asdict(row) for row in tuner.pareto_],
-            }
-            log.info("tuned on %d held-out queries: %s", len(tune_q), tuner.best_plan_)
-            rows.append(_plan_row(index, tuner.best_plan_, "HNSW32, tuned", *timing))
+            tuned = _tuned_row(index, "HNSW32", None, tuning, tune_target, db_labels, k, timing)
+            rows.append(tuned(res["tuning"]))
 
         # The same plans over an IVF shortlist: a cheaper first stage at a low D_s.
         lists = ivf_lists or _default_ivf_lists(n)
@@ -407,6 +425,11 @@ def run_retrieval_benchmark(
         )
         label = f"IVF{lists} nprobe {ivf_probe}"
         rows += [_plan_row(ivf, plan, label, *timing) for plan in (plans[1], plans[2])]
+        if tuning is not None:  # the tuner also chooses nprobe here
+            efforts = sorted({8, 16, 32, 48, 64, 96, 128} & set(range(1, lists + 1)))
+            ann = f"IVF{lists}"
+            tuned = _tuned_row(ivf, ann, efforts, tuning, tune_target, db_labels, k, timing)
+            rows.append(tuned(res["tuning"]))
         del ivf
 
         # HNSW at full D vs on the D_s-prefix, built on the same rows.
@@ -497,13 +520,14 @@ def format_report(res: dict) -> str:
             _f(r.get("rerank_bandwidth_fraction"), ".1%"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    if "tuning" in res:
-        t = res["tuning"]
+    for ann, t in res.get("tuning", {}).items():
+        effort = "" if t["best_effort"] is None else f" at effort {t['best_effort']}"
         lines += [
             "",
-            f"Tuned row: `MatryoshkaIndex.tune` picked `{t['best_plan']}` as the fastest plan "
-            f"reaching {t['target']} of exact mAP@{res['k']} on {t['queries']} further generated "
-            f"queries, disjoint from the measured ones ({t['seconds']:.0f} s of tuning).",
+            f"Tuned row ({ann}): `MatryoshkaIndex.tune` picked `{t['best_plan']}`{effort} as the "
+            f"fastest plan reaching {t['target']} of exact mAP@{res['k']} on {t['queries']} "
+            f"further generated queries, disjoint from the measured ones "
+            f"({t['seconds']:.0f} s of tuning; efforts tried: {t['efforts'] or 'the default'}).",
         ]
     h = res["hnsw_build"]
     lines += [

@@ -339,7 +339,9 @@ class MatryoshkaIndex:
             raise ValueError(f"k={k} exceeds the {self.count} vectors in the index")
         return q
 
-    def search(self, queries: np.ndarray, k: int, plan: Plan | None = None) -> SearchResult:
+    def search(
+        self, queries: np.ndarray, k: int, plan: Plan | None = None, effort: int | None = None
+    ) -> SearchResult:
         """Top-`k` neighbours of each query under `plan`.
 
         Args:
@@ -347,6 +349,8 @@ class MatryoshkaIndex:
             k: results per query, 1 <= k <= count.
             plan: `SingleShot`, `Rerank` or `Funnel`; default the paper's halving funnel from
                 this index's D_s.
+            effort: ANN search effort for this call only: HNSW efSearch (raised to the
+                shortlist size) or IVF nprobe; default the index's `ef_search` / `ivf_probe`.
 
         Returns:
             `SearchResult` with [Q, k] ids and scores ([k] for a 1-D query) and `SearchStats`.
@@ -355,9 +359,13 @@ class MatryoshkaIndex:
         q = self._check_query(queries, k)
         plan = Funnel.halving(self.dim, self.shortlist_dim) if plan is None else plan
         check_plan(plan, self.dim, k)
+        bad_effort = isinstance(effort, bool) or not isinstance(effort, int | np.integer)
+        if effort is not None and (bad_effort or effort < 1):
+            raise ValueError(f"effort must be an int >= 1 (efSearch or nprobe), got {effort!r}")
         exact = plan.exact
         t0 = time.perf_counter()
-        rows, scores, flops = self.shortlist(q, plan.shortlist_dim, plan.shortlist_size(k), exact)
+        size = plan.shortlist_size(k)
+        rows, scores, flops = self.shortlist(q, plan.shortlist_dim, size, exact, effort)
         t1 = time.perf_counter()
         rows, scores = self.rerank(q, rows, plan.steps, k, scores)
         t2 = time.perf_counter()
@@ -380,7 +388,12 @@ class MatryoshkaIndex:
         return np.where(rows >= 0, self.store_.ids[np.maximum(rows, 0)], _NO_ID)
 
     def shortlist(
-        self, queries: np.ndarray, dim: int, n: int, exact: bool = False
+        self,
+        queries: np.ndarray,
+        dim: int,
+        n: int,
+        exact: bool = False,
+        effort: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, float]:
         """The best `n` rows per query at the `dim`-prefix, best first.
 
@@ -391,6 +404,7 @@ class MatryoshkaIndex:
             dim: prefix size; must equal `shortlist_dim` unless `exact`.
             n: shortlist size.
             exact: brute force over the stored vectors instead of the ANN structure.
+            effort: HNSW efSearch or IVF nprobe for this call (see `search`).
 
         Returns:
             rows [Q, n] int64 (storage rows, -1 if not found), scores [Q, n] float32, and
@@ -412,7 +426,7 @@ class MatryoshkaIndex:
                 f"the ANN structure indexes the {self.shortlist_dim}-prefix, not {dim}; "
                 "use exact=True or a plan whose D_s is the index's shortlist_dim"
             )
-        return self._ann_search(qd, n)
+        return self._ann_search(qd, n, effort)
 
     def _scan(self, qd: np.ndarray, dim: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Brute-force top-n over all live rows at `dim`, block by block (bounded memory)."""
@@ -436,17 +450,21 @@ class MatryoshkaIndex:
             best = np.take_along_axis(s, cols, 1)
         return best_rows, best
 
-    def _ann_search(self, qd: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, float]:
+    def _ann_search(
+        self, qd: np.ndarray, n: int, effort: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         store = self.store_
         sel, bitmap = None, None
         if store.count < store.n_rows:
             bitmap = np.packbits(store.live, bitorder="little")
             sel = faiss.IDSelectorBitmap(store.n_rows, faiss.swig_ptr(bitmap))
         if self.ann == "hnsw":
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, n))
+            ef = self.ef_search if effort is None else int(effort)
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(ef, n))
             stats = faiss.cvar.hnsw_stats
         elif self.ann == "ivf":
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=self.ivf_probe)
+            nprobe = self.ivf_probe if effort is None else int(effort)
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=min(nprobe, self.ivf_lists))
             stats = faiss.cvar.indexIVF_stats
         else:
             params, stats = faiss.SearchParameters(sel=sel), None
@@ -527,16 +545,18 @@ class MatryoshkaIndex:
         id_labels: np.ndarray | None = None,
         plans: list[Plan] | None = None,
         repeats: int = 2,
+        efforts: list[int] | None = None,
     ):
-        """Cheapest plan by measured latency reaching `target` (relative to exact search).
+        """Cheapest plan (and ANN effort) by measured latency reaching `target`.
 
         See `mrl.retrieval.tune.PlanTuner`; quality is recall@k against exact full-dim search,
-        or the paper's mAP@k relative to exact search when labels are given.
+        or the paper's mAP@k relative to exact search when labels are given. `efforts` are
+        HNSW efSearch / IVF nprobe values tried with every ANN plan.
 
         Returns:
-            the fitted `PlanTuner` (`best_plan_`, `best_`, `table_`, `pareto_`).
+            the fitted `PlanTuner` (`best_plan_`, `best_effort_`, `best_`, `table_`, `pareto_`).
         """
-        tuner = PlanTuner(target=target, k=k, plans=plans, repeats=repeats)
+        tuner = PlanTuner(target=target, k=k, plans=plans, repeats=repeats, efforts=efforts)
         return tuner.fit(self, queries, query_labels, id_labels)
 
     # ------------------------------------------------------------------ persistence

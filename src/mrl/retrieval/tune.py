@@ -69,6 +69,7 @@ class TuneRow:
     """One measured plan: latency (ms/query), cost, quality and whether it is Pareto-optimal."""
 
     plan: str
+    effort: int | None
     latency_ms: float
     flops_per_query: float
     bytes_per_query: float
@@ -82,29 +83,39 @@ class PlanTuner:
     """Pick the fastest search plan that reaches a quality target on sample queries.
 
     Follows the scikit-learn contract: `__init__` stores parameters, `fit` measures and sets
-    `best_plan_`, `table_` (a `TuneRow` per plan) and `pareto_` (the Pareto-optimal rows).
+    `best_plan_`, `best_effort_` (None: the index's own), `table_` (a `TuneRow` per plan and
+    effort) and `pareto_` (the Pareto-optimal rows).
 
     Args:
         target: required quality relative to exact full-dim search, in (0, 1].
         k: results per query.
         plans: candidates; default `default_plans(...)` for the index.
         repeats: timing runs per plan (the best is kept).
+        efforts: ANN search efforts (HNSW efSearch or IVF nprobe) to try with every plan that
+            uses the ANN structure; None tries only the index's own setting. Exact plans are
+            measured once.
 
     References:
         Kusupati et al., arXiv 2205.13147, Figure 8 (the cost/accuracy trade-off tuned here).
 
     Example:
         >>> tuner = PlanTuner(target=0.95, k=10).fit(index, sample_queries)  # doctest: +SKIP
-        >>> index.search(queries, 10, tuner.best_plan_)  # doctest: +SKIP
+        >>> index.search(queries, 10, tuner.best_plan_, effort=tuner.best_effort_)  # doctest: +SKIP
     """
 
     def __init__(
-        self, target: float, k: int = 10, plans: list[Plan] | None = None, repeats: int = 2
+        self,
+        target: float,
+        k: int = 10,
+        plans: list[Plan] | None = None,
+        repeats: int = 2,
+        efforts: list[int] | None = None,
     ):
         self.target = target
         self.k = k
         self.plans = plans
         self.repeats = repeats
+        self.efforts = efforts
 
     def fit(
         self,
@@ -139,22 +150,25 @@ class PlanTuner:
 
         reference = quality(truth)
         rows = []
+        efforts = [None] if self.efforts is None else list(self.efforts)
         for plan in plans:
-            best, res = np.inf, None
-            for _ in range(self.repeats):
-                t0 = time.perf_counter()
-                res = index.search(queries, self.k, plan)
-                best = min(best, time.perf_counter() - t0)
-            q = quality(res.ids)
-            rel_q = q / reference if reference > 0 else float(q >= reference)
-            rows.append((plan, 1e3 * best / len(queries), res.stats, q, rel_q))
-            log.debug("%s: %.3f ms/query, quality %.4f", plan, rows[-1][1], q)
-        latency = np.array([r[1] for r in rows])
-        rel = np.array([r[4] for r in rows])
+            for effort in efforts if not plan.exact else [None]:
+                best, res = np.inf, None
+                for _ in range(self.repeats):
+                    t0 = time.perf_counter()
+                    res = index.search(queries, self.k, plan, effort=effort)
+                    best = min(best, time.perf_counter() - t0)
+                q = quality(res.ids)
+                rel_q = q / reference if reference > 0 else float(q >= reference)
+                rows.append((plan, effort, 1e3 * best / len(queries), res.stats, q, rel_q))
+                log.debug("%s @%s: %.3f ms/query, quality %.4f", plan, effort, rows[-1][2], q)
+        latency = np.array([r[2] for r in rows])
+        rel = np.array([r[5] for r in rows])
         front = pareto_front(latency, rel)
         self.table_ = [
             TuneRow(
                 plan=str(p),
+                effort=e,
                 latency_ms=lat,
                 flops_per_query=s.flops_per_query,
                 bytes_per_query=s.bytes_per_query,
@@ -163,7 +177,7 @@ class PlanTuner:
                 meets_target=bool(r >= self.target),
                 pareto=bool(f),
             )
-            for (p, lat, s, q, r), f in zip(rows, front, strict=True)
+            for (p, e, lat, s, q, r), f in zip(rows, front, strict=True)
         ]
         self.pareto_ = [row for row in self.table_ if row.pareto]
         ok = [i for i, r in enumerate(self.table_) if r.meets_target]
@@ -173,6 +187,6 @@ class PlanTuner:
                 f"{rel.max():.4f} ({self.table_[int(rel.argmax())].plan})"
             )
         best_i = min(ok, key=lambda i: self.table_[i].latency_ms)
-        self.best_plan_ = rows[best_i][0]
+        self.best_plan_, self.best_effort_ = rows[best_i][0], rows[best_i][1]
         self.best_ = self.table_[best_i]
         return self
