@@ -256,30 +256,28 @@ def _plan_row(
     return row
 
 
-def _tuned_row(index, ann, efforts, tuning, target, db_labels, k, timing):
-    """Tune `index` on the held-out `tuning` queries; returns a callable that records the
-    tuning into a results dict and times the chosen plan on the measured queries."""
+def _tuned_row(index, ann, efforts, tuning, target, db_labels, k, timing) -> tuple[dict, dict]:
+    """Tune `index` on the held-out `tuning` (queries, labels), then time the chosen plan.
 
-    def run(record: dict) -> dict:
-        tune_q, tune_y = tuning
-        t0 = time.perf_counter()
-        tuner = index.tune(tune_q, target, k, tune_y, db_labels, repeats=1, efforts=efforts)
-        record[ann] = {
-            "queries": len(tune_q),
-            "target": target,
-            "efforts": efforts,
-            "seconds": time.perf_counter() - t0,
-            "best_plan": str(tuner.best_plan_),
-            "best_effort": tuner.best_effort_,
-            "pareto": [dataclasses.asdict(row) for row in tuner.pareto_],
-        }
-        log.info("%s tuned on %d held-out queries: %s", ann, len(tune_q), tuner.best_plan_)
-        label = f"{ann}" + ("" if tuner.best_effort_ is None else f" effort {tuner.best_effort_}")
-        return _plan_row(
-            index, tuner.best_plan_, f"{label}, tuned", *timing, effort=tuner.best_effort_
-        )
-
-    return run
+    Returns:
+        (the table row measured on the benchmark's queries, a record of the tuning).
+    """
+    tune_q, tune_y = tuning
+    t0 = time.perf_counter()
+    tuner = index.tune(tune_q, target, k, tune_y, db_labels, repeats=1, efforts=efforts)
+    record = {
+        "queries": len(tune_q),
+        "target": target,
+        "efforts": efforts,
+        "seconds": time.perf_counter() - t0,
+        "best_plan": str(tuner.best_plan_),
+        "best_effort": tuner.best_effort_,
+        "pareto": [dataclasses.asdict(row) for row in tuner.pareto_],
+    }
+    log.info("%s tuned on %d held-out queries: %s", ann, len(tune_q), tuner.best_plan_)
+    label = ann if tuner.best_effort_ is None else f"{ann} effort {tuner.best_effort_}"
+    row = _plan_row(index, tuner.best_plan_, f"{label}, tuned", *timing, effort=tuner.best_effort_)
+    return row, record
 
 
 def _time_plan(
@@ -403,8 +401,10 @@ def run_retrieval_benchmark(
 
         res["tuning"] = {}
         if tuning is not None:
-            tuned = _tuned_row(index, "HNSW32", None, tuning, tune_target, db_labels, k, timing)
-            rows.append(tuned(res["tuning"]))
+            row, res["tuning"]["HNSW32"] = _tuned_row(
+                index, "HNSW32", None, tuning, tune_target, db_labels, k, timing
+            )
+            rows.append(row)
 
         # The same plans over an IVF shortlist: a cheaper first stage at a low D_s.
         lists = ivf_lists or _default_ivf_lists(n)
@@ -428,8 +428,10 @@ def run_retrieval_benchmark(
         if tuning is not None:  # the tuner also chooses nprobe here
             efforts = sorted({8, 16, 32, 48, 64, 96, 128} & set(range(1, lists + 1)))
             ann = f"IVF{lists}"
-            tuned = _tuned_row(ivf, ann, efforts, tuning, tune_target, db_labels, k, timing)
-            rows.append(tuned(res["tuning"]))
+            row, res["tuning"][ann] = _tuned_row(
+                ivf, ann, efforts, tuning, tune_target, db_labels, k, timing
+            )
+            rows.append(row)
         del ivf
 
         # HNSW at full D vs on the D_s-prefix, built on the same rows.
