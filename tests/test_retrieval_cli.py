@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from mrl.cli.main import main
 from mrl.retrieval.generated import GeneratedNestedSpec, generated_nested_embeddings
@@ -69,12 +70,19 @@ def test_build_search_tune(tmp_path, capsys):
                 str(tmp_path / "y.npy"),
                 "--out",
                 str(tune),
+                "--efforts",
+                "16,200",
             ]
         )
         == 0
     )
     assert "cheapest plan reaching 0.9" in capsys.readouterr().out
-    assert json.loads(tune.read_text())["best_plan"]
+    tuned = json.loads(tune.read_text())
+    assert tuned["best_plan"] and tuned["best_effort"] in (16, 200, None)
+    assert {r["effort"] for r in tuned["table"]} == {None, 16, 200}  # exact plans: None
+    with pytest.raises(SystemExit):
+        main(["index", "tune", idx, str(tmp_path / "q.npy"), "--efforts", "8,x"])
+    assert "expects comma-separated ints like 16,32,64" in capsys.readouterr().err
     assert main(["search", idx, str(tmp_path / "q.npy"), "--plan", "single:8:exact"]) == 2
     assert "cannot read plan" in capsys.readouterr().err
 

@@ -46,6 +46,18 @@ def _ff_accuracy(spec: str) -> Reference:
     return Reference(f"FF-{dim}", dim, accuracy=acc)
 
 
+def _cap(value: str) -> int | str:
+    """argparse type for --cap: a size, or "search"."""
+    if value == CAP_SEARCH:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expects a size or '{CAP_SEARCH}', got {value!r}"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.no_report and not args.save_thresholds:
         raise ValueError("--no-report needs --save-thresholds (otherwise there is nothing to do)")
@@ -151,7 +163,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--policy", choices=POLICIES, default="joint")
     g.add_argument(
         "--cap",
-        type=lambda v: v if v == CAP_SEARCH else int(v),
+        type=_cap,
         help=f"largest size allowed (default: the largest); '{CAP_SEARCH}' (joint, shared): "
         "the best cap on the holdout",
     )

@@ -81,7 +81,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--id-labels", help=".npy labels indexed by id (mAP target)")
     p.add_argument(
         "--efforts",
-        type=lambda v: [int(x) for x in v.split(",")],
+        type=_int_list,
         help="ANN efforts to try with every plan, e.g. 16,32,64 (HNSW efSearch or IVF nprobe)",
     )
     p.add_argument("--out", help="write the table and the chosen plan as JSON")
@@ -148,6 +148,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="faiss/BLAS threads (default: all cores)")
     p.add_argument("--no-figure8", action="store_true")
     p.set_defaults(func=run_bench)
+
+
+def _int_list(value: str) -> list[int]:
+    """argparse type: "16,32,64" -> [16, 32, 64]."""
+    try:
+        return [int(x) for x in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expects comma-separated ints like 16,32,64, got {value!r}"
+        ) from None
 
 
 def run_build(args: argparse.Namespace) -> int:
