@@ -1,51 +1,130 @@
-"""Data flows one way (STYLE.md): nothing in the library imports a layer above it."""
+"""Data flows one way (STYLE.md): nothing in the library imports a layer above it.
+
+Checked twice: statically over the transitive closure of module-level imports (importing
+`mrl.a.b` also runs `mrl/__init__.py` and `mrl/a/__init__.py`), and in a fresh interpreter by
+looking at `sys.modules` after importing a layer.
+"""
 
 import ast
+import json
+import subprocess
+import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mrl"
 
-# For each package, the mrl packages it must never import.
+BASE = {"_lazy", "errors", "checks", "io", "nesting"}
+ALL = {"nn", "models", "data", "training", "evaluation", "adaptive", "retrieval",
+       "experiments", "cli"}
+# For each layer, the mrl layers it must never load, directly or through another module.
 FORBIDDEN = {
-    "nesting": {"nn", "models", "data", "training", "evaluation", "adaptive", "retrieval", "cli"},
-    "io": {"nn", "models", "data", "training", "evaluation", "adaptive", "retrieval", "cli"},
-    "nn": {"models", "data", "training", "evaluation", "adaptive", "retrieval", "cli"},
-    "models": {"data", "training", "evaluation", "adaptive", "retrieval", "cli"},
-    "data": {"nn", "models", "training", "evaluation", "adaptive", "retrieval", "cli"},
-    "training": {"evaluation", "adaptive", "retrieval", "cli"},
-    "evaluation": {"adaptive", "retrieval", "cli"},
-    "adaptive": {"retrieval", "cli"},
+    **{base: ALL for base in BASE},
+    "nn": ALL - {"nn"},
+    "models": ALL - {"nn", "models"},
+    "data": ALL - {"data"},
+    "training": {"evaluation", "adaptive", "retrieval", "experiments", "cli"},
+    "evaluation": {"training", "adaptive", "retrieval", "experiments", "cli"},
+    "adaptive": {"training", "retrieval", "experiments", "cli"},
     # retrieval works on any nested embeddings: it never needs the training stack
-    "retrieval": {"training", "adaptive", "cli"},
+    "retrieval": {"nn", "models", "training", "adaptive", "experiments", "cli"},
+    "experiments": {"cli"},
+    "cli": set(),
 }
 
 
-def _mrl_imports(path: Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
+def _module_name(path: Path) -> str:
+    parts = ("mrl", *path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+
+
+def _with_parents(name: str) -> set[str]:
+    """`mrl.a.b` and the packages whose `__init__` importing it runs."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & set(MODULES)
+
+
+def _top_level_statements(body):
+    """Statements run at import: the module body and the bodies of its if/try blocks."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.Try)):
+            yield from _top_level_statements(node.body + node.orelse)
+            for handler in getattr(node, "handlers", []):
+                yield from _top_level_statements(handler.body)
+
+
+@cache
+def _direct_imports(name: str) -> frozenset[str]:
+    path = MODULES[name]
+    found: set[str] = set()
+    for node in _top_level_statements(ast.parse(path.read_text()).body):
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
+            targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "mrl" and len(parts) > 1:
-                found.add(parts[1])
-    return found
+            targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for target in targets:
+            if target.split(".")[0] == "mrl":
+                found |= _with_parents(target)
+    # a lazy package __init__ names its modules as strings: they load on attribute access,
+    # not at import, so they are not import edges
+    return frozenset(found - {name})
 
 
-def _modules():
-    for path in sorted(SRC.rglob("*.py")):
-        rel = path.relative_to(SRC)
-        layer = rel.parts[0].removesuffix(".py")
-        if layer in FORBIDDEN:
-            yield pytest.param(path, layer, id=str(rel))
+def _closure(name: str) -> set[str]:
+    seen, todo = set(), [*_with_parents(name)]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(_direct_imports(module))
+    return seen
 
 
-@pytest.mark.parametrize("path, layer", list(_modules()))
-def test_no_upward_imports(path, layer):
-    bad = _mrl_imports(path) & FORBIDDEN[layer]
-    assert not bad, f"{path.relative_to(SRC)} ({layer}) imports mrl.{sorted(bad)}"
+def _layer(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in MODULES if _layer(n) in FORBIDDEN], ids=lambda n: n
+)
+def test_no_upward_imports_even_transitively(name):
+    loaded = {_layer(m) for m in _closure(name)} - {None}
+    bad = loaded & FORBIDDEN[_layer(name)]
+    assert not bad, f"importing {name} loads mrl.{sorted(bad)}"
+
+
+def test_every_module_belongs_to_a_known_layer():
+    unknown = {_layer(n) for n in MODULES} - set(FORBIDDEN) - {None}
+    assert not unknown, f"add these layers to FORBIDDEN: {sorted(unknown)}"
+
+
+def _loaded_after_import(module: str) -> set[str]:
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return set(json.loads(out))
+
+
+@pytest.mark.parametrize(
+    "module, absent",
+    [
+        ("mrl", {"torch", "mrl.training", "mrl.retrieval", "matplotlib"}),
+        ("mrl.retrieval", {"mrl.training", "mrl.models", "mrl.nn", "mrl.adaptive",
+                           "mrl.experiments", "mrl.cli", "mrl.evaluation.report",
+                           "matplotlib", "sklearn"}),
+        ("mrl.evaluation.metrics", {"torch", "mrl.training", "matplotlib"}),
+    ],
+)
+def test_importing_a_layer_does_not_load_the_layers_above(module, absent):
+    loaded = _loaded_after_import(module)
+    assert not loaded & absent, f"import {module} loaded {sorted(loaded & absent)}"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mrl.cli.main import main
-from mrl.evaluation.reproduce import ReproduceConfig, load_reproduce_config
+from mrl.experiments.reproduce import ReproduceConfig, load_reproduce_config
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "reproduce_mnist5k.yaml"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mrl.cli.main import main
-from mrl.retrieval.generated import GeneratedNestedSpec, generated_nested_embeddings
+from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
 
 SPEC = GeneratedNestedSpec(dim=64, n_classes=10, seed=2)
 

@@ -3,12 +3,12 @@
 import numpy as np
 from numpy.testing import assert_array_equal
 
-from mrl.evaluation import metrics
-from mrl.retrieval.generated import (
+from mrl.data.generated import (
     GeneratedNestedSpec,
     generated_nested_embeddings,
     write_generated_nested_embeddings,
 )
+from mrl.evaluation import metrics
 from mrl.retrieval.index import MatryoshkaIndex
 from mrl.retrieval.plans import SingleShot
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from mrl.retrieval.generated import GeneratedNestedSpec, generated_nested_embeddings
+from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
 from mrl.retrieval.index import MatryoshkaIndex, top_by_score_then_id
 from mrl.retrieval.plans import Funnel, Rerank, SingleShot
 from mrl.retrieval.storage import resident_copy

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mrl.retrieval.generated import GeneratedNestedSpec, generated_nested_embeddings
+from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
 from mrl.retrieval.index import MatryoshkaIndex
 from mrl.retrieval.plans import Rerank, SingleShot
 from mrl.retrieval.tune import neighbor_recall, pareto_front

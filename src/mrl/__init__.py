@@ -1,23 +1,25 @@
-"""mrl: Matryoshka Representation Learning (Kusupati et al., NeurIPS 2022, arXiv 2205.13147)."""
+"""mrl: Matryoshka Representation Learning (Kusupati et al., NeurIPS 2022, arXiv 2205.13147).
 
-from mrl.data import load_dataset
-from mrl.models import MatryoshkaModel, create_model
-from mrl.nesting import Nesting, truncate
-from mrl.nn import FixedFeatureHead, MatryoshkaEmbeddingLoss, MatryoshkaLoss, MRLEHead, MRLHead
-from mrl.training import TrainConfig, load_model, train
+The names below load on first use, so `import mrl.retrieval` does not load training.
+"""
 
-__all__ = [
-    "FixedFeatureHead",
-    "MRLEHead",
-    "MRLHead",
-    "MatryoshkaEmbeddingLoss",
-    "MatryoshkaLoss",
-    "MatryoshkaModel",
-    "Nesting",
-    "TrainConfig",
-    "create_model",
-    "load_dataset",
-    "load_model",
-    "train",
-    "truncate",
-]
+from mrl._lazy import lazy_exports
+
+_EXPORTS = {
+    "FixedFeatureHead": "mrl.nn",
+    "MRLEHead": "mrl.nn",
+    "MRLHead": "mrl.nn",
+    "MatryoshkaEmbeddingLoss": "mrl.nn",
+    "MatryoshkaLoss": "mrl.nn",
+    "MatryoshkaModel": "mrl.models",
+    "MrlError": "mrl.errors",
+    "Nesting": "mrl.nesting",
+    "TrainConfig": "mrl.training",
+    "create_model": "mrl.models",
+    "load_dataset": "mrl.data",
+    "load_model": "mrl.training",
+    "train": "mrl.training",
+    "truncate": "mrl.nesting",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,22 +1,84 @@
-"""Crash-safe file writing and checksums, shared by checkpoints, embeddings and indexes.
+"""Crash-safe file writing, checksums and folder locks, shared by runs, embeddings and indexes.
 
 Every write goes to a temporary file in the target's folder, is fsynced, then renamed
 over the target, so a crash (even kill -9) leaves either the old file or the new one.
+Locks are OS file locks (`flock`): the kernel releases them when their process exits,
+however it exits, so a crashed holder never leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+from mrl.errors import LockedError
+
+
+@contextlib.contextmanager
+def file_lock(
+    path: str | os.PathLike,
+    *,
+    shared: bool = False,
+    timeout: float = 0.0,
+    what: str = "this folder",
+) -> Iterator[bool]:
+    """Hold an OS lock on the file `path` (created if missing) for the `with` block.
+
+    Args:
+        path: the lock file, e.g. `run_dir/.lock`.
+        shared: a shared (reader) lock; many may hold one at once, never beside an exclusive.
+        timeout: seconds to wait for the lock; 0 tries once.
+        what: names the locked thing in the error ("run folder runs/demo").
+
+    Yields:
+        True once the lock is held. Where the lock file cannot be created (a read-only
+        folder) and `shared` is set, yields False without locking: nobody can write there.
+
+    Raises:
+        LockedError: another process holds a conflicting lock past `timeout`; the message
+            names the holder's pid when it recorded one.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        if shared:
+            yield False
+            return
+        raise
+    try:
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                    by = f" (process {holder})" if holder.isdigit() else ""
+                    raise LockedError(
+                        f"{what} is in use by another process{by}; wait for it to finish "
+                        "or use another folder"
+                    ) from None
+                time.sleep(0.01)
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield True
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

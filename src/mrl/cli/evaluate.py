@@ -8,7 +8,7 @@ import json
 from mrl.data import load_dataset
 from mrl.evaluation.embed import DTYPES, embed_dataset, load_embeddings
 from mrl.evaluation.evaluate import KNN_KS, RETRIEVAL_KS, evaluate_embeddings
-from mrl.evaluation.reproduce import load_reproduce_config, reproduce
+from mrl.experiments.reproduce import load_reproduce_config, reproduce
 from mrl.io import atomic_write_json
 from mrl.training import load_model
 

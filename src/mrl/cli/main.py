@@ -8,6 +8,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from mrl.errors import MrlError
+
 # One module per command group; each defines add_commands(subparsers) and sets `func`
 # on its parsers, func(args) -> exit code.
 COMMAND_MODULES = ("cascade", "train", "evaluate", "retrieval")
@@ -36,9 +38,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"mrl {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"mrl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (MrlError, ValueError, OSError) as e:
+        # the error contract (mrl.errors): a named problem and its fix, one line, exit 2
+        print(f"mrl {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if args.verbose:
+            raise
+        print(
+            f"mrl {args.command}: internal error: {type(e).__name__}: {one_line(e)} "
+            "(this is a bug in mrl: rerun with -v for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (an OSError's own message names its path)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text
 
 
 if __name__ == "__main__":

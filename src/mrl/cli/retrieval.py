@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mrl.io import atomic_write_json
-from mrl.retrieval.bench import run_retrieval_benchmark
-from mrl.retrieval.generated import (
+from mrl.data.generated import (
     GeneratedNestedSpec,
     generated_nested_embeddings,
     write_generated_nested_embeddings,
 )
+from mrl.io import atomic_write_json
+from mrl.retrieval.bench import run_retrieval_benchmark
 from mrl.retrieval.index import ANN_KINDS, MatryoshkaIndex
 from mrl.retrieval.plans import parse_plan
 from mrl.retrieval.storage import STORAGE_DTYPES

@@ -1,50 +1,33 @@
-"""Evaluation at every nested size: metrics, k-NN, linear probes, baselines, embed, reproduce.
+"""Evaluation at every nested size: metrics, k-NN, linear probes, baselines, embed, report.
 
 `metrics` are pure functions over arrays; `knn_search` streams the database through FAISS;
 `LinearProbe`, `SVDProjection` and `RandomFeatures` follow the scikit-learn contract;
-`embed_dataset` / `load_embeddings` define the on-disk layout `mrl eval` and `mrl cascade` read;
-`reproduce` trains and compares MRL, MRL-E, FF-k, SVD and Rand-FS and writes a report.
+`embed_dataset` / `load_embeddings` define the on-disk layout `mrl eval` and `mrl cascade` read.
+Names load on first use: `mrl.evaluation.metrics` (which retrieval uses) never loads matplotlib.
 """
 
-from mrl.evaluation.baselines import RandomFeatures, SVDProjection
-from mrl.evaluation.embed import EmbeddingSet, embed_dataset, load_embeddings
-from mrl.evaluation.evaluate import evaluate_embeddings, evaluate_sizes
-from mrl.evaluation.knn import knn_metrics, knn_search
-from mrl.evaluation.metrics import (
-    hit_rate_at_k,
-    knn_accuracy,
-    map_at_k,
-    map_at_k_paper,
-    precision_at_k,
-    recall_at_k,
-    retrieval_metrics,
-    topk_accuracy,
-)
-from mrl.evaluation.probe import LinearProbe
-from mrl.evaluation.report import write_report
-from mrl.evaluation.reproduce import ReproduceConfig, load_reproduce_config, reproduce
+from mrl._lazy import lazy_exports
 
-__all__ = [
-    "EmbeddingSet",
-    "LinearProbe",
-    "RandomFeatures",
-    "ReproduceConfig",
-    "SVDProjection",
-    "embed_dataset",
-    "evaluate_embeddings",
-    "evaluate_sizes",
-    "hit_rate_at_k",
-    "knn_accuracy",
-    "knn_metrics",
-    "knn_search",
-    "load_embeddings",
-    "load_reproduce_config",
-    "map_at_k",
-    "map_at_k_paper",
-    "precision_at_k",
-    "recall_at_k",
-    "reproduce",
-    "retrieval_metrics",
-    "topk_accuracy",
-    "write_report",
-]
+_EXPORTS = {
+    "EmbeddingSet": "mrl.evaluation.embed",
+    "LinearProbe": "mrl.evaluation.probe",
+    "RandomFeatures": "mrl.evaluation.baselines",
+    "SVDProjection": "mrl.evaluation.baselines",
+    "embed_dataset": "mrl.evaluation.embed",
+    "evaluate_embeddings": "mrl.evaluation.evaluate",
+    "evaluate_sizes": "mrl.evaluation.evaluate",
+    "hit_rate_at_k": "mrl.evaluation.metrics",
+    "knn_accuracy": "mrl.evaluation.metrics",
+    "knn_metrics": "mrl.evaluation.knn",
+    "knn_search": "mrl.evaluation.knn",
+    "load_embeddings": "mrl.evaluation.embed",
+    "map_at_k": "mrl.evaluation.metrics",
+    "map_at_k_paper": "mrl.evaluation.metrics",
+    "precision_at_k": "mrl.evaluation.metrics",
+    "recall_at_k": "mrl.evaluation.metrics",
+    "retrieval_metrics": "mrl.evaluation.metrics",
+    "topk_accuracy": "mrl.evaluation.metrics",
+    "write_report": "mrl.evaluation.report",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrl.data import check_label_array as check_labels
+from mrl.checks import check_labels
 
 
 def check_finite(z: np.ndarray, name: str = "embeddings", row_offset: int = 0) -> None:
