@@ -17,8 +17,17 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "mrl"
 
 BASE = {"_lazy", "errors", "checks", "io", "nesting"}
-ALL = {"nn", "models", "data", "training", "evaluation", "adaptive", "retrieval",
-       "experiments", "cli"}
+ALL = {
+    "nn",
+    "models",
+    "data",
+    "training",
+    "evaluation",
+    "adaptive",
+    "retrieval",
+    "experiments",
+    "cli",
+}
 # For each layer, the mrl layers it must never load, directly or through another module.
 FORBIDDEN = {
     **{base: ALL for base in BASE},
@@ -93,9 +102,7 @@ def _layer(name: str) -> str | None:
     return parts[1] if len(parts) > 1 else None
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in MODULES if _layer(n) in FORBIDDEN], ids=lambda n: n
-)
+@pytest.mark.parametrize("name", [n for n in MODULES if _layer(n) in FORBIDDEN], ids=lambda n: n)
 def test_no_upward_imports_even_transitively(name):
     loaded = {_layer(m) for m in _closure(name)} - {None}
     bad = loaded & FORBIDDEN[_layer(name)]
@@ -119,9 +126,20 @@ def _loaded_after_import(module: str) -> set[str]:
     "module, absent",
     [
         ("mrl", {"torch", "mrl.training", "mrl.retrieval", "matplotlib"}),
-        ("mrl.retrieval", {"mrl.training", "mrl.models", "mrl.nn", "mrl.adaptive",
-                           "mrl.experiments", "mrl.cli", "mrl.evaluation.report",
-                           "matplotlib", "sklearn"}),
+        (
+            "mrl.retrieval",
+            {
+                "mrl.training",
+                "mrl.models",
+                "mrl.nn",
+                "mrl.adaptive",
+                "mrl.experiments",
+                "mrl.cli",
+                "mrl.evaluation.report",
+                "matplotlib",
+                "sklearn",
+            },
+        ),
         ("mrl.evaluation.metrics", {"torch", "mrl.training", "matplotlib"}),
     ],
 )

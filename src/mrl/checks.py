@@ -34,8 +34,13 @@ def check_int(name: str, value: Any, low: int | None = 1, high: int | None = Non
     return value
 
 
-def check_number(name: str, value: Any, low: float | None = None, high: float | None = None,
-                 low_open: bool = False) -> float:
+def check_number(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> float:
     """`value` as a finite float within [low, high] (or (low, high] with `low_open`)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
@@ -102,8 +107,9 @@ def check_labels(y: Any, what: str = "labels", num_classes: int | None = None) -
     return y
 
 
-def check_tag(obj: Any, fmt: str, version: int, source: object, what: str,
-              version_key: str = "version") -> dict:
+def check_tag(
+    obj: Any, fmt: str, version: int, source: object, what: str, version_key: str = "version"
+) -> dict:
     """`obj` (a loaded manifest or state dict) if it carries our `format` tag and `version`.
 
     Args:
