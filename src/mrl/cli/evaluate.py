@@ -1,14 +1,12 @@
-"""`mrl embed`, `mrl eval` and `mrl reproduce`: thin wrappers over `mrl.evaluation`."""
+"""`mrl embed` and `mrl eval`: thin wrappers over `mrl.evaluation`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 
 from mrl.data import load_dataset
 from mrl.evaluation.embed import DTYPES, embed_dataset, load_embeddings
 from mrl.evaluation.evaluate import KNN_KS, RETRIEVAL_KS, evaluate_embeddings
-from mrl.experiments.reproduce import load_reproduce_config, reproduce
 from mrl.io import atomic_write_json
 from mrl.training import load_model
 
@@ -47,18 +45,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="write results as JSON here")
     p.set_defaults(func=run_eval)
 
-    p = subparsers.add_parser(
-        "reproduce",
-        help="train MRL, MRL-E and FF-k, compare with SVD / Rand-FS at every size, write a report",
-        description="Trains (or reuses) every model, evaluates every method at every size and "
-        "writes report.md, results.json and plots. Overrides follow the config: "
-        "--train.KEY=value for training keys, --KEY=value for the others (out_dir, runs_dir, "
-        "rand_fs_draws, ...), values as YAML. Example: mrl reproduce --config "
-        "configs/reproduce_mnist5k.yaml --train.epochs=3 --out_dir=reports/quick",
-    )
-    p.add_argument("--config", help="reproduce YAML (e.g. configs/reproduce_fashion_mnist.yaml)")
-    p.set_defaults(func=run_reproduce, overrides=[])  # main() fills in the --key=value extras
-
 
 def run_embed(args: argparse.Namespace) -> int:
     model, config = load_model(args.run_dir)
@@ -88,13 +74,4 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_json(args.out, {"train": args.train, "test": args.test, "sizes": results})
         print(f"wrote {args.out}")
-    return 0
-
-
-def run_reproduce(args: argparse.Namespace) -> int:
-    config = load_reproduce_config(args.config, args.overrides)
-    report = reproduce(config)
-    print(report.read_text())
-    timing = json.loads((report.parent / "results.json").read_text())["timing_s"]
-    print(f"wrote {report} in {timing['total']} s")
     return 0

@@ -12,11 +12,21 @@ from mrl.errors import MrlError
 
 # One module per command group; each defines add_commands(subparsers) and sets `func`
 # on its parsers, func(args) -> exit code.
-COMMAND_MODULES = ("cascade", "train", "evaluate", "retrieval")
+COMMAND_MODULES = ("cascade", "train", "evaluate", "reproduce", "retrieval")
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line: the problem, and where the usage is.
+
+    Sub-command parsers inherit the class, so every `mrl ...` usage error reads the same.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="mrl", description="Matryoshka Representation Learning toolkit"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
