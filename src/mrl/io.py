@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import torch
 
-from mrl.errors import LockedError
+from mrl.errors import FormatError, LockedError, MissingPathError, PathError
 
 
 @contextlib.contextmanager
@@ -152,76 +152,161 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 22) -> str:
 CURRENT = "CURRENT"
 _VERSION_PREFIX = "v"
 _STAGING_PREFIX = ".staging-"
+_LOCKS = ".locks"  # root/.locks/write serialises writers; root/.locks/<version> guards readers
+WRITE_LOCK_TIMEOUT_S = 300.0  # a second writer waits this long for the first, then refuses
+_READ_RETRIES = 100  # a reader re-resolves CURRENT when a writer pruned its version first
+
+
+def _check_versioned_root(root: Path) -> None:
+    if root.is_file():
+        raise PathError(f"{root} is a file, not a versioned mrl folder (give the folder)")
+    if not root.is_dir():
+        raise MissingPathError(f"no such folder: {root}")
+
+
+def _pointed_version(root: Path) -> Path:
+    """The folder `root/CURRENT` names (which may already be gone under a racing writer)."""
+    _check_versioned_root(root)
+    pointer = root / CURRENT
+    try:
+        name = pointer.read_text().strip()
+    except FileNotFoundError:
+        raise FormatError(
+            f"{root} is not a versioned mrl folder: it has no {CURRENT} file"
+        ) from None
+    if not name.startswith(_VERSION_PREFIX) or "/" in name or name in ("", ".", ".."):
+        raise FormatError(f"{root}/{CURRENT} names {name!r}, which is not a version folder here")
+    return root / name
 
 
 def current_version_dir(root: str | os.PathLike) -> Path:
     """The committed version folder of a versioned folder `root` (see `atomic_dir_commit`).
 
+    Prefer `read_version`, which also keeps that version from being pruned while it is read.
+
     Raises:
-        FileNotFoundError: `root` does not exist.
-        ValueError: `root` has no CURRENT file, or CURRENT names a missing folder.
+        MissingPathError: `root` does not exist.
+        PathError: `root` is a file.
+        FormatError: `root` has no CURRENT file, or CURRENT names a missing folder.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"no such folder: {root}")
-    pointer = root / CURRENT
-    if not pointer.is_file():
-        raise ValueError(f"{root} is not a versioned mrl folder: it has no {CURRENT} file")
-    name = pointer.read_text().strip()
-    version = root / name
-    if not name.startswith(_VERSION_PREFIX) or "/" in name or not version.is_dir():
-        raise ValueError(f"{root}/{CURRENT} names {name!r}, which is not a version folder here")
+    version = _pointed_version(Path(root))
+    if not version.is_dir():
+        raise FormatError(
+            f"{root}/{CURRENT} names {version.name!r}, which is not a version folder here"
+        )
     return version
 
 
 @contextlib.contextmanager
-def atomic_dir_commit(root: str | os.PathLike) -> Iterator[Path]:
+def read_version(root: str | os.PathLike) -> Iterator[Path]:
+    """Yield the committed version folder of `root`, which no writer deletes until the block ends.
+
+    CURRENT is resolved once; the reader then holds a shared lock on that version, which a
+    writer's clean-up must take exclusively before it deletes the folder. A writer that
+    committed and pruned between our reading CURRENT and taking the lock is seen (the folder
+    is gone and CURRENT names another) and CURRENT is resolved again, so a concurrent save
+    never fails a load.
+
+    Raises:
+        as `current_version_dir`.
+    """
+    root = Path(root)
+    for _ in range(_READ_RETRIES):
+        version = _pointed_version(root)
+        lock = root / _LOCKS / version.name
+        with contextlib.suppress(OSError):
+            lock.parent.mkdir(exist_ok=True)
+        with file_lock(lock, shared=True, timeout=WRITE_LOCK_TIMEOUT_S, what=f"{version}"):
+            if version.is_dir():
+                yield version
+                return
+        if _pointed_version(root) == version:  # no writer moved on: the folder is just missing
+            current_version_dir(root)  # raises the named error
+    raise LockedError(f"{root} changed {_READ_RETRIES} times while opening it; retry the load")
+
+
+@contextlib.contextmanager
+def atomic_dir_commit(
+    root: str | os.PathLike, lock_timeout: float = WRITE_LOCK_TIMEOUT_S
+) -> Iterator[Path]:
     """Write a new version of folder `root` so that readers see the old or the new one, never a mix.
 
-    Yields an empty staging folder inside `root`. On clean exit every file in it is fsynced, it
-    is renamed to a fresh version folder `v000NNN`, `root/CURRENT` is atomically rewritten to
-    name it, and only then are older versions and stale staging folders deleted. A crash or an
-    exception at any point leaves `CURRENT` naming the previous complete version (and a first
-    save leaves no `CURRENT`, which readers report as "not a versioned folder").
+    Writers are serialised by an OS lock on `root/.locks/write` (a second one waits up to
+    `lock_timeout` seconds, then raises `LockedError`); holding it, the writer deletes staging
+    folders that killed saves left behind, then yields an empty staging folder. On clean exit
+    every file in it is fsynced, it is renamed to a fresh version folder `v000NNN`,
+    `root/CURRENT` is atomically rewritten to name it, and only then are older versions deleted,
+    each once no reader holds it (`read_version`); one still being read stays until a later
+    save. A crash or an exception at any point leaves `CURRENT` naming the previous complete
+    version (and a first save leaves no `CURRENT`, which readers report as "not a versioned
+    folder").
 
     Args:
         root: the folder; created if missing. A non-empty folder without `CURRENT` is refused so
             a foreign folder is never written into.
+        lock_timeout: seconds to wait for another writer of `root`.
 
     Yields:
         Path of the staging folder to fill.
     """
     root = Path(root)
     if root.exists() and not root.is_dir():
-        raise ValueError(f"{root} exists and is not a folder")
-    root.mkdir(parents=True, exist_ok=True)
+        raise PathError(f"{root} exists and is a file; give a folder path for the index")
+    _make_dirs(root)
     if not (root / CURRENT).exists() and any(
-        not p.name.startswith(_STAGING_PREFIX) for p in root.iterdir()
+        not p.name.startswith((_STAGING_PREFIX, _LOCKS)) for p in root.iterdir()
     ):
-        raise ValueError(
+        raise PathError(
             f"refusing to write into {root}: it is not empty and has no {CURRENT} file "
-            "(not a versioned mrl folder)"
+            "(not a versioned mrl folder); choose an empty or new folder"
         )
-    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root))
+    (root / _LOCKS).mkdir(exist_ok=True)
+    with file_lock(root / _LOCKS / "write", timeout=lock_timeout, what=f"folder {root}"):
+        for p in root.iterdir():  # the writer lock is ours: every staging folder is stale
+            if p.name.startswith(_STAGING_PREFIX):
+                shutil.rmtree(p, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root))
+        try:
+            yield staging
+            for p in staging.iterdir():
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+            fsync_dir(staging)
+            numbers = [
+                int(p.name[len(_VERSION_PREFIX) :])
+                for p in root.iterdir()
+                if p.name.startswith(_VERSION_PREFIX) and p.name[len(_VERSION_PREFIX) :].isdigit()
+            ]
+            version = root / f"{_VERSION_PREFIX}{max(numbers, default=0) + 1:06d}"
+            os.rename(staging, version)
+            fsync_dir(root)
+            atomic_write_bytes(root / CURRENT, f"{version.name}\n".encode())
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        # The new version is committed; what follows is clean-up a crash may skip harmlessly.
+        _prune_versions(root, keep=version.name)
+
+
+def _prune_versions(root: Path, keep: str) -> None:
+    """Delete every version folder but `keep` that no reader holds, with its reader lock file."""
+    names = {p.name for p in root.iterdir() if p.name.startswith(_VERSION_PREFIX)}
+    names |= {p.name for p in (root / _LOCKS).iterdir() if p.name != "write"}
+    for name in sorted(names - {keep}):
+        lock = root / _LOCKS / name
+        try:
+            with file_lock(lock, what=f"{root / name}"):
+                shutil.rmtree(root / name, ignore_errors=True)
+                lock.unlink(missing_ok=True)  # a reader blocked on it re-resolves CURRENT
+        except LockedError:
+            continue  # being read: a later save deletes it
+
+
+def _make_dirs(path: Path) -> None:
+    """`mkdir -p` with a named error when a parent is a file or the place is not writable."""
     try:
-        yield staging
-        for p in staging.iterdir():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-        fsync_dir(staging)
-        numbers = [
-            int(p.name[len(_VERSION_PREFIX) :])
-            for p in root.iterdir()
-            if p.name.startswith(_VERSION_PREFIX) and p.name[len(_VERSION_PREFIX) :].isdigit()
-        ]
-        version = root / f"{_VERSION_PREFIX}{max(numbers, default=0) + 1:06d}"
-        os.rename(staging, version)
-        fsync_dir(root)
-        atomic_write_bytes(root / CURRENT, f"{version.name}\n".encode())
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    # The new version is committed; what follows is clean-up a crash may skip harmlessly.
-    for p in root.iterdir():
-        if p != version and p.name.startswith((_STAGING_PREFIX, _VERSION_PREFIX)):
-            shutil.rmtree(p, ignore_errors=True)
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise PathError(f"cannot create folder {path}: a parent path is a file") from None
+    except PermissionError:
+        raise PathError(f"cannot create folder {path}: permission denied") from None
