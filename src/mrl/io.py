@@ -43,7 +43,8 @@ def file_lock(
 
     Yields:
         True once the lock is held. Where the lock file cannot be created (a read-only
-        folder) and `shared` is set, yields False without locking: nobody can write there.
+        folder or file system) and `shared` is set, yields False without locking: a reader
+        of a folder nobody may write needs no lock.
 
     Raises:
         LockedError: another process holds a conflicting lock past `timeout`; the message
@@ -52,7 +53,7 @@ def file_lock(
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except PermissionError:
+    except OSError:  # read-only folder or file system
         if shared:
             yield False
             return
