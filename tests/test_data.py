@@ -13,6 +13,7 @@ from mrl.data import (
     read_idx,
 )
 from mrl.data.datasets import FASHION_MNIST_DIR
+from mrl.errors import FormatError
 
 
 def write_idx(path, array):
@@ -98,7 +99,7 @@ def test_idx_reader_round_trip(tmp_path, gz):
 def test_idx_reader_rejects_truncated_and_foreign_files(tmp_path):
     write_idx(tmp_path / "a.idx", np.zeros((4, 3), dtype=np.uint8))
     (tmp_path / "b.idx").write_bytes((tmp_path / "a.idx").read_bytes()[:-2])
-    with pytest.raises(ValueError, match=r"truncated or corrupt: header says shape \(4, 3\)"):
+    with pytest.raises(FormatError, match=r"b.idx is truncated: its header says shape \(4, 3\)"):
         read_idx(tmp_path / "b.idx")
     (tmp_path / "c.idx").write_bytes(b"PK\x03\x04 not idx")
     with pytest.raises(ValueError, match="is not an IDX file"):
@@ -133,7 +134,7 @@ def test_npy_arrays(tmp_path):
         ({"test_y": np.array([0, 1, -1, 3, 0, 0])}, "label -1 is negative"),
         (
             {"train_x": np.where(np.arange(140).reshape(20, 7) == 50, np.nan, 0.0)},
-            "features of row 7 are not finite",
+            "npy train features contain NaN or inf; first bad row is 7",
         ),
     ],
 )

@@ -77,7 +77,7 @@ def test_size_not_in_model_nesting_is_a_clear_error(tmp_path):
     model, ds = tiny()
     s = load_embeddings(embed_dataset(model, ds, tmp_path / "e", progress=False))
     with pytest.raises(
-        ValueError, match=r"size 3 does not match the model: its head sizes are \[2, 4, 8\]"
+        ValueError, match=r"size 3 does not match: choose from the model's head sizes \[2, 4, 8\]"
     ):
         evaluate_embeddings(s, s, dims=[3])
 
@@ -95,7 +95,7 @@ def test_label_file_of_different_length_is_a_clear_error(tmp_path):
     model, ds = tiny()
     out = embed_dataset(model, ds, tmp_path / "e", progress=False)
     np.save(out / "labels.npy", np.zeros(89, dtype=np.int64))
-    with pytest.raises(ValueError, match="embeddings.npy has 90 rows but labels.npy has 89"):
+    with pytest.raises(ValueError, match="count is 90 but labels.npy has 89"):
         load_embeddings(out)
 
 
@@ -107,7 +107,9 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 def test_size_larger_than_embedding_is_a_clear_error():
     z = np.zeros((10, 4), np.float32)
     y = np.arange(10) % 2
-    with pytest.raises(ValueError, match="size 8 is larger than the 4-dim embedding"):
+    with pytest.raises(
+        ValueError, match=r"size 8 does not match: choose from 1..4 \(the embedding width\)"
+    ):
         evaluate_sizes(z, y, z, y, [2, 8])
 
 

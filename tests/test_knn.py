@@ -66,13 +66,13 @@ def test_nonpositive_k_is_an_error(k):
 
 def test_k_larger_than_database_is_an_error():
     db, _, q, _ = random_set(4, n_db=20)
-    with pytest.raises(ValueError, match="k=21 exceeds the database size 20"):
+    with pytest.raises(ValueError, match="k=21 exceeds the 20 database items available"):
         knn.knn_search(db, q, 21)
 
 
 def test_size_larger_than_embedding_is_an_error():
     db, _, q, _ = random_set(4)
-    with pytest.raises(ValueError, match="prefix size 32 is outside 1..16"):
+    with pytest.raises(ValueError, match="prefix size dim must be in 1..16, got 32"):
         knn.knn_search(db, q, 3, dim=32)
 
 

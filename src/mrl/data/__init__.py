@@ -1,32 +1,24 @@
-"""Real datasets already on disk (no downloads), an IDX reader, a fast batch loader, and
-seeded generated nested embeddings (for retrieval benchmarks and tests)."""
+"""Real datasets already on disk (no downloads), an IDX reader, a checked .npy reader, a fast
+batch loader, and seeded generated nested embeddings (for retrieval benchmarks and tests).
 
-from mrl.data.datasets import (
-    DATASETS,
-    ImageFolderDataset,
-    InMemoryDataset,
-    LabeledDataset,
-    check_label_array,
-    load_dataset,
-)
-from mrl.data.generated import (
-    GeneratedNestedSpec,
-    generated_nested_embeddings,
-    write_generated_nested_embeddings,
-)
-from mrl.data.idx import read_idx
-from mrl.data.loader import BatchLoader
+Names load on first use, so `mrl.data.generated` and `mrl.data.npy` (NumPy only) never load
+torch or torchvision.
+"""
 
-__all__ = [
-    "DATASETS",
-    "BatchLoader",
-    "GeneratedNestedSpec",
-    "ImageFolderDataset",
-    "InMemoryDataset",
-    "LabeledDataset",
-    "check_label_array",
-    "generated_nested_embeddings",
-    "load_dataset",
-    "read_idx",
-    "write_generated_nested_embeddings",
-]
+from mrl._lazy import lazy_exports
+
+_EXPORTS = {
+    "DATASETS": "mrl.data.datasets",
+    "BatchLoader": "mrl.data.loader",
+    "GeneratedNestedSpec": "mrl.data.generated",
+    "ImageFolderDataset": "mrl.data.datasets",
+    "InMemoryDataset": "mrl.data.datasets",
+    "LabeledDataset": "mrl.data.datasets",
+    "generated_nested_embeddings": "mrl.data.generated",
+    "load_dataset": "mrl.data.datasets",
+    "load_npy": "mrl.data.npy",
+    "read_idx": "mrl.data.idx",
+    "write_generated_nested_embeddings": "mrl.data.generated",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

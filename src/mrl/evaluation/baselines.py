@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrl.evaluation import metrics
+from mrl.checks import check_finite_rows
+from mrl.errors import ConfigError, InputError
 
 
 class SVDProjection:
@@ -48,15 +49,15 @@ class SVDProjection:
     def fit(self, X: np.ndarray) -> SVDProjection:
         """Fit on X [N, d] (finite, N >= 2)."""
         if X.ndim != 2 or len(X) < 2:
-            raise ValueError(f"SVD needs a 2-D array with at least 2 rows, got shape {X.shape}")
+            raise InputError(f"SVD needs a 2-D array with at least 2 rows, got shape {X.shape}")
         n, d = X.shape
         k = d if self.n_components is None else self.n_components
         if not 1 <= k <= d:
-            raise ValueError(f"n_components={k} must be within 1..{d} (the embedding size)")
+            raise ConfigError(f"n_components={k} must be within 1..{d} (the embedding size)")
         total, gram = np.zeros(d), np.zeros((d, d))
         for s in range(0, n, self.chunk_size):
             z = np.asarray(X[s : s + self.chunk_size], dtype=np.float64)
-            metrics.check_finite(z, "embeddings", row_offset=s)
+            check_finite_rows(z, "embeddings", row_offset=s)
             total += z.sum(0)
             gram += z.T @ z
         mean = total / n
@@ -73,7 +74,7 @@ class SVDProjection:
     def transform(self, X: np.ndarray) -> np.ndarray:
         """[N, d] -> [N, n_components] float32 coordinates; column j is the j-th direction."""
         if X.ndim != 2 or X.shape[1] != self.mean_.shape[0]:
-            raise ValueError(f"expected [N, {self.mean_.shape[0]}] embeddings, got {X.shape}")
+            raise InputError(f"expected [N, {self.mean_.shape[0]}] embeddings, got {X.shape}")
         out = np.empty((len(X), len(self.components_)), dtype=np.float32)
         for s in range(0, len(X), self.chunk_size):
             z = np.asarray(X[s : s + self.chunk_size], dtype=np.float32)
@@ -107,12 +108,12 @@ class RandomFeatures:
     def fit(self, X: np.ndarray) -> RandomFeatures:
         """Draw the permutation for X's [N, d] width (the values are not used)."""
         if X.ndim != 2:
-            raise ValueError(f"expected a 2-D [N, d] array, got shape {X.shape}")
+            raise InputError(f"expected a 2-D [N, d] array, got shape {X.shape}")
         self.coords_ = np.random.default_rng(self.seed).permutation(X.shape[1])
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """[N, d] -> [N, d] with columns in the drawn order (a copy)."""
         if X.ndim != 2 or X.shape[1] != len(self.coords_):
-            raise ValueError(f"expected [N, {len(self.coords_)}] embeddings, got {X.shape}")
+            raise InputError(f"expected [N, {len(self.coords_)}] embeddings, got {X.shape}")
         return np.asarray(X)[:, self.coords_]

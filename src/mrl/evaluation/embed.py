@@ -13,6 +13,9 @@ Folder layout written by `embed_dataset` (and read by `load_embeddings`, `mrl ev
                           "files": {...}}
 
 Every .npy is a plain NumPy file, so `np.load(path, mmap_mode="r")` maps it without reading it.
+The manifest is data too: `load_embeddings` checks each of its fields against the .npy files
+(shape, dtype, count, sizes) and refuses a folder whose manifest was edited or mixed from two
+runs, naming the field and both values.
 Arrays are filled batch by batch through `np.lib.format.open_memmap` on a temporary name and
 renamed into place when complete, and the manifest is written last, so a folder with a manifest
 is always whole, even after a crash, and data larger than RAM never has to be held in memory.
@@ -32,8 +35,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mrl.checks import check_finite_rows, check_int, check_labels, require_keys
 from mrl.data import BatchLoader, LabeledDataset
-from mrl.evaluation import metrics
+from mrl.data.npy import load_npy, npy_header
+from mrl.errors import ConfigError, FormatError, InputError, MissingPathError, PathError
 from mrl.io import atomic_path, atomic_write_json
 from mrl.models import MatryoshkaModel
 from mrl.nesting import Nesting
@@ -42,6 +47,8 @@ log = logging.getLogger(__name__)
 
 EMBEDDINGS, LABELS, LOGITS, MANIFEST = "embeddings.npy", "labels.npy", "logits.npy", "manifest.json"
 DTYPES = ("float32", "float16")
+FILES = {"embeddings": EMBEDDINGS, "labels": LABELS, "logits": LOGITS}  # manifest "files"
+MANIFEST_KEYS = ("count", "dtype", "embed_dim", "nesting", "dims", "num_classes", "files")
 
 
 @contextlib.contextmanager
@@ -52,6 +59,27 @@ def _atomic_memmap(path: Path, shape: tuple[int, ...], dtype: str) -> Iterator[n
         yield arr
         arr.flush()
         del arr
+
+
+def check_out_folder(out_dir: str | os.PathLike) -> Path:
+    """`out_dir` as a Path after checking it can become an embeddings folder; creates nothing.
+
+    Called before any work (`mrl embed` calls it before loading the model).
+
+    Raises:
+        PathError: `out_dir` is a file or lies under a file.
+    """
+    out = Path(out_dir)
+    for place in (out, *out.parents):  # the nearest existing path must be a folder
+        if place.exists():
+            if not place.is_dir():
+                where = "is a file" if place == out else f"lies under the file {place}"
+                raise PathError(
+                    f"embeddings folder {out} {where}; give a folder path (it will hold "
+                    f"{EMBEDDINGS}, {LABELS} and {MANIFEST})"
+                )
+            break
+    return out
 
 
 @torch.no_grad()
@@ -79,13 +107,20 @@ def embed_dataset(
 
     Returns:
         `out_dir` as a Path.
+
+    Raises:
+        ConfigError: an unknown dtype or a batch_size that is not a positive int.
+        PathError: `out_dir` is a file, lies under one, or cannot be created.
+        InputError: the model produced NaN/inf embeddings (naming the first bad row).
     """
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    batch_size = check_int("batch_size", batch_size)
+    out = check_out_folder(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. permission denied
+        raise PathError(f"cannot create embeddings folder {out}: {e.strerror}") from None
     (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until rewritten
     model.eval()
     device = next(model.parameters()).device
@@ -103,7 +138,7 @@ def embed_dataset(
         for x, y in tqdm(loader, desc=f"embed {out.name}", disable=not progress, unit="batch"):
             z = model.forward_features(x.to(device))  # (B, d)
             z_np = z.cpu().numpy()
-            metrics.check_finite(z_np, "model embeddings", row_offset=start)
+            check_finite_rows(z_np, "model embeddings", row_offset=start)
             stop = start + len(z)
             z_out[start:stop] = z_np
             y_out[start:stop] = np.asarray(y, dtype=np.int64)
@@ -111,7 +146,7 @@ def embed_dataset(
                 logit_out[:, start:stop] = model.forward_head(z).cpu().numpy()  # (G, B, C)
             start = stop
         if start != n:
-            raise ValueError(f"dataset yielded {start} items but reports len() == {n}")
+            raise InputError(f"dataset yielded {start} items but reports len() == {n}")
     manifest = {
         "count": n,
         "dtype": dtype,
@@ -158,34 +193,121 @@ class EmbeddingSet:
 
 
 def load_embeddings(folder: str | os.PathLike, mmap: bool = True) -> EmbeddingSet:
-    """Load and validate an `embed_dataset` folder.
+    """Load an `embed_dataset` folder after checking its manifest against its files.
+
+    Every manifest field is checked against what the .npy headers say (no data is read for
+    that): count, dtype and embed_dim against embeddings.npy, count against labels.npy,
+    dims and num_classes against logits.npy, the nesting against embed_dim and dims.
 
     Args:
         folder: the folder holding manifest.json and the .npy files.
         mmap: map embeddings and logits read-only instead of reading them into memory.
 
     Raises:
-        FileNotFoundError: no manifest (missing or incomplete folder).
-        ValueError: arrays whose lengths or shapes disagree with each other or the manifest.
+        MissingPathError: no folder, no manifest (missing or incomplete folder), or a file
+            the manifest lists is missing.
+        PathError: `folder` is a file.
+        FormatError: a manifest that is not JSON, lacks a key, or disagrees with the files
+            (naming the field and both values); a truncated or foreign .npy file.
+        InputError: labels that are not class ids in 0..num_classes-1.
     """
     folder = Path(folder)
-    if not (folder / MANIFEST).exists():
-        raise FileNotFoundError(f"{folder / MANIFEST} not found; run `mrl embed` first")
-    manifest = json.loads((folder / MANIFEST).read_text())
-    mode = "r" if mmap else None
-    z = np.load(folder / manifest["files"]["embeddings"], mmap_mode=mode)
-    y = metrics.check_labels(np.load(folder / manifest["files"]["labels"]), "labels.npy")
-    metrics.check_same_length(z, y, "embeddings.npy", "labels.npy")
-    if z.ndim != 2 or z.shape[1] != manifest["embed_dim"]:
-        raise ValueError(
-            f"embeddings.npy has shape {z.shape}, manifest says d={manifest['embed_dim']}"
-        )
-    logits = None
-    if manifest["files"].get("logits"):
-        logits = np.load(folder / manifest["files"]["logits"], mmap_mode=mode)
-        expected = (len(manifest["dims"]), len(y), manifest["num_classes"])
-        if logits.shape != expected:
-            raise ValueError(
-                f"logits.npy has shape {logits.shape}, expected [G, N, C] = {expected}"
-            )
+    path = folder / MANIFEST
+    if folder.exists() and not folder.is_dir():
+        raise PathError(f"{folder} is a file; give the folder `mrl embed --out` wrote")
+    if not path.is_file():
+        raise MissingPathError(f"{path} not found; run `mrl embed` first")
+    manifest = _read_manifest(path)
+    files = manifest["files"]
+    headers = {}  # file key -> (shape, dtype) from the .npy header
+    for key, name in FILES.items():
+        if key != "logits" or files.get("logits") is not None:
+            if files.get(key) != name:
+                raise FormatError(f"{path}: files.{key} is {files.get(key)!r}, expected {name!r}")
+            if not (folder / name).is_file():
+                raise MissingPathError(f"{folder / name} is missing; run `mrl embed` again")
+            headers[key] = npy_header(folder / name)[:2]
+    _check_manifest_against_files(manifest, headers, path)
+    z = load_npy(folder / EMBEDDINGS, mmap=mmap)
+    y = check_labels(load_npy(folder / LABELS), str(folder / LABELS), manifest["num_classes"])
+    logits = load_npy(folder / LOGITS, mmap=mmap) if "logits" in headers else None
     return EmbeddingSet(z, y, logits, manifest)
+
+
+def _read_manifest(path: Path) -> dict:
+    """The manifest dict, with every key `load_embeddings` relies on present and well typed."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        where = f" (line {e.lineno}: {e.msg})" if isinstance(e, json.JSONDecodeError) else ""
+        raise FormatError(f"{path} is not valid JSON{where}; run `mrl embed` again") from None
+    if not isinstance(manifest, dict):
+        raise FormatError(f"{path} holds a {type(manifest).__name__}, not a manifest object")
+    require_keys(manifest, MANIFEST_KEYS, path)
+    for key, low in (("count", 0), ("embed_dim", 1), ("num_classes", 1)):
+        if not _is_int(manifest[key], low):
+            raise FormatError(f"{path}: {key} is {manifest[key]!r}, expected an int >= {low}")
+    dims = manifest["dims"]
+    if not isinstance(dims, list) or not dims or not all(_is_int(m, 1) for m in dims):
+        raise FormatError(f"{path}: dims is {dims!r}, expected a list of positive ints")
+    if not isinstance(manifest["files"], dict):
+        raise FormatError(f"{path}: files is {manifest['files']!r}, expected an object")
+    if not isinstance(manifest["nesting"], dict) or not isinstance(
+        manifest["nesting"].get("dims"), list
+    ):
+        raise FormatError(f"{path}: nesting is {manifest['nesting']!r}, expected {{'dims': ...}}")
+    try:
+        nesting = Nesting.from_dict(manifest["nesting"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise FormatError(f"{path}: nesting {manifest['nesting']!r} is not valid ({e})") from None
+    if nesting.embed_dim != manifest["embed_dim"]:
+        raise FormatError(
+            f"{path}: embed_dim is {manifest['embed_dim']} but the nesting "
+            f"{list(nesting.dims)} ends at {nesting.embed_dim}"
+        )
+    if manifest["dtype"] not in DTYPES:
+        raise FormatError(f"{path}: dtype is {manifest['dtype']!r}, expected one of {DTYPES}")
+    if manifest.get("head") in ("mrl", "mrl-e") and dims != list(nesting.dims):
+        raise FormatError(
+            f"{path}: dims {dims} differ from the nesting {list(nesting.dims)} of an "
+            f"{manifest['head']} head (one head per nested size)"
+        )
+    if max(dims) > manifest["embed_dim"]:
+        raise FormatError(f"{path}: dims {dims} go beyond embed_dim {manifest['embed_dim']}")
+    return manifest
+
+
+def _is_int(value: object, low: int) -> bool:
+    """A JSON integer (not a bool, not a float) >= low."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_manifest_against_files(manifest: dict, headers: dict, path: Path) -> None:
+    """Refuse the first manifest field that disagrees with the .npy (shape, dtype) `headers`."""
+    n, d, g, c = (manifest[k] for k in ("count", "embed_dim", "dims", "num_classes"))
+    expected = {
+        EMBEDDINGS: ((("count", n), ("embed_dim", d)), ("dtype", manifest["dtype"])),
+        LABELS: ((("count", n),), None),
+        LOGITS: ((("len(dims)", len(g)), ("count", n), ("num_classes", c)), None),
+    }
+    if "logits" in headers and str(headers["logits"][1]) != "float32":
+        raise FormatError(f"{path.parent / LOGITS} holds {headers['logits'][1]}, not float32")
+    for key, (shape, dtype) in headers.items():
+        name = FILES[key]
+        fields, dtype_field = expected[name]
+        if len(shape) != len(fields):
+            raise FormatError(
+                f"{path.parent / name} has shape {shape}, expected "
+                f"[{', '.join(f for f, _ in fields)}] = {tuple(v for _, v in fields)}"
+            )
+        for (field, said), actual in zip(fields, shape, strict=True):
+            if said != actual:
+                raise FormatError(
+                    f"{path}: {field} is {said} but {name} has {actual} (shape {shape}); the "
+                    "folder was edited or mixed from two runs (run `mrl embed` again)"
+                )
+        if dtype_field and dtype_field[1] != str(dtype):
+            raise FormatError(
+                f"{path}: {dtype_field[0]} is {dtype_field[1]!r} but {name} holds {dtype}; "
+                "the folder was edited or mixed from two runs (run `mrl embed` again)"
+            )

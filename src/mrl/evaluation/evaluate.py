@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mrl.checks import check_int, check_k
+from mrl.errors import ConfigError, InputError
 from mrl.evaluation import metrics
 from mrl.evaluation.embed import EmbeddingSet
 from mrl.evaluation.knn import knn_metrics
@@ -51,13 +53,29 @@ def evaluate_sizes(
         {m: {"top1", "top5", "probe_top1", "probe_top5", "knn_{k}", "map_at_{k}_paper",
         "map_at_{k}", "precision_at_{k}", "recall_at_{k}", "hit_rate_at_{k}"}}, fractions in
         [0, 1]; the classification keys appear only when their source was given.
+
+    Raises:
+        InputError: 2-D train and test embeddings of different widths, or a length mismatch.
+        ConfigError: a size outside 1..d or given twice, a k outside 1..N (N train items),
+            no k at all, or a chunk_size that is not a positive int.
     """
-    dims = [int(m) for m in dims]
-    for m in dims:
-        if not 1 <= m <= train_z.shape[1]:
-            raise ValueError(f"size {m} is larger than the {train_z.shape[1]}-dim embedding")
+    # Every argument is checked here, before the probe or any search starts.
+    if train_z.ndim != 2 or test_z.ndim != 2 or train_z.shape[1] != test_z.shape[1]:
+        raise InputError(
+            f"train embeddings {train_z.shape} and test embeddings {test_z.shape} must be "
+            "[N, d] and [Q, d] of one width d; embed both splits with the same model"
+        )
+    metrics.check_same_length(train_z, train_y, "train embeddings", "train labels")
+    metrics.check_same_length(test_z, test_y, "test embeddings", "test labels")
+    d = train_z.shape[1]
+    dims = _check_sizes(dims, f"1..{d} (the embedding width)", range(1, d + 1))
+    for k in (*knn_ks, *retrieval_ks):
+        check_k(k, len(train_z), "train items (the k-NN database)")
+    if not len(knn_ks) + len(retrieval_ks):
+        raise ConfigError("give at least one k (knn_ks or retrieval_ks)")
+    chunk_size = check_int("chunk_size", chunk_size)
     if test_logits is not None and test_logits.shape[:2] != (len(dims), len(test_y)):
-        raise ValueError(
+        raise InputError(
             f"logits have shape {test_logits.shape}, expected [{len(dims)}, {len(test_y)}, C] "
             f"for sizes {dims}"
         )
@@ -101,23 +119,24 @@ def evaluate_embeddings(
         probe: also fit linear probes (always done when the folders hold no logits).
 
     Raises:
-        ValueError: the folders come from different models, or a size is not in the model's
-            nesting.
+        InputError: the folders come from different models (width, nesting or head sizes).
+        ConfigError: a size not among the model's head sizes, or given twice.
     """
-    if train.manifest["nesting"] != test.manifest["nesting"] or train.head_dims != test.head_dims:
-        raise ValueError(
-            f"train and test embeddings come from different models: nesting "
-            f"{train.manifest['nesting']['dims']} / head sizes {list(train.head_dims)} vs "
-            f"{test.manifest['nesting']['dims']} / {list(test.head_dims)}"
+    widths = (train.embeddings.shape[1:], test.embeddings.shape[1:])
+    if (
+        widths[0] != widths[1]
+        or train.manifest["nesting"] != test.manifest["nesting"]
+        or train.head_dims != test.head_dims
+    ):
+        raise InputError(
+            "train and test embeddings come from different models: width "
+            f"{widths[0][0]} / nesting {train.manifest['nesting']['dims']} / head sizes "
+            f"{list(train.head_dims)} vs {widths[1][0]} / {test.manifest['nesting']['dims']} "
+            f"/ {list(test.head_dims)}; embed both splits with the same run"
         )
     head_dims = test.head_dims
-    dims = list(head_dims) if dims is None else [int(m) for m in dims]
-    for m in dims:
-        if m not in head_dims:
-            raise ValueError(
-                f"size {m} does not match the model: its head sizes are {list(head_dims)} "
-                f"(nesting {list(test.nesting.dims)})"
-            )
+    where = f"the model's head sizes {list(head_dims)} (nesting {list(test.nesting.dims)})"
+    dims = list(head_dims) if dims is None else _check_sizes(dims, where, head_dims)
     logits = None
     if test.logits is not None:
         logits = np.stack([np.asarray(test.logits[head_dims.index(m)]) for m in dims])
@@ -133,3 +152,16 @@ def evaluate_embeddings(
         retrieval_ks=retrieval_ks,
         chunk_size=chunk_size,
     )
+
+
+def _check_sizes(dims: Sequence[int], where: str, allowed: Sequence[int]) -> list[int]:
+    """`dims` as a list of distinct ints, each one of `allowed` (described by `where`)."""
+    sizes = [check_int("size", m) for m in dims]
+    if not sizes:
+        raise ConfigError(f"give at least one size; choose from {where}")
+    for m in sizes:
+        if m not in allowed:
+            raise ConfigError(f"size {m} does not match: choose from {where}")
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"sizes {sizes} repeat a size; give each once")
+    return sizes

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
+from mrl.checks import check_finite_rows, check_int, check_k, check_labels
+from mrl.errors import InputError
 from mrl.evaluation import metrics
 from mrl.nesting import truncate
 
@@ -45,27 +47,28 @@ def knn_search(
         I: [Q, k] int64 database row ids, nearest first.
     """
     if database.ndim != 2 or queries.ndim != 2:
-        raise ValueError(
-            f"database and queries must be 2-D, got {database.shape} and {queries.shape}"
+        raise InputError(
+            f"database and queries must be 2-D [N, d], got {database.shape} and {queries.shape}"
         )
     if database.shape[1] != queries.shape[1]:
-        raise ValueError(
-            f"database has {database.shape[1]} dims but queries have {queries.shape[1]}"
+        raise InputError(
+            f"database has {database.shape[1]} dims but queries have {queries.shape[1]}; "
+            "embed both with the same model"
         )
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    if k > len(database):
-        raise ValueError(f"k={k} exceeds the database size {len(database)}")
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    dim = database.shape[1] if dim is None else dim
+    k = check_k(k, len(database), "database items")
+    chunk_size = check_int("chunk_size", chunk_size)
+    dim = (
+        database.shape[1]
+        if dim is None
+        else check_int("prefix size dim", dim, 1, database.shape[1])
+    )
     xq = np.ascontiguousarray(truncate(queries, dim, normalize), dtype=np.float32)
-    metrics.check_finite(xq, "query embeddings")
+    check_finite_rows(xq, "query embeddings")
     heap = faiss.ResultHeap(len(xq), k)
     for start in range(0, len(database), chunk_size):
         xb = truncate(np.asarray(database[start : start + chunk_size]), dim, normalize)
         xb = np.ascontiguousarray(xb, dtype=np.float32)  # (chunk, dim)
-        metrics.check_finite(xb, "database embeddings", row_offset=start)
+        check_finite_rows(xb, "database embeddings", row_offset=start)
         kc = min(k, len(xb))
         dist, ids = faiss.knn(xq, xb, kc)  # (Q, kc) each
         heap.add_result(dist, ids + start)
@@ -98,8 +101,10 @@ def knn_metrics(
     Returns:
         {"knn_{k}": accuracy, "map_at_{k}_paper": ..., "map_at_{k}": ..., ...}, fractions.
     """
-    train_y = metrics.check_labels(train_y, "train labels")
-    test_y = metrics.check_labels(test_y, "test labels")
+    train_y = check_labels(train_y, "train labels")
+    test_y = check_labels(test_y, "test labels")
+    for k in (*knn_ks, *retrieval_ks):  # every k before the search
+        check_k(k, len(train_y), "database items")
     metrics.check_same_length(train_z, train_y, "train embeddings", "train labels")
     metrics.check_same_length(test_z, test_y, "test embeddings", "test labels")
     max_k = max((*knn_ks, *retrieval_ks))

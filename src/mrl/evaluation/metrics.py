@@ -21,32 +21,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrl.checks import check_labels
-
-
-def check_finite(z: np.ndarray, name: str = "embeddings", row_offset: int = 0) -> None:
-    """Raise if `z` holds NaN or inf, naming the first bad row (offset by `row_offset`)."""
-    finite = np.isfinite(z)
-    if finite.all():
-        return
-    bad = np.flatnonzero(~finite.reshape(len(z), -1).all(axis=1))[0]
-    raise ValueError(f"{name} contain NaN or inf; first bad row is {int(bad) + row_offset}")
+from mrl.checks import check_k, check_labels
+from mrl.errors import InputError
 
 
 def check_same_length(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
     """Raise unless `a` and `b` have the same number of rows (e.g. embeddings and labels)."""
     if len(a) != len(b):
-        raise ValueError(
+        raise InputError(
             f"{a_name} has {len(a)} rows but {b_name} has {len(b)}; they must describe the "
             "same items"
         )
-
-
-def _check_k(k: int, available: int, what: str = "neighbours") -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    if k > available:
-        raise ValueError(f"k={k} exceeds the {available} {what} available")
 
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
@@ -62,9 +47,9 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     """
     labels = check_labels(labels)
     if logits.ndim != 2:
-        raise ValueError(f"logits must be [N, C], got shape {logits.shape}")
+        raise InputError(f"logits must be [N, C], got shape {logits.shape}")
     check_same_length(logits, labels, "logits", "labels")
-    _check_k(k, logits.shape[1], "classes")
+    check_k(k, logits.shape[1], "classes")
     # Rank of the true class = number of classes scoring strictly higher (or equal and earlier).
     true = logits[np.arange(len(labels)), labels][:, None]
     cols = np.arange(logits.shape[1])[None, :]
@@ -86,11 +71,11 @@ def knn_predict(neighbor_labels: np.ndarray, k: int, chunk_size: int = 8192) -> 
         [Q] int64 predicted labels.
     """
     if neighbor_labels.ndim != 2:
-        raise ValueError(f"neighbor_labels must be [Q, K], got shape {neighbor_labels.shape}")
-    _check_k(k, neighbor_labels.shape[1])
+        raise InputError(f"neighbor_labels must be [Q, K], got shape {neighbor_labels.shape}")
+    check_k(k, neighbor_labels.shape[1], "neighbours")
     votes = neighbor_labels[:, :k].astype(np.int64)
     if votes.size and votes.min() < 0:
-        raise ValueError("neighbor_labels hold a negative label (an unfilled search slot?)")
+        raise InputError("neighbor_labels hold a negative label (an unfilled search slot?)")
     num_classes = int(votes.max()) + 1 if votes.size else 1
     out = np.empty(len(votes), dtype=np.int64)
     for s in range(0, len(votes), chunk_size):
@@ -131,13 +116,13 @@ def count_relevant(query_labels: np.ndarray, database_labels: np.ndarray) -> np.
 
 def precision_at_k(rel: np.ndarray, k: int) -> float:
     """Mean over queries of (relevant items among the top k) / k. `rel` is [Q, K] bool."""
-    _check_k(k, rel.shape[1])
+    check_k(k, rel.shape[1], "neighbours")
     return float(rel[:, :k].mean(1).mean())
 
 
 def hit_rate_at_k(rel: np.ndarray, k: int) -> float:
     """Fraction of queries with at least one relevant item in the top k (the paper's "top-k")."""
-    _check_k(k, rel.shape[1])
+    check_k(k, rel.shape[1], "neighbours")
     return float(rel[:, :k].any(1).mean())
 
 
@@ -157,7 +142,7 @@ def recall_at_k(rel: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
     Returns:
         mean recall over queries with at least one relevant item (NaN if there are none).
     """
-    _check_k(k, rel.shape[1])
+    check_k(k, rel.shape[1], "neighbours")
     check_same_length(rel, num_relevant, "relevance", "num_relevant")
     hits = rel[:, :k].sum(1)
     return _mean_defined(hits / np.maximum(num_relevant, 1), num_relevant)
@@ -176,7 +161,7 @@ def map_at_k_paper(rel: np.ndarray, k: int) -> float:
     This is what RAIVNLab/MRL `compute_mAP_recall_at_k` computes; it is at most
     precision@k-ish and lower than the usual AP@k whenever a query has fewer than k hits.
     """
-    _check_k(k, rel.shape[1])
+    check_k(k, rel.shape[1], "neighbours")
     return float((_precision_sum_at_hits(rel, k) / k).mean())
 
 
@@ -191,7 +176,7 @@ def map_at_k(rel: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
     Returns:
         mean AP@k over queries with at least one relevant item (NaN if there are none).
     """
-    _check_k(k, rel.shape[1])
+    check_k(k, rel.shape[1], "neighbours")
     check_same_length(rel, num_relevant, "relevance", "num_relevant")
     denom = np.maximum(np.minimum(num_relevant, k), 1)
     return _mean_defined(_precision_sum_at_hits(rel, k) / denom, num_relevant)

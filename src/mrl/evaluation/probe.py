@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mrl.checks import check_finite_rows, check_labels
+from mrl.errors import InputError
 from mrl.evaluation import metrics
 from mrl.nesting import Nesting, truncate
 
@@ -67,7 +69,7 @@ class LinearProbe:
 
     def _features(self, X: np.ndarray, start: int, stop: int) -> torch.Tensor:
         z = np.array(truncate(np.asarray(X[start:stop]), self.nesting_.embed_dim), np.float32)
-        metrics.check_finite(z, "probe features", row_offset=start)
+        check_finite_rows(z, "probe features", row_offset=start)
         return (torch.from_numpy(z) - self.mean_) / self.scale_  # (n, d); z is a private copy
 
     def _logits(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -76,10 +78,10 @@ class LinearProbe:
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:
         """Fit one probe per size. X: [N, d] features (d >= max(dims)); y: [N] int labels."""
         self.nesting_ = Nesting(tuple(self.dims))
-        y = metrics.check_labels(y)
+        y = check_labels(y)
         metrics.check_same_length(X, y, "features", "labels")
         if X.ndim != 2 or X.shape[1] < self.nesting_.embed_dim:
-            raise ValueError(
+            raise InputError(
                 f"probe sizes {list(self.nesting_.dims)} need features with at least "
                 f"{self.nesting_.embed_dim} dims, got shape {X.shape}"
             )
@@ -88,7 +90,7 @@ class LinearProbe:
         total, total_sq = np.zeros(d), np.zeros(d)
         for s in range(0, n, self.chunk_size):
             z = np.asarray(truncate(np.asarray(X[s : s + self.chunk_size]), d), np.float64)
-            metrics.check_finite(z, "probe features", row_offset=s)
+            check_finite_rows(z, "probe features", row_offset=s)
             total += z.sum(0)
             total_sq += (z * z).sum(0)
         mean = total / n
@@ -153,4 +155,4 @@ class LinearProbe:
 
     def score(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """[G] top-1 accuracy of each size's probe."""
-        return (self.predict(X) == metrics.check_labels(y)[None, :]).mean(1)
+        return (self.predict(X) == check_labels(y)[None, :]).mean(1)
