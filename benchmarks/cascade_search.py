@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-from mrl.adaptive.cascade import PAPER_GRID, Cascade, cascade_exits, max_confidence
+from mrl.adaptive import Cascade, cascade_exits, max_confidence
+from mrl.adaptive.thresholds import size_costs, threshold_candidates
 from mrl.evaluation.embed import load_embeddings
 from mrl.io import atomic_write_json
 from mrl.nesting import Nesting
@@ -43,11 +44,7 @@ def generated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, Nesting]:
 
 def brute_force(conf, correct, cost, need, grid):
     """Least total cost with >= need correct over every (t0, t1) candidate pair."""
-    quantiles = np.linspace(0.0, 1.0, grid)
-    cands = [
-        np.unique(np.concatenate([[0.0, 1.0], PAPER_GRID, np.quantile(conf[j], quantiles)]))
-        for j in range(2)
-    ]
+    cands = [threshold_candidates(conf[j], grid) for j in range(2)]
     rows = np.arange(conf.shape[1])
     best = None
     for t0 in cands[0]:
@@ -89,8 +86,7 @@ def main() -> None:
         t_pair = time.perf_counter() - t0
         need = round(pairwise.holdout_.accuracy * len(y))
         for cost_name in ("expected", "cumulative"):
-            unit = np.asarray(nesting.dims)
-            cost = unit if cost_name == "expected" else np.cumsum(unit)
+            cost = size_costs(nesting.dims, cost_name)
             t0 = time.perf_counter()
             joint = Cascade(
                 nesting, "joint", target=pairwise.holdout_.accuracy, cost=cost_name, grid=args.grid

@@ -49,7 +49,7 @@ def test_early_exit_matches_full_evaluation_with_fewer_heads(head_kind):
         full = model(x).numpy()  # every head on every row: G x N head rows
     model.head = CountingHead(model.head)
     out = AdaptiveClassifier(model, cascade).predict(x)
-    np.testing.assert_array_equal(out.labels.numpy(), cascade.predict(full))
+    np.testing.assert_array_equal(out.predictions.numpy(), cascade.predict(full))
     np.testing.assert_array_equal(out.exit_index.numpy(), cascade.exit_index(full))
     exits = out.exit_index.numpy()
     # size j's head sees exactly the rows that did not stop before j

@@ -1,26 +1,11 @@
-"""Adaptive classification: confidence cascades over the nested sizes of one model.
+"""The `Cascade` estimator: fit confidence-cascade thresholds on saved per-size scores.
 
 A cascade reads the smallest size first and moves on to the next size only while the max
 softmax probability is at or below that size's threshold, so easy inputs are classified with
-few dims. Everything here works on per-size scores [G, N, C] computed once (saved logits);
+few dims. `Cascade` follows the scikit-learn contract over per-size scores [G, N, C]
+(validated by `mrl.adaptive.confidence`), chooses its thresholds with one of the solvers of
+`mrl.adaptive.thresholds` and saves them as a small JSON file;
 `mrl.adaptive.inference.AdaptiveClassifier` applies a fitted cascade to new inputs.
-
-Two policies choose the thresholds on a held-out split:
-
-- "pairwise" (the paper's rule, `Model_Cascades.ipynb`): for each consecutive pair of sizes,
-  alone, grid-search t over `np.linspace(0.1, 1, 100)` for the two-model cascade "size j if
-  conf_j > t else size j+1" and keep the smallest t reaching the best held-out accuracy.
-- "joint" (ours): all thresholds together, minimising the expected cost subject to an accuracy
-  target ("the accuracy of size 256 at the least cost"), or maximising accuracy under a cost
-  budget. Exact coordinate descent: with the other thresholds fixed, accuracy and cost as a
-  function of one threshold are step functions that one sort evaluates for every candidate.
-  The search starts from the pairwise solution (and from points of the accuracy-cost
-  trade-off curve) and only accepts strict improvements, so on the holdout it never does
-  worse than the pairwise rule.
-
-Two cost models are reported for every cascade: "expected" is E[final size] (one shared
-MRL-E head, or any head where a larger size's logits cost the same as computing them alone);
-"cumulative" is E[sum of the sizes tried on the way] (separate MRL heads, each evaluated).
 """
 
 from __future__ import annotations
@@ -29,315 +14,55 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
+from mrl.adaptive.confidence import INPUTS, correctness, max_confidence
+from mrl.adaptive.thresholds import (
+    COSTS,
+    CascadeScores,
+    budget_key,
+    cascade_exits,
+    cascade_totals,
+    joint_thresholds,
+    pairwise_thresholds,
+    score_exits,
+    shared_threshold,
+    size_costs,
+    target_key,
+)
+from mrl.checks import check_int, check_number, check_tag, require_keys
+from mrl.errors import ConfigError, FormatError, MissingPathError, PathError
 from mrl.io import atomic_write_json
 from mrl.nesting import Nesting
 
-PAPER_GRID = np.linspace(0.1, 1.0, 100)  # the official notebook's threshold grid
 POLICIES = ("pairwise", "joint", "shared")
 CAP_SEARCH = "search"  # Cascade(cap=...): fit every cap and keep the best on the holdout
-INPUTS = ("logits", "probabilities")
-COSTS = ("expected", "cumulative")
 FILE_FORMAT = "mrl-cascade"  # tag written into thresholds files
-PROBABILITY_ATOL = 1e-3  # float16/float32 softmax rows sum to 1 only this closely
-# Trade-off weights (accuracy per unit of cost / largest cost) whose optima seed the joint
-# search; 0 is the most accurate cascade, 1 already prefers the smallest size almost always.
-_LAGRANGE_MUS = (0.0, *np.geomspace(1e-4, 1.0, 13))
+FILE_VERSION = 1
+_FILE_KEYS = ("nesting", "params", "dims", "thresholds", "target_accuracy", "holdout")
 
 
-def max_confidence(
-    scores: np.ndarray, nesting: Nesting, inputs: str = "logits"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Max softmax probability and predicted class of every size, validating the scores.
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
-    Args:
-        scores: [G, N, C] per-size logits or probabilities, one slice per size of `nesting`.
-        nesting: the sizes the G slices belong to.
-        inputs: "logits" (the softmax is taken here, in float64) or "probabilities"
-            (non-negative rows that sum to 1 within 1e-3).
 
-    Returns:
-        conf [G, N] float64 in [0, 1] and pred [G, N] int64.
-    """
-    if inputs not in INPUTS:
-        raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
-    scores = np.asarray(scores)
-    if scores.ndim != 3:
-        raise ValueError(f"expected per-size scores of shape [G, N, C], got shape {scores.shape}")
-    g, n, c = scores.shape
-    if g != len(nesting):
-        raise ValueError(
-            f"scores have {g} sizes but the nesting {list(nesting.dims)} has {len(nesting)}; "
-            "give one [N, C] slice per nested size"
+def _check_size(name: str, value: object, nesting: Nesting, extra: str = "") -> None:
+    """`value` is one of the nesting's sizes (an int), else a ConfigError naming `name`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value not in nesting.dims
+    ):
+        raise ConfigError(
+            f"{name} must be one of the nesting's sizes {list(nesting.dims)}{extra}, got {value!r}"
         )
-    if n == 0:
-        raise ValueError("scores hold no examples (N = 0)")
-    if c == 0:
-        raise ValueError("scores have no classes (C = 0)")
-    conf = np.empty((g, n))
-    pred = np.empty((g, n), dtype=np.int64)
-    rows = np.arange(n)
-    for i, m in enumerate(nesting):
-        s = scores[i].astype(np.float64)  # one size at a time bounds the float64 copy
-        if not np.isfinite(s).all():
-            raise ValueError(f"scores for size {m} contain NaN or inf")
-        pred[i] = s.argmax(axis=1)
-        top = s[rows, pred[i]]
-        if inputs == "probabilities":
-            sums = s.sum(axis=1)
-            if s.min() < 0 or np.abs(sums - 1).max() > PROBABILITY_ATOL:
-                raise ValueError(
-                    f"probabilities for size {m} must be >= 0 and sum to 1 over the classes; "
-                    f"row sums range {sums.min():.4g}..{sums.max():.4g}, min value "
-                    f"{s.min():.4g} (pass inputs='logits' for raw scores)"
-                )
-            conf[i] = np.minimum(top, 1.0)
-        else:
-            conf[i] = 1.0 / np.exp(s - top[:, None]).sum(axis=1)  # softmax at the argmax
-    return conf, pred
-
-
-def cascade_exits(conf: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-    """Index of the size each example stops at under the cascade rule.
-
-    The rule (strict `>`, as in the official notebook): stop at the first size j whose
-    confidence exceeds `thresholds[j]`; an example confident nowhere uses the last size
-    `len(thresholds)` (the cap). A threshold of 0 always stops, 1 never does.
-
-    Args:
-        conf: [K, N] max softmax probabilities, K >= len(thresholds) + 1; rows past
-            len(thresholds) + 1 are not read.
-        thresholds: [K' - 1] thresholds of the sizes before the cap.
-
-    Returns:
-        [N] int64 size indices in 0..len(thresholds).
-    """
-    t = np.asarray(thresholds, dtype=np.float64)
-    k = len(t)
-    if k == 0:
-        return np.zeros(conf.shape[1], dtype=np.int64)
-    confident = conf[:k] > t[:, None]  # (k, N)
-    return np.where(confident.any(axis=0), confident.argmax(axis=0), k).astype(np.int64)
-
-
-def pairwise_thresholds(
-    conf: np.ndarray, correct: np.ndarray, grid: np.ndarray = PAPER_GRID
-) -> np.ndarray:
-    """The paper's rule: each consecutive pair's smallest grid threshold of best accuracy.
-
-    Args:
-        conf: [K, n] held-out max softmax probabilities of K consecutive sizes.
-        correct: [K, n] bool, whether each size's prediction is right.
-        grid: ascending candidate thresholds (the notebook's `np.linspace(0.1, 1, 100)`).
-
-    Returns:
-        [K - 1] thresholds; t_j is fitted on the two-model cascade (size j, size j + 1) alone.
-    """
-    thresholds = np.empty(len(conf) - 1)
-    for j in range(len(conf) - 1):
-        stop = conf[j][None, :] > grid[:, None]  # (len(grid), n)
-        n_correct = np.where(stop, correct[j], correct[j + 1]).sum(axis=1)  # exact counts
-        thresholds[j] = grid[np.flatnonzero(n_correct == n_correct.max())[0]]
-    return thresholds
-
-
-@dataclass(frozen=True)
-class CascadeScores:
-    """Accuracy and cost of a cascade on one set of examples.
-
-    Attributes:
-        accuracy: fraction of examples classified correctly.
-        expected_dim: E[final size], in dims.
-        cumulative_dim: E[sum of every size tried on the way], in dims.
-        exit_fraction: share of examples stopping at each size up to the cap.
-    """
-
-    accuracy: float
-    expected_dim: float
-    cumulative_dim: float
-    exit_fraction: tuple[float, ...]
-
-
-def score_exits(exits: np.ndarray, correct: np.ndarray, dims: Sequence[int]) -> CascadeScores:
-    """Score given exits. exits [N] in 0..K-1, correct [K, N] bool, dims the K sizes."""
-    n = len(exits)
-    dims = np.asarray(dims, dtype=np.float64)
-    return CascadeScores(
-        accuracy=float(correct[exits, np.arange(n)].mean()),
-        expected_dim=float(dims[exits].mean()),
-        cumulative_dim=float(np.cumsum(dims)[exits].mean()),
-        exit_fraction=tuple(float(f) for f in np.bincount(exits, minlength=len(dims)) / n),
-    )
-
-
-class _Search:
-    """Exact accuracy/cost bookkeeping for the joint policy's coordinate descent.
-
-    Counts are integers (correct examples, summed dims), so feasibility tests are exact.
-    """
-
-    def __init__(self, conf: np.ndarray, correct: np.ndarray, cost: np.ndarray) -> None:
-        self.conf, self.correct, self.cost = conf, correct, cost  # (K, n), (K, n), (K,)
-        self.n = conf.shape[1]
-        self.rows = np.arange(self.n)
-
-    def totals(self, t: np.ndarray) -> tuple[int, int]:
-        exits = cascade_exits(self.conf, t)
-        return int(self.correct[exits, self.rows].sum()), int(self.cost[exits].sum())
-
-    def coordinate(self, j: int, t: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Correct count and total cost [M] for every candidate value of t_j, others fixed."""
-        exits = cascade_exits(self.conf, t)
-        reach = exits >= j  # which examples reach size j does not depend on t_j
-        fixed = ~reach
-        fixed_correct = self.correct[exits[fixed], self.rows[fixed]].sum()
-        fixed_cost = self.cost[exits[fixed]].sum()
-        t_never = t.copy()
-        t_never[j] = 1.0  # conf <= 1, so nobody stops at j: where the others go on to
-        idx = np.flatnonzero(reach)
-        cont = cascade_exits(self.conf, t_never)[idx]
-        order = np.argsort(self.conf[j, idx], kind="stable")
-        sorted_conf = self.conf[j, idx][order]
-        cont_correct = np.concatenate([[0], np.cumsum(self.correct[cont, idx][order])])
-        stop_correct = np.concatenate([[0], np.cumsum(self.correct[j, idx][order])])
-        cont_cost = np.concatenate([[0], np.cumsum(self.cost[cont][order])])
-        m = np.searchsorted(sorted_conf, cand, side="right")  # conf <= t: these go on
-        n_stop = len(idx) - m
-        n_correct = fixed_correct + cont_correct[m] + stop_correct[-1] - stop_correct[m]
-        total_cost = fixed_cost + cont_cost[m] + n_stop * self.cost[j]
-        return n_correct, total_cost
-
-    def descend(
-        self, t: np.ndarray, key: Callable, cands: list[np.ndarray], max_passes: int = 100
-    ) -> np.ndarray:
-        """Coordinate descent: move one threshold at a time while `key` strictly improves."""
-        t = t.copy()
-        current = tuple(float(x) for x in key(*self.totals(t)))
-        for _ in range(max_passes):
-            changed = False
-            for j in range(len(t)):
-                keys = key(*self.coordinate(j, t, cands[j]))
-                best = np.lexsort(keys[::-1])[-1]  # lexicographic max, first key primary
-                candidate = tuple(float(x[best]) for x in keys)
-                if candidate > current:
-                    t[j], current, changed = cands[j][best], candidate, True
-            if not changed:
-                break
-        return t
-
-
-def _target_key(need: int) -> Callable:
-    """Feasible (>= need correct) first, then least cost, then most correct."""
-
-    def key(n_correct, cost):
-        ok = np.asarray(n_correct >= need, dtype=np.float64)
-        return (ok, np.where(ok, -cost, n_correct), np.where(ok, n_correct, -cost))
-
-    return key
-
-
-def _budget_key(limit: int) -> Callable:
-    """Within budget (total cost <= limit) first, then most correct, then least cost."""
-
-    def key(n_correct, cost):
-        ok = np.asarray(cost <= limit, dtype=np.float64)
-        return (ok, np.where(ok, n_correct, -cost), np.where(ok, -cost, n_correct))
-
-    return key
-
-
-def _lagrange_key(mu: float, cost_scale: float) -> Callable:
-    """Correct count minus mu per example-at-the-cap's worth of cost."""
-
-    def key(n_correct, cost):
-        return (n_correct - mu * cost / cost_scale, -np.asarray(cost, dtype=np.float64))
-
-    return key
-
-
-def joint_thresholds(
-    conf: np.ndarray,
-    correct: np.ndarray,
-    cost: np.ndarray,
-    key: Callable,
-    seeds: Sequence[np.ndarray],
-    grid: int = 256,
-) -> np.ndarray:
-    """All thresholds together: the best cascade under `key` found from several starts.
-
-    Candidates for t_j are 0, 1, the paper's grid and `grid` quantiles of the held-out
-    confidences of size j. Starts are `seeds` and the optima of accuracy-minus-mu-cost for a
-    range of mu (points of the trade-off curve); each is polished by coordinate descent under
-    `key` and the best polished result is returned, so it is never worse than any seed.
-
-    Args:
-        conf: [K, n] held-out max softmax probabilities; correct: [K, n] bool.
-        cost: [K] int cost of stopping at each size (dims or cumulative dims).
-        key: maps (correct counts [M], total costs [M]) to a tuple of arrays to maximise
-            lexicographically.
-        seeds: starting threshold vectors [K - 1], e.g. the pairwise rule's.
-        grid: number of confidence quantiles per size.
-
-    Returns:
-        [K - 1] thresholds.
-    """
-    search = _Search(conf, correct, cost)
-    quantiles = np.linspace(0.0, 1.0, grid)
-    cands = [
-        np.unique(np.concatenate([[0.0, 1.0], PAPER_GRID, np.quantile(conf[j], quantiles)]))
-        for j in range(len(conf) - 1)
-    ]
-    starts = [np.asarray(s, dtype=np.float64) for s in seeds]
-    for mu in _LAGRANGE_MUS:
-        starts.append(search.descend(starts[0], _lagrange_key(mu, float(cost[-1])), cands))
-    best, best_key = None, None
-    for start in starts:
-        t = search.descend(start, key, cands)
-        k = tuple(float(x) for x in key(*search.totals(t)))
-        if best_key is None or k > best_key:
-            best, best_key = t, k
-    return best
-
-
-def shared_threshold(
-    conf: np.ndarray, correct: np.ndarray, cost: np.ndarray, key: Callable
-) -> np.ndarray:
-    """One threshold for every size: the exact best under `key` over all thresholds.
-
-    One degree of freedom instead of K - 1, so a small holdout fits it with far less
-    variance than the joint search; the better choice when the holdout is small relative to
-    the accuracy differences that matter (0.2 points is 4 of 2,000 examples).
-
-    An example goes past size j exactly when the running max of its confidences up to j is
-    <= t, so accuracy and cost are step functions of t with steps at those running maxima:
-    one sort and two cumulative sums evaluate every distinct threshold.
-
-    Args:
-        conf: [K, n] held-out max softmax probabilities; correct: [K, n] bool.
-        cost: [K] int cost of stopping at each size.
-        key: as in `joint_thresholds`.
-
-    Returns:
-        [K - 1] thresholds, all equal.
-    """
-    k, n = conf.shape
-    running_max = np.maximum.accumulate(conf[:-1], axis=0).ravel()  # (K-1)*n step points
-    order = np.argsort(running_max, kind="stable")
-    steps = running_max[order]
-    # crossing a step moves one example from size j to size j + 1
-    gain_correct = (correct[1:].astype(np.int64) - correct[:-1]).ravel()[order]
-    gain_cost = np.repeat(np.diff(cost), n)[order]
-    cands = np.concatenate([[0.0], np.unique(steps)])
-    moved = np.searchsorted(steps, cands, side="right")  # steps <= t have been crossed
-    n_correct = int(correct[0].sum()) + np.concatenate([[0], np.cumsum(gain_correct)])[moved]
-    total_cost = int(cost[0]) * n + np.concatenate([[0], np.cumsum(gain_cost)])[moved]
-    keys = key(n_correct, total_cost)
-    return np.full(k - 1, cands[np.lexsort(keys[::-1])[-1]])
 
 
 class Cascade(BaseEstimator):
@@ -414,47 +139,40 @@ class Cascade(BaseEstimator):
         self.grid = grid
 
     def _check_params(self) -> None:
+        """Every parameter's type and range (ConfigError naming it), as `fit` requires."""
         if not isinstance(self.nesting, Nesting):
-            raise ValueError(f"nesting must be a Nesting, got {type(self.nesting).__name__}")
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
-        if self.cost not in COSTS:
-            raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+            raise ConfigError(
+                f"nesting must be a Nesting, e.g. Nesting((8, 16, 32)), got "
+                f"{type(self.nesting).__name__}"
+            )
+        _check_choice("policy", self.policy, POLICIES)
+        _check_choice("cost", self.cost, COSTS)
+        _check_choice("inputs", self.inputs, INPUTS)
         if self.cap == CAP_SEARCH:
             if self.policy == "pairwise":
-                raise ValueError("cap='search' applies to policy='joint' or 'shared'")
+                raise ConfigError("cap='search' applies to policy='joint' or 'shared'")
         elif self.cap is not None:
-            self.nesting.index(self.cap)
+            _check_size("cap", self.cap, self.nesting, f" or {CAP_SEARCH!r}")
         if self.target_dim is not None:
-            self.nesting.index(self.target_dim)
+            _check_size("target_dim", self.target_dim, self.nesting)
         goals = [g for g in ("target", "target_dim", "budget") if getattr(self, g) is not None]
         if self.policy == "pairwise" and goals:
-            raise ValueError(f"{goals[0]} applies to policy='joint' or 'shared', not 'pairwise'")
+            raise ConfigError(f"{goals[0]} applies to policy='joint' or 'shared', not 'pairwise'")
         if self.policy != "pairwise" and len(goals) != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"policy={self.policy!r} needs exactly one of target, target_dim or budget, "
                 f"got {goals or 'none'}"
             )
-        if self.target is not None and not 0.0 <= self.target <= 1.0:
-            raise ValueError(f"target is an accuracy fraction in [0, 1], got {self.target}")
-        if not -1.0 < self.tolerance < 1.0:
-            raise ValueError(f"tolerance is an accuracy fraction in (-1, 1), got {self.tolerance}")
-        if self.budget is not None and self.budget <= 0:
-            raise ValueError(f"budget is a cost in dims and must be positive, got {self.budget}")
-        if self.grid < 2:
-            raise ValueError(f"grid must be >= 2 quantiles, got {self.grid}")
+        if self.target is not None:
+            check_number("target (an accuracy fraction)", self.target, 0.0, 1.0)
+        check_number("tolerance (an accuracy fraction)", self.tolerance, -1.0, 1.0)
+        if self.budget is not None:
+            check_number("budget (a cost in dims)", self.budget, 0.0, low_open=True)
+        check_int("grid (confidence quantiles per threshold)", self.grid, low=2)
 
     def _correct(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """conf [G, N] and correct [G, N] bool of every size, the labels validated."""
-        conf, pred = max_confidence(scores, self.nesting, self.inputs)
-        labels = np.asarray(labels)
-        if labels.shape != (conf.shape[1],):
-            raise ValueError(
-                f"labels must have shape [{conf.shape[1]}] to match the scores, got {labels.shape}"
-            )
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
-        return conf, pred == labels[None, :]
+        """conf [G, N] and correct [G, N] bool of every size, scores and labels validated."""
+        return correctness(scores, labels, self.nesting, self.inputs)
 
     def _dims(self) -> tuple[int, ...]:
         cap = self.nesting.embed_dim if self.cap is None else self.cap
@@ -471,9 +189,6 @@ class Cascade(BaseEstimator):
             self, with `dims_`, `thresholds_`, `target_accuracy_` and `holdout_` set.
         """
         self._check_params()
-        scores = np.asarray(scores)
-        if scores.ndim == 3 and scores.shape[1] == 0:
-            raise ValueError("the holdout is empty: fit needs at least one held-out example")
         conf_all, correct_all = self._correct(scores, labels)
         n = conf_all.shape[1]
         self.target_accuracy_ = None
@@ -511,25 +226,25 @@ class Cascade(BaseEstimator):
         if self.budget is not None:
             limit = math.floor(self.budget * n + 1e-9)
             if limit < self.nesting.dims[0] * n:
-                raise ValueError(
+                raise ConfigError(
                     f"budget {self.budget} dims is below the cheapest cascade (stopping "
-                    f"at size {self.nesting.dims[0]} always costs {self.nesting.dims[0]})"
+                    f"at size {self.nesting.dims[0]} always costs {self.nesting.dims[0]}); "
+                    f"raise the budget to at least {self.nesting.dims[0]}"
                 )
-            return _budget_key(limit)
+            return budget_key(limit)
         if self.target_dim is not None:
             goal = float(correct_all.mean(axis=1)[self.nesting.index(self.target_dim)])
         else:
             goal = float(self.target)
         self.target_accuracy_ = min(max(goal - self.tolerance, 0.0), 1.0)
-        return _target_key(math.ceil(self.target_accuracy_ * n - 1e-9))
+        return target_key(math.ceil(self.target_accuracy_ * n - 1e-9))
 
     def _fit_goal(
         self, conf_all: np.ndarray, correct_all: np.ndarray, dims: tuple[int, ...], key: Callable
     ) -> tuple[np.ndarray, tuple[float, ...]]:
         """Joint or shared thresholds for the sizes `dims`, and their value under `key`."""
         conf, correct = conf_all[: len(dims)], correct_all[: len(dims)]
-        unit = np.asarray(dims, dtype=np.int64)
-        cost = unit if self.cost == "expected" else np.cumsum(unit)
+        cost = size_costs(dims, self.cost)
         if len(dims) == 1:
             thresholds = np.empty(0)
         elif self.policy == "shared":
@@ -538,12 +253,12 @@ class Cascade(BaseEstimator):
             never = np.ones(len(dims) - 1)  # always the cap: the cap's own accuracy
             seeds = [pairwise_thresholds(conf, correct), never]
             thresholds = joint_thresholds(conf, correct, cost, key, seeds, self.grid)
-        totals = _Search(conf, correct, cost).totals(thresholds)
+        totals = cascade_totals(conf, correct, cost, thresholds)
         return thresholds, tuple(float(x) for x in key(*totals))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "thresholds_"):
-            raise ValueError("this Cascade is not fitted yet; call fit(scores, labels) first")
+            raise NotFittedError("this Cascade is not fitted yet; call fit(scores, labels) first")
 
     def exit_index(self, scores: np.ndarray) -> np.ndarray:
         """Index (into `dims_`) of the size each example stops at. scores [G, N, C] -> [N]."""
@@ -565,48 +280,100 @@ class Cascade(BaseEstimator):
         return score_exits(cascade_exits(conf, self.thresholds_), correct, self.dims_)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the nesting, parameters and thresholds as JSON, atomically."""
+        """Write the nesting, parameters and thresholds as JSON, atomically.
+
+        Raises:
+            PathError: `path` is a folder, under a file, or not writable.
+        """
         self._check_fitted()
+        path = Path(path)
+        if path.is_dir():
+            raise PathError(
+                f"{path} is a folder; give the thresholds file's path, e.g. {path / 'cascade.json'}"
+            )
         params = {k: v for k, v in self.get_params().items() if k != "nesting"}
-        atomic_write_json(
-            path,
-            {
-                "format": FILE_FORMAT,
-                "version": 1,
-                "nesting": self.nesting.to_dict(),
-                "params": params,
-                "dims": list(self.dims_),
-                "thresholds": self.thresholds_.tolist(),
-                "target_accuracy": self.target_accuracy_,
-                "holdout": asdict(self.holdout_),
-            },
-        )
+        record = {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "nesting": self.nesting.to_dict(),
+            "params": params,
+            "dims": list(self.dims_),
+            "thresholds": self.thresholds_.tolist(),
+            "target_accuracy": self.target_accuracy_,
+            "holdout": asdict(self.holdout_),
+        }
+        try:
+            atomic_write_json(path, record)
+        except (FileExistsError, NotADirectoryError):
+            raise PathError(f"cannot write {path}: a parent path is a file") from None
+        except PermissionError:
+            raise PathError(f"cannot write {path}: permission denied") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike, nesting: Nesting | None = None) -> Cascade:
-        """Read a fitted cascade; with `nesting`, refuse a file fitted for another nesting."""
-        with open(path) as f:
-            d = json.load(f)
-        if not isinstance(d, dict) or d.get("format") != FILE_FORMAT:
-            raise ValueError(f"{path} is not a cascade thresholds file (no '{FILE_FORMAT}' tag)")
-        saved = Nesting.from_dict(d["nesting"])
-        if nesting is not None and saved.dims != nesting.dims:
-            raise ValueError(
-                f"thresholds file {path} was fitted for nesting {list(saved.dims)}, not "
+        """Read a fitted cascade; with `nesting`, refuse a file fitted for another nesting.
+
+        Raises:
+            MissingPathError, PathError: no such file, or a folder.
+            FormatError: not JSON, not a cascade file of this version, a key missing, or
+                contents that disagree (thresholds vs dims, parameters out of range).
+            ConfigError: the file was fitted for another nesting than `nesting`.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise PathError(f"{path} is a folder; give a thresholds file saved by Cascade.save")
+        if not path.exists():
+            raise MissingPathError(
+                f"{path} does not exist; fit and save one first (Cascade.save or "
+                "`mrl cascade --save-thresholds`)"
+            )
+        try:
+            d = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FormatError(
+                f"{path} is not a cascade thresholds file (invalid or truncated JSON: {e}); "
+                "refit and save it"
+            ) from None
+        check_tag(d, FILE_FORMAT, FILE_VERSION, path, "cascade thresholds file")
+        require_keys(d, _FILE_KEYS, path)
+        try:
+            cascade = cls._from_record(d)
+        except (ConfigError, ValueError, TypeError, KeyError) as e:
+            raise FormatError(
+                f"{path} is damaged or was edited: {e}; refit and save the cascade again"
+            ) from None
+        if nesting is not None and cascade.nesting.dims != nesting.dims:
+            raise ConfigError(
+                f"thresholds file {path} was fitted for nesting {list(cascade.nesting.dims)}, not "
                 f"{list(nesting.dims)}; refit the cascade on this model's scores"
             )
-        cascade = cls(saved, **d["params"])
+        return cascade
+
+    @classmethod
+    def _from_record(cls, d: dict) -> Cascade:
+        """A fitted cascade from a thresholds file's contents, each field checked."""
+        if not isinstance(d["params"], dict) or not isinstance(d["holdout"], dict):
+            raise ValueError("params and holdout must be JSON objects")
+        cascade = cls(Nesting.from_dict(d["nesting"]), **d["params"])
         cascade._check_params()
-        cascade.dims_ = tuple(d["dims"])
-        allowed = cascade._dims() if cascade.cap != CAP_SEARCH else cascade.dims_
-        prefix = cascade.nesting.dims[: len(cascade.dims_)]
-        if (
-            cascade.dims_ != allowed
-            or cascade.dims_ != prefix
-            or len(d["thresholds"]) != len(cascade.dims_) - 1
-        ):
-            raise ValueError(f"thresholds file {path} is inconsistent: dims {cascade.dims_}")
-        cascade.thresholds_ = np.asarray(d["thresholds"], dtype=np.float64)
+        dims = tuple(d["dims"])
+        allowed = cascade._dims() if cascade.cap != CAP_SEARCH else dims
+        if not dims or dims != allowed or dims != cascade.nesting.dims[: len(dims)]:
+            raise ValueError(
+                f"dims {list(dims)} are not the nesting's sizes up to the cap {list(allowed)}"
+            )
+        t = d["thresholds"]
+        if not isinstance(t, list) or len(t) != len(dims) - 1:
+            raise ValueError(f"{len(dims)} dims need {len(dims) - 1} thresholds, got {t!r}")
+        for x in t:
+            check_number("a threshold", x, 0.0, 1.0)
+        if d["target_accuracy"] is not None:
+            check_number("target_accuracy", d["target_accuracy"], 0.0, 1.0)
+        missing = {f.name for f in fields(CascadeScores)} - set(d["holdout"])
+        if missing:
+            raise ValueError(f"holdout lacks {', '.join(sorted(missing))}")
+        cascade.dims_ = dims
+        cascade.thresholds_ = np.asarray(t, dtype=np.float64)
         cascade.target_accuracy_ = d["target_accuracy"]
         cascade.holdout_ = CascadeScores(
             **{**d["holdout"], "exit_fraction": tuple(d["holdout"]["exit_fraction"])}

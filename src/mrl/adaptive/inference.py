@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from sklearn.exceptions import NotFittedError
 
 from mrl.adaptive.cascade import Cascade
+from mrl.errors import ConfigError
 from mrl.models.model import MatryoshkaModel
 
 
@@ -19,12 +21,12 @@ class EarlyExit:
     """Predictions of an early-exit pass.
 
     Attributes:
-        labels: [N] int64 predicted classes.
+        predictions: [N] int64 predicted classes.
         exit_index: [N] int64 index (into the cascade's `dims_`) of the size each row used.
         confidence: [N] float64 max softmax probability at that size.
     """
 
-    labels: torch.Tensor
+    predictions: torch.Tensor
     exit_index: torch.Tensor
     confidence: torch.Tensor
 
@@ -38,14 +40,16 @@ class AdaptiveClassifier:
 
     Example:
         >>> clf = AdaptiveClassifier(model.eval(), cascade)
-        >>> out = clf.predict(images)  # out.labels [N], out.exit_index [N]
+        >>> out = clf.predict(images)  # out.predictions [N], out.exit_index [N]
     """
 
     def __init__(self, model: MatryoshkaModel, cascade: Cascade) -> None:
+        if not isinstance(cascade, Cascade):
+            raise ConfigError(f"cascade must be a fitted Cascade, got {type(cascade).__name__}")
         if not hasattr(cascade, "thresholds_"):
-            raise ValueError("the cascade is not fitted yet; call fit(scores, labels) first")
+            raise NotFittedError("the cascade is not fitted yet; call fit(scores, labels) first")
         if tuple(model.head_dims) != cascade.nesting.dims:
-            raise ValueError(
+            raise ConfigError(
                 f"the cascade was fitted for sizes {list(cascade.nesting.dims)} but the model's "
                 f"head has sizes {list(model.head_dims)}"
             )
@@ -60,12 +64,12 @@ class AdaptiveClassifier:
             x: a batch the model's backbone accepts, N inputs.
 
         Returns:
-            `EarlyExit` with [N] labels, exit indices and confidences. Same decisions as
+            `EarlyExit` with [N] predictions, exit indices and confidences. Same decisions as
             `cascade.predict` on the full [G, N, C] logits (softmax in float64 in both).
         """
         z = self.model.forward_features(x)  # (N, d)
         n = z.shape[0]
-        labels = torch.empty(n, dtype=torch.long, device=z.device)
+        predictions = torch.empty(n, dtype=torch.long, device=z.device)
         exits = torch.empty(n, dtype=torch.long, device=z.device)
         conf = torch.empty(n, dtype=torch.float64, device=z.device)
         thresholds = self.cascade.thresholds_
@@ -78,6 +82,6 @@ class AdaptiveClassifier:
             c, p = logits.double().softmax(dim=-1).max(dim=-1)
             stop = c > thresholds[j] if j < last else torch.ones_like(c, dtype=torch.bool)
             rows = pending[stop]
-            labels[rows], exits[rows], conf[rows] = p[stop], j, c[stop]
+            predictions[rows], exits[rows], conf[rows] = p[stop], j, c[stop]
             pending = pending[~stop]
-        return EarlyExit(labels=labels, exit_index=exits, confidence=conf)
+        return EarlyExit(predictions=predictions, exit_index=exits, confidence=conf)

@@ -17,8 +17,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from mrl.adaptive.cascade import CAP_SEARCH, COSTS, Cascade, max_confidence
+from mrl.adaptive.cascade import CAP_SEARCH, Cascade
+from mrl.adaptive.confidence import correctness
 from mrl.adaptive.splits import SplitResults, evaluate_splits, holdout_splits
+from mrl.adaptive.thresholds import COSTS
+from mrl.checks import check_int, check_number
+from mrl.errors import ConfigError, InputError, PathError
 from mrl.io import atomic_open, atomic_write_json
 from mrl.nesting import Nesting
 
@@ -42,7 +46,17 @@ class Reference:
 
     def __post_init__(self) -> None:
         if (self.correct is None) == (self.accuracy is None):
-            raise ValueError(f"reference {self.name}: give exactly one of correct or accuracy")
+            raise ConfigError(f"reference {self.name}: give exactly one of correct or accuracy")
+        check_int(f"reference {self.name}: dim", self.dim, low=1)
+        if self.accuracy is not None:
+            check_number(f"reference {self.name}: accuracy (a fraction)", self.accuracy, 0.0, 1.0)
+        if self.correct is not None:
+            correct = np.asarray(self.correct)
+            if correct.ndim != 1 or correct.dtype != bool:
+                raise InputError(
+                    f"reference {self.name}: correct must be [N] bool per-example results, got "
+                    f"shape {correct.shape} dtype {correct.dtype}"
+                )
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -90,19 +104,21 @@ def cascade_report(
         {"settings", "fixed", "pairwise", "joint", "shared", "headline"}; every metric is
         {"mean", "std"} over splits; "headline" rows carry ratios embed_dim / cost.
     """
-    if len(nesting) < 2:
-        raise ValueError(f"a cascade needs at least two sizes, got {list(nesting.dims)}")
+    if not isinstance(nesting, Nesting) or len(nesting) < 2:
+        raise ConfigError(f"a cascade report needs a Nesting of at least two sizes, got {nesting}")
+    check_number("tolerance (an accuracy fraction)", tolerance, -1.0, 1.0)
+    check_number("margin (an accuracy fraction)", margin, -1.0, 1.0)
+    check_int("grid (confidence quantiles per threshold)", grid, low=2)
+    _, correct = correctness(scores, labels, nesting, inputs)  # validates the inputs once
     labels = np.asarray(labels)
-    _, pred = max_confidence(scores, nesting, inputs)  # validates the scores once
-    if labels.shape != (pred.shape[1],):
-        raise ValueError(f"labels must have shape [{pred.shape[1]}], got {labels.shape}")
     for ref in references:
+        if not isinstance(ref, Reference):
+            raise ConfigError(f"references must be Reference objects, got {type(ref).__name__}")
         if ref.correct is not None and np.shape(ref.correct) != labels.shape:
-            raise ValueError(
+            raise InputError(
                 f"reference {ref.name} has {len(ref.correct)} results but the scores have "
                 f"{len(labels)} examples; use the same split in the same order"
             )
-    correct = pred == labels[None, :]  # (G, N)
     d = nesting.embed_dim
     own = Reference(f"{model_name}-{d}", d, correct=correct[-1])
     references = [own, *references]
@@ -148,6 +164,23 @@ def cascade_report(
         m: _row(run(Cascade(nesting, "shared", cap=CAP_SEARCH, target_dim=m, **common)))
         for m in nesting
     }
+
+    def headline_row(policy: str, minimises: str, row: dict, ref: Reference, ref_acc: dict) -> dict:
+        """A headline entry: a cascade's row beside its reference, with the gap and ratios."""
+        gap = row["accuracy"]["mean"] - ref_acc["mean"]
+        return {
+            "reference": ref.name,
+            "reference_dim": ref.dim,
+            "reference_accuracy": ref_acc,
+            "policy": policy,
+            "minimises": minimises,
+            **row,
+            "gap": gap,
+            "within_tolerance": bool(gap >= -tolerance - 1e-12),
+            "expected_ratio": d / row["expected_dim"]["mean"],
+            "cumulative_ratio": d / row["cumulative_dim"]["mean"],
+        }
+
     headline = []
     for ref in references:
         ref_acc = fixed["mrl"][d] if ref is own else fixed["references"][ref.name]["accuracy"]
@@ -168,40 +201,13 @@ def cascade_report(
                 grid=grid,
                 **common,
             )
-            row = _row(run(cascade, ref))
-            gap = row["accuracy"]["mean"] - ref_acc["mean"]
-            headline.append(
-                {
-                    "reference": ref.name,
-                    "reference_dim": ref.dim,
-                    "reference_accuracy": ref_acc,
-                    "policy": policy if cap is None else f"{policy}, cap searched",
-                    "minimises": minimises,
-                    **row,
-                    "gap": gap,
-                    "within_tolerance": bool(gap >= -tolerance - 1e-12),
-                    "expected_ratio": d / row["expected_dim"]["mean"],
-                    "cumulative_ratio": d / row["cumulative_dim"]["mean"],
-                }
-            )
+            name = policy if cap is None else f"{policy}, cap searched"
+            headline.append(headline_row(name, minimises, _row(run(cascade, ref)), ref, ref_acc))
         # the paper's rule: the smallest cap whose mean test accuracy is within tolerance
         for m, row in pairwise.items():
-            gap = row["accuracy"]["mean"] - ref_acc["mean"]
-            if gap >= -tolerance - 1e-12:
-                headline.append(
-                    {
-                        "reference": ref.name,
-                        "reference_dim": ref.dim,
-                        "reference_accuracy": ref_acc,
-                        "policy": f"pairwise (cap {m})",
-                        "minimises": "-",
-                        **row,
-                        "gap": gap,
-                        "within_tolerance": True,
-                        "expected_ratio": d / row["expected_dim"]["mean"],
-                        "cumulative_ratio": d / row["cumulative_dim"]["mean"],
-                    }
-                )
+            entry = headline_row(f"pairwise (cap {m})", "-", row, ref, ref_acc)
+            if entry["within_tolerance"]:
+                headline.append(entry)
                 break
     return {
         "settings": {
@@ -353,7 +359,12 @@ def plot_report(report: dict) -> Figure:
 def write_report(report: dict, out_dir: str | os.PathLike) -> list[Path]:
     """Write cascade.json, cascade.md and cascade.png into `out_dir`, each atomically."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise PathError(f"cannot write the report into {out}: it or a parent is a file") from None
+    except PermissionError:
+        raise PathError(f"cannot write the report into {out}: permission denied") from None
     atomic_write_json(out / "cascade.json", report)
     with atomic_open(out / "cascade.md", "w") as f:
         f.write(report_markdown(report))

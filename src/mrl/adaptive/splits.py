@@ -12,6 +12,8 @@ import numpy as np
 from sklearn.base import clone
 
 from mrl.adaptive.cascade import Cascade
+from mrl.checks import check_int
+from mrl.errors import ConfigError, InputError
 
 
 def holdout_splits(
@@ -29,19 +31,30 @@ def holdout_splits(
 
     Returns:
         n_splits pairs of sorted int64 index arrays (holdout [H], test [n - H]).
+
+    Raises:
+        ConfigError: a parameter of the wrong type or range, or a holdout that leaves one
+            side empty.
     """
-    if n_splits < 1:
-        raise ValueError(f"n_splits must be >= 1, got {n_splits}")
+    n = check_int("n (examples)", n, low=0)
+    n_splits = check_int("n_splits", n_splits, low=1)
+    seed = check_int("seed", seed, low=0)
     if isinstance(holdout, float):
         if not 0.0 < holdout < 1.0:
-            raise ValueError(f"a holdout fraction must be in (0, 1), got {holdout}")
+            raise ConfigError(
+                f"a holdout fraction must be in (0, 1), got {holdout} (or give a count >= 1)"
+            )
         size = round(holdout * n)
     else:
-        size = int(holdout)
+        size = check_int("holdout (a count of examples)", holdout, low=1)
     if size < 1:
-        raise ValueError(f"the holdout is empty: {holdout} of {n} examples is {size}")
+        raise ConfigError(
+            f"the holdout is empty: {holdout} of {n} examples is {size}; hold out more"
+        )
     if size >= n:
-        raise ValueError(f"the holdout ({size}) leaves no test examples out of {n}")
+        raise ConfigError(
+            f"the holdout ({size}) leaves no test examples out of {n}; hold out fewer"
+        )
     rng = np.random.default_rng(seed)
     splits = []
     for _ in range(n_splits):
@@ -113,13 +126,24 @@ def evaluate_splits(
     """
     labels = np.asarray(labels)
     if reference is not None:
-        reference = np.asarray(reference, dtype=bool)
-        if reference.shape != labels.shape:
-            raise ValueError(
-                f"reference must be [N] = {labels.shape} like the labels, got {reference.shape}"
+        reference = np.asarray(reference)
+        if reference.dtype != bool or reference.shape != labels.shape:
+            raise InputError(
+                f"reference must be [N] = {labels.shape} bool like the labels, got "
+                f"{reference.shape} {reference.dtype}"
             )
     if match_reference and reference is None:
-        raise ValueError("match_reference needs a reference: [N] bool correctness")
+        raise ConfigError("match_reference needs a reference: [N] bool correctness")
+    for hold, test in splits:
+        for part in (hold, test):
+            part = np.asarray(part)
+            if part.ndim != 1 or len(part) == 0 or not np.issubdtype(part.dtype, np.integer):
+                raise InputError("each split must be two non-empty 1-D int index arrays")
+            if part.min() < 0 or part.max() >= len(labels):
+                raise InputError(
+                    f"split index {part.min() if part.min() < 0 else part.max()} is outside "
+                    f"0..{len(labels) - 1} (the examples)"
+                )
     rows = {k: [] for k in ("accuracy", "expected_dim", "cumulative_dim", "holdout_accuracy")}
     thresholds, caps, ref_acc = [], [], []
     n_thresholds = len(cascade.nesting) - 1

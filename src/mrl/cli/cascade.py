@@ -7,8 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mrl.adaptive.cascade import CAP_SEARCH, COSTS, POLICIES, Cascade
+from mrl.adaptive.cascade import CAP_SEARCH, POLICIES, Cascade
 from mrl.adaptive.report import Reference, cascade_report, write_report
+from mrl.adaptive.thresholds import COSTS
+from mrl.checks import check_int, check_number
+from mrl.errors import ConfigError, InputError
 from mrl.evaluation.embed import load_embeddings
 from mrl.nesting import Nesting
 
@@ -18,7 +21,7 @@ MODEL_NAMES = {"mrl": "MRL", "mrl-e": "MRL-E"}  # the manifest's head kind -> re
 def _load_logits(folder: str):
     data = load_embeddings(folder)
     if data.logits is None:
-        raise ValueError(f"{folder} holds no logits; rerun `mrl embed` with --save-logits")
+        raise InputError(f"{folder} holds no logits; rerun `mrl embed` with --save-logits")
     return data
 
 
@@ -26,7 +29,7 @@ def _ff_folder(folder: str, labels: np.ndarray) -> Reference:
     """A reference from another model's `mrl embed --save-logits` folder of the same split."""
     data = _load_logits(folder)
     if not np.array_equal(data.labels, labels):
-        raise ValueError(
+        raise InputError(
             f"{folder} holds other examples (labels differ); embed the same split in the same order"
         )
     dim = data.head_dims[-1]
@@ -36,14 +39,18 @@ def _ff_folder(folder: str, labels: np.ndarray) -> Reference:
 
 
 def _ff_accuracy(spec: str) -> Reference:
-    """A reference from DIM=ACC, ACC a fraction or a percentage."""
+    """A reference from DIM=ACC, ACC a fraction (<= 1) or a percentage."""
     try:
         dim, acc = spec.split("=")
         dim, acc = int(dim), float(acc)
     except ValueError:
-        raise ValueError(f"--ff-accuracy takes DIM=ACC, e.g. 256=0.912, got {spec!r}") from None
-    acc = acc / 100 if acc > 1 else acc
-    return Reference(f"FF-{dim}", dim, accuracy=acc)
+        raise ConfigError(f"--ff-accuracy takes DIM=ACC, e.g. 256=0.912, got {spec!r}") from None
+    if dim < 1 or not 0.0 <= acc <= 100.0:
+        raise ConfigError(
+            f"--ff-accuracy {spec!r}: DIM must be >= 1 and ACC a fraction or a percentage in "
+            "0..100, e.g. 256=91.2"
+        )
+    return Reference(f"FF-{dim}", dim, accuracy=acc / 100 if acc > 1 else acc)
 
 
 def _cap(value: str) -> int | str:
@@ -58,9 +65,31 @@ def _cap(value: str) -> int | str:
         ) from None
 
 
+def _holdout(value: float) -> float | int:
+    """--holdout as the library takes it: a fraction in (0, 1), or a whole count >= 1."""
+    check_number("--holdout", value, 0.0, low_open=True)
+    if value < 1:
+        return value
+    if value != int(value):
+        raise ConfigError(f"--holdout is a fraction below 1 or a whole count, got {value}")
+    return int(value)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.no_report and not args.save_thresholds:
-        raise ValueError("--no-report needs --save-thresholds (otherwise there is nothing to do)")
+        raise ConfigError("--no-report needs --save-thresholds (otherwise there is nothing to do)")
+    # in points here, as fractions in the library: check in the units the user typed
+    check_number("--tolerance (accuracy points)", args.tolerance, -100.0, 100.0)
+    check_number("--margin (accuracy points)", args.margin, -100.0, 100.0)
+    check_int("--splits", args.splits, low=1)
+    check_int("--seed", args.seed, low=0)
+    holdout = _holdout(args.holdout)
+    given = [k for k in ("target", "target_dim", "budget", "cap") if getattr(args, k) is not None]
+    if given and not args.save_thresholds:
+        raise ConfigError(
+            f"--{given[0].replace('_', '-')} sets the cascade of --save-thresholds; add "
+            "--save-thresholds JSON (the report fits its own cascades)"
+        )
     data = _load_logits(args.logits)
     nesting = Nesting(tuple(data.head_dims))
     scores, labels = np.asarray(data.logits), np.asarray(data.labels)
@@ -93,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         nesting,
         references,
         n_splits=args.splits,
-        holdout=args.holdout if args.holdout < 1 else int(args.holdout),
+        holdout=holdout,
         seed=args.seed,
         tolerance=args.tolerance / 100,
         margin=args.margin / 100,
