@@ -148,17 +148,14 @@ class ImageFolderDataset(LabeledDataset):
             f"expected {root}/train/<class>/<image> and {root}/test/<class>/<image>, images "
             f"ending in {', '.join(IMG_EXTENSIONS)}"
         )
-        for d in dict.fromkeys((train_dir, split_dir)):
-            if d.exists() and not d.is_dir():
-                raise PathError(f"imagefolder: {d} is a file, not a folder; {layout}")
-            if not d.is_dir():
-                raise MissingPathError(f"imagefolder: {d} does not exist; {layout}")
+        _check_folder(train_dir, layout)
         classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
         if not classes:
             raise InputError(
                 f"imagefolder: {train_dir} has no class folders (one subfolder per class "
                 f"holding its images); {layout}"
             )
+        _check_folder(split_dir, layout)
         class_to_idx = {c: i for i, c in enumerate(classes)}
         unknown = sorted(
             p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in class_to_idx
@@ -200,6 +197,14 @@ class ImageFolderDataset(LabeledDataset):
                 "replace or delete the file"
             ) from None
         return self.transform(image), torch.tensor(label, dtype=torch.int64)
+
+
+def _check_folder(folder: Path, layout: str) -> None:
+    """Raise a named error unless `folder` is an existing folder of an image-folder tree."""
+    if folder.exists() and not folder.is_dir():
+        raise PathError(f"imagefolder: {folder} is a file, not a folder; {layout}")
+    if not folder.is_dir():
+        raise MissingPathError(f"imagefolder: {folder} does not exist; {layout}")
 
 
 def _standardize(x: np.ndarray, train_x: np.ndarray) -> np.ndarray:
