@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 
-from mrl.adaptive import AdaptiveClassifier, Cascade
+from mrl.adaptive import AdaptiveClassifier, Cascade, max_confidence
+from mrl.errors import ConfigError
 from mrl.models.model import create_model
 from mrl.nesting import Nesting
 
@@ -51,6 +53,9 @@ def test_early_exit_matches_full_evaluation_with_fewer_heads(head_kind):
     out = AdaptiveClassifier(model, cascade).predict(x)
     np.testing.assert_array_equal(out.predictions.numpy(), cascade.predict(full))
     np.testing.assert_array_equal(out.exit_index.numpy(), cascade.exit_index(full))
+    conf, _ = max_confidence(full, NESTING)
+    exits = out.exit_index.numpy()
+    np.testing.assert_allclose(out.confidence.numpy(), conf[exits, np.arange(len(x))])
     exits = out.exit_index.numpy()
     # size j's head sees exactly the rows that did not stop before j
     expected_rows = sum(int((exits >= j).sum()) for j in range(len(NESTING)))
@@ -69,7 +74,9 @@ def test_all_rows_stopping_early_skip_the_larger_heads():
 def test_cascade_for_another_nesting_is_refused():
     model, cascade, _ = fitted("mrl")
     other = create_model("mlp", (1, 6, 6), Nesting((8, 16, 32)), num_classes=5)
-    with pytest.raises(ValueError, match=r"fitted for sizes \[4, 8, 16, 32\] but the model"):
+    with pytest.raises(ConfigError, match=r"fitted for sizes \[4, 8, 16, 32\] but the model"):
         AdaptiveClassifier(other, cascade)
-    with pytest.raises(ValueError, match="not fitted yet"):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
         AdaptiveClassifier(model, Cascade(NESTING))
+    with pytest.raises(ConfigError, match="cascade must be a fitted Cascade, got str"):
+        AdaptiveClassifier(model, "thresholds.json")

@@ -1,11 +1,13 @@
 """`mrl cascade` end to end on tiny `mrl embed --save-logits` folders."""
 
 import json
+import shutil
 
 import numpy as np
+import pytest
 import torch
 
-from mrl.adaptive import Cascade
+from mrl.adaptive import Cascade, evaluate_splits, holdout_splits
 from mrl.adaptive.report import Reference, cascade_report
 from mrl.cli.main import main
 from mrl.data import InMemoryDataset
@@ -27,6 +29,28 @@ def folders(tmp_path, n=240):
     a = embed_dataset(mrl, ds, tmp_path / "mrl", save_logits=True, progress=False)
     b = embed_dataset(ff, ds, tmp_path / "ff", save_logits=True, progress=False)
     return a, b, labels
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    """Logits folders of an MRL model and an FF reference on the same split, and variants."""
+    tmp = tmp_path_factory.mktemp("cascade_cli")
+    a, b, labels = folders(tmp)
+    torch.manual_seed(0)
+    x = torch.randn(len(labels), 1, 4, 4)
+    model = create_model("mlp", (1, 4, 4), NESTING, 3).eval()
+    shuffled = InMemoryDataset(x.numpy(), np.roll(labels, 1), 3)
+    embed_dataset(model, shuffled, tmp / "other", save_logits=True, progress=False)
+    embed_dataset(model, shuffled, tmp / "nologits", progress=False)
+    logits = np.load(a / "logits.npy")
+    for name, values in [
+        ("probs", (np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True))),
+        ("nan", np.where(np.arange(len(labels))[None, :, None] == 7, np.nan, logits)),
+    ]:
+        shutil.copytree(a, tmp / name)
+        np.save(tmp / name / "logits.npy", values.astype(np.float32))
+    (tmp / "afile").write_text("not a folder")
+    return tmp
 
 
 def test_cli_writes_report_and_thresholds(tmp_path, capsys):
@@ -73,15 +97,69 @@ def test_cli_names_an_mrl_e_model_and_searches_caps(tmp_path, capsys):
     assert Cascade.load(tmp_path / "t.json", NESTING).cap == "search"
 
 
-def test_cli_bad_input(tmp_path, capsys):
-    a, b, _ = folders(tmp_path)
-    (tmp_path / "nologits").mkdir()
-    assert main(["cascade", str(tmp_path / "nologits")]) == 2
-    assert "manifest.json not found" in capsys.readouterr().err
-    assert main(["cascade", str(a), "--ff-accuracy", "256"]) == 2
-    assert "--ff-accuracy takes DIM=ACC" in capsys.readouterr().err
-    assert main(["cascade", str(a), "--no-report"]) == 2
-    assert "--no-report needs --save-thresholds" in capsys.readouterr().err
+SAVE = ("--save-thresholds", "{tmp}/t.json")
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (("--splits", "0"), ["--splits must be >= 1, got 0"]),
+        (("--splits", "x"), ["--splits", "invalid int value: 'x'"]),
+        (("--holdout", "0"), ["--holdout must be a finite number in (0, inf], got 0.0"]),
+        (("--holdout", "2.5"), ["--holdout is a fraction below 1 or a whole count, got 2.5"]),
+        (("--holdout", "240"), ["the holdout (240) leaves no test examples out of 240"]),
+        (("--seed", "-1"), ["--seed must be >= 0, got -1"]),
+        (("--tolerance", "500"), ["--tolerance (accuracy points) must be", "got 500.0"]),
+        (("--margin", "nan"), ["--margin (accuracy points) must be a finite number"]),
+        (("--grid", "1"), ["grid (confidence quantiles per threshold) must be >= 2, got 1"]),
+        (("--target", "0.9"), ["--target sets the cascade of --save-thresholds"]),
+        (("--cap", "foo"), ["--cap", "expects a size or 'search', got 'foo'"]),
+        ((*SAVE, "--target", "2"), ["target (an accuracy fraction) must be", "got 2.0"]),
+        ((*SAVE, "--target-dim", "3"), ["target_dim must be one of the nesting's sizes [2, 4, 8]"]),
+        ((*SAVE, "--budget", "-1"), ["budget (a cost in dims) must be", "got -1.0"]),
+        ((*SAVE, "--budget", "1"), ["below the cheapest cascade", "at least 2"]),
+        ((*SAVE, "--cap", "3", "--target", "0.5"), ["cap must be one of the nesting's sizes"]),
+        ((*SAVE,), ["policy='joint' needs exactly one of target, target_dim or budget"]),
+        (("--no-report",), ["--no-report needs --save-thresholds"]),
+        (("--ff-accuracy", "256"), ["--ff-accuracy takes DIM=ACC"]),
+        (("--ff-accuracy", "256=abc"), ["--ff-accuracy takes DIM=ACC"]),
+        (("--ff-accuracy", "0=50"), ["--ff-accuracy '0=50': DIM must be >= 1"]),
+        (("--ff-accuracy", "8=150"), ["ACC a fraction or a percentage in 0..100"]),
+        (("--ff", "{tmp}/other"), ["other holds other examples (labels differ)"]),
+        (("--ff", "{tmp}/nologits"), ["nologits holds no logits", "--save-logits"]),
+        (("--out", "{tmp}/afile"), ["cannot write the report into", "afile"]),
+        (("--save-thresholds", "{tmp}", "--no-report", "--target", "0.5"), ["is a folder"]),
+        (("--inputs", "probabilities"), ["probabilities for size 2 must be >= 0 and sum to 1"]),
+    ],
+)
+def test_cli_bad_option(embedded, cli, args, fragments):
+    args = [a.format(tmp=embedded) for a in args]
+    cli("cascade", embedded / "mrl", "--out", embedded / "r", *args).assert_named_error(*fragments)
+
+
+@pytest.mark.parametrize(
+    "folder, fragments",
+    [
+        ("missing", ["missing"]),
+        ("afile", ["afile"]),
+        ("nologits", ["nologits holds no logits; rerun `mrl embed` with --save-logits"]),
+        ("probs", ["already probabilities", "--inputs probabilities"]),
+        ("nan", ["NaN or inf"]),
+    ],
+)
+def test_cli_bad_logits_folder(embedded, cli, folder, fragments):
+    cli("cascade", embedded / folder).assert_named_error(*fragments)
+    assert not (embedded / "missing").exists()  # nothing created for a folder that is not there
+
+
+def test_cli_reads_probabilities_with_inputs_probabilities(embedded, cli):
+    args = ("--save-thresholds", embedded / "p.json", "--no-report", "--policy", "pairwise")
+    assert cli("cascade", embedded / "probs", "--inputs", "probabilities", *args).code == 0
+    assert cli("cascade", embedded / "mrl", *args[:1], embedded / "l.json", *args[2:]).code == 0
+    from_probs = Cascade.load(embedded / "p.json", NESTING)
+    from_logits = Cascade.load(embedded / "l.json", NESTING)
+    np.testing.assert_allclose(from_probs.thresholds_, from_logits.thresholds_)
+    assert from_probs.inputs == "probabilities"
 
 
 def test_report_headline_is_within_tolerance_of_the_largest_size():
@@ -97,3 +175,14 @@ def test_report_headline_is_within_tolerance_of_the_largest_size():
         assert r["expected_dim"]["mean"] < 8 and r["expected_ratio"] > 1
     ff = [r for r in report["headline"] if r["reference"] == "FF-8" and r["policy"] == "joint"]
     assert all(r["accuracy"]["mean"] > 0.45 for r in ff)
+    # every row is what the splits give when run by hand
+    splits = holdout_splits(n, n_splits=4)
+    by_hand = evaluate_splits(Cascade(NESTING, cap=4), logits, labels, splits).summary()
+    assert report["pairwise"][4]["accuracy"] == by_hand["accuracy"]
+    assert report["pairwise"][4]["expected_dim"] == by_hand["expected_dim"]
+    tests = [t for _, t in splits]
+    fixed = [(logits[0, t].argmax(axis=1) == labels[t]).mean() for t in tests]
+    assert report["fixed"]["mrl"][2]["mean"] == pytest.approx(np.mean(fixed))
+    for r in report["headline"]:
+        assert r["gap"] == pytest.approx(r["accuracy"]["mean"] - r["reference_accuracy"]["mean"])
+        assert r["expected_ratio"] == pytest.approx(8 / r["expected_dim"]["mean"])

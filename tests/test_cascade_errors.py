@@ -198,7 +198,7 @@ def test_thresholds_file_paths_and_nesting(tmp_path, saved):
     fitted = Cascade(NESTING).fit(LOGITS, LABELS)
     with pytest.raises(PathError, match="is a folder; give the thresholds file's path"):
         fitted.save(tmp_path)
-    with pytest.raises(PathError, match="a parent path is a file"):
+    with pytest.raises(PathError, match=r"its parent .*t\.json is a file"):
         fitted.save(tmp_path / "t.json" / "u.json")
 
 

@@ -65,6 +65,25 @@ def _check_size(name: str, value: object, nesting: Nesting, extra: str = "") -> 
         )
 
 
+def check_thresholds_path(path: str | os.PathLike) -> Path:
+    """`path` as a Path once it can be written as a thresholds file (check before fitting).
+
+    Raises:
+        PathError: `path` is a folder or lies under a file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise PathError(
+            f"{path} is a folder; give the thresholds file's path, e.g. {path / 'cascade.json'}"
+        )
+    for parent in path.parents:  # the nearest existing parent must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise PathError(f"cannot write {path}: its parent {parent} is a file")
+            break
+    return path
+
+
 class Cascade(BaseEstimator):
     """Confidence cascade over nested sizes: stop at the first size confident enough.
 
@@ -286,11 +305,7 @@ class Cascade(BaseEstimator):
             PathError: `path` is a folder, under a file, or not writable.
         """
         self._check_fitted()
-        path = Path(path)
-        if path.is_dir():
-            raise PathError(
-                f"{path} is a folder; give the thresholds file's path, e.g. {path / 'cascade.json'}"
-            )
+        path = check_thresholds_path(path)
         params = {k: v for k, v in self.get_params().items() if k != "nesting"}
         record = {
             "format": FILE_FORMAT,

@@ -91,7 +91,8 @@ def max_confidence(
     if inputs == "logits" and all_probability:
         raise InputError(
             "scores given as logits are already probabilities (every row lies in [0, 1] and "
-            "sums to 1); pass inputs='probabilities' (or the raw logits)"
+            "sums to 1); pass inputs='probabilities' (`mrl cascade --inputs probabilities`) "
+            "or the raw logits"
         )
     return conf, pred
 

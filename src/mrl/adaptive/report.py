@@ -356,8 +356,12 @@ def plot_report(report: dict) -> Figure:
     return fig
 
 
-def write_report(report: dict, out_dir: str | os.PathLike) -> list[Path]:
-    """Write cascade.json, cascade.md and cascade.png into `out_dir`, each atomically."""
+def report_folder(out_dir: str | os.PathLike) -> Path:
+    """`out_dir`, created, once it is known to be a usable folder (check before the work).
+
+    Raises:
+        PathError: `out_dir` or a parent is a file, or it cannot be created.
+    """
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -365,6 +369,12 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> list[Path]:
         raise PathError(f"cannot write the report into {out}: it or a parent is a file") from None
     except PermissionError:
         raise PathError(f"cannot write the report into {out}: permission denied") from None
+    return out
+
+
+def write_report(report: dict, out_dir: str | os.PathLike) -> list[Path]:
+    """Write cascade.json, cascade.md and cascade.png into `out_dir`, each atomically."""
+    out = report_folder(out_dir)
     atomic_write_json(out / "cascade.json", report)
     with atomic_open(out / "cascade.md", "w") as f:
         f.write(report_markdown(report))

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mrl.adaptive.cascade import CAP_SEARCH, POLICIES, Cascade
-from mrl.adaptive.report import Reference, cascade_report, write_report
+from mrl.adaptive.cascade import CAP_SEARCH, POLICIES, Cascade, check_thresholds_path
+from mrl.adaptive.confidence import INPUTS
+from mrl.adaptive.report import Reference, cascade_report, report_folder, write_report
 from mrl.adaptive.thresholds import COSTS
 from mrl.checks import check_int, check_number
 from mrl.errors import ConfigError, InputError
@@ -90,9 +91,14 @@ def run(args: argparse.Namespace) -> int:
             f"--{given[0].replace('_', '-')} sets the cascade of --save-thresholds; add "
             "--save-thresholds JSON (the report fits its own cascades)"
         )
+    if args.save_thresholds:
+        check_thresholds_path(args.save_thresholds)
     data = _load_logits(args.logits)
+    out = report_folder(args.out or Path(args.logits) / "cascade") if not args.no_report else None
     nesting = Nesting(tuple(data.head_dims))
     scores, labels = np.asarray(data.logits), np.asarray(data.labels)
+    references = [_ff_folder(f, labels) for f in args.ff]  # all checked before any fit
+    references += [_ff_accuracy(s) for s in args.ff_accuracy]
     if args.save_thresholds:
         cascade = Cascade(
             nesting,
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             budget=args.budget,
             cost=args.cost,
             grid=args.grid,
+            inputs=args.inputs,
         ).fit(scores, labels)
         cascade.save(args.save_thresholds)
         h = cascade.holdout_
@@ -114,8 +121,6 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.no_report:
         return 0
-    references = [_ff_folder(f, labels) for f in args.ff]
-    references += [_ff_accuracy(s) for s in args.ff_accuracy]
     report = cascade_report(
         scores,
         labels,
@@ -127,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance / 100,
         margin=args.margin / 100,
         grid=args.grid,
+        inputs=args.inputs,
         model_name=MODEL_NAMES.get(data.manifest.get("head"), "MRL"),
     )
-    out = Path(args.out) if args.out else Path(args.logits) / "cascade"
     report["settings"]["logits"] = str(args.logits)
     report["settings"]["references"] = list(args.ff) + list(args.ff_accuracy)
     paths = write_report(report, out)
@@ -186,6 +191,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="points a headline cascade must beat its reference by on the holdout",
     )
     p.add_argument("--grid", type=int, default=256, help="joint policy: quantiles per threshold")
+    p.add_argument(
+        "--inputs",
+        choices=INPUTS,
+        default="logits",
+        help="what logits.npy holds: raw logits (mrl embed) or probabilities (rows sum to 1)",
+    )
     p.add_argument("--no-report", action="store_true", help="only fit --save-thresholds")
     g = p.add_argument_group("thresholds file (fitted on all examples in LOGITS)")
     g.add_argument("--save-thresholds", metavar="JSON", help="fit one cascade and save it")
