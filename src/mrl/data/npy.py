@@ -23,8 +23,15 @@ _HEADER_READERS = {
 }
 
 
-def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype, int]:
+def npy_header(
+    path: str | os.PathLike, fix: str = "write it again with numpy.save(path, array)"
+) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, data offset) of a .npy file, after checking it is whole.
+
+    Args:
+        path: the .npy file.
+        fix: what the messages tell the user to do about a damaged file (e.g. the command
+            that wrote it).
 
     Raises:
         MissingPathError: no such file.
@@ -42,7 +49,7 @@ def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype, int]
         if not magic.startswith(_MAGIC):
             raise FormatError(
                 f"{path} is not a NumPy .npy file (it starts with {magic[:8]!r}, not "
-                f"{_MAGIC!r}); write it with numpy.save(path, array)"
+                f"{_MAGIC!r}); {fix}"
             )
         version = tuple(magic[len(_MAGIC) :])
         if version not in _HEADER_READERS:
@@ -50,7 +57,7 @@ def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype, int]
         try:
             shape, fortran, dtype = _HEADER_READERS[version](f)
         except (ValueError, EOFError) as e:  # a cut or garbled header
-            raise FormatError(f"{path} has a damaged .npy header ({e}); write it again") from None
+            raise FormatError(f"{path} has a damaged .npy header ({e}); {fix}") from None
         offset = f.tell()
     if dtype.hasobject:
         raise FormatError(
@@ -63,21 +70,26 @@ def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype, int]
         state = "truncated" if actual < expected else "longer than its header says"
         raise FormatError(
             f"{path} is {state}: its header says shape {shape} {dtype} ({expected} bytes) but "
-            f"the file has {actual} bytes; write it again"
+            f"the file has {actual} bytes; {fix}"
         )
     return tuple(shape), dtype, offset
 
 
-def load_npy(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
+def load_npy(
+    path: str | os.PathLike,
+    mmap: bool = False,
+    fix: str = "write it again with numpy.save(path, array)",
+) -> np.ndarray:
     """A .npy file as an array (memory-mapped read-only with `mmap`), checked by `npy_header`.
 
     Args:
         path: the .npy file.
         mmap: map it read-only instead of reading it into memory.
+        fix: see `npy_header`.
 
     Raises:
         MissingPathError, PathError, FormatError: see `npy_header`.
     """
-    shape, _, _ = npy_header(path)
+    shape, _, _ = npy_header(path, fix)
     mmap = mmap and 0 not in shape  # an empty file region cannot be mapped
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDINGS, LABELS, LOGITS, MANIFEST = "embeddings.npy", "labels.npy", "logits.npy", "manifest.json"
 DTYPES = ("float32", "float16")
+RERUN = "run `mrl embed` again"  # the fix for a damaged or edited embeddings folder
 FILES = {"embeddings": EMBEDDINGS, "labels": LABELS, "logits": LOGITS}  # manifest "files"
 MANIFEST_KEYS = ("count", "dtype", "embed_dim", "nesting", "dims", "num_classes", "files")
 
@@ -225,12 +226,14 @@ def load_embeddings(folder: str | os.PathLike, mmap: bool = True) -> EmbeddingSe
             if files.get(key) != name:
                 raise FormatError(f"{path}: files.{key} is {files.get(key)!r}, expected {name!r}")
             if not (folder / name).is_file():
-                raise MissingPathError(f"{folder / name} is missing; run `mrl embed` again")
-            headers[key] = npy_header(folder / name)[:2]
+                raise MissingPathError(f"{folder / name} is missing; {RERUN}")
+            headers[key] = npy_header(folder / name, RERUN)[:2]
     _check_manifest_against_files(manifest, headers, path)
-    z = load_npy(folder / EMBEDDINGS, mmap=mmap)
-    y = check_labels(load_npy(folder / LABELS), str(folder / LABELS), manifest["num_classes"])
-    logits = load_npy(folder / LOGITS, mmap=mmap) if "logits" in headers else None
+    z = load_npy(folder / EMBEDDINGS, mmap, RERUN)
+    y = check_labels(
+        load_npy(folder / LABELS, False, RERUN), str(folder / LABELS), manifest["num_classes"]
+    )
+    logits = load_npy(folder / LOGITS, mmap, RERUN) if "logits" in headers else None
     return EmbeddingSet(z, y, logits, manifest)
 
 
@@ -240,7 +243,7 @@ def _read_manifest(path: Path) -> dict:
         manifest = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         where = f" (line {e.lineno}: {e.msg})" if isinstance(e, json.JSONDecodeError) else ""
-        raise FormatError(f"{path} is not valid JSON{where}; run `mrl embed` again") from None
+        raise FormatError(f"{path} is not valid JSON{where}; {RERUN}") from None
     if not isinstance(manifest, dict):
         raise FormatError(f"{path} holds a {type(manifest).__name__}, not a manifest object")
     require_keys(manifest, MANIFEST_KEYS, path)
@@ -304,10 +307,10 @@ def _check_manifest_against_files(manifest: dict, headers: dict, path: Path) -> 
             if said != actual:
                 raise FormatError(
                     f"{path}: {field} is {said} but {name} has {actual} (shape {shape}); the "
-                    "folder was edited or mixed from two runs (run `mrl embed` again)"
+                    f"folder was edited or mixed from two runs ({RERUN})"
                 )
         if dtype_field and dtype_field[1] != str(dtype):
             raise FormatError(
                 f"{path}: {dtype_field[0]} is {dtype_field[1]!r} but {name} holds {dtype}; "
-                "the folder was edited or mixed from two runs (run `mrl embed` again)"
+                f"the folder was edited or mixed from two runs ({RERUN})"
             )
