@@ -80,3 +80,5 @@ def test_cascade_for_another_nesting_is_refused():
         AdaptiveClassifier(model, Cascade(NESTING))
     with pytest.raises(ConfigError, match="cascade must be a fitted Cascade, got str"):
         AdaptiveClassifier(model, "thresholds.json")
+    with pytest.raises(ConfigError, match="model must be a MatryoshkaModel, got Linear"):
+        AdaptiveClassifier(torch.nn.Linear(2, 2), cascade)

@@ -189,10 +189,6 @@ class Cascade(BaseEstimator):
             check_number("budget (a cost in dims)", self.budget, 0.0, low_open=True)
         check_int("grid (confidence quantiles per threshold)", self.grid, low=2)
 
-    def _correct(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """conf [G, N] and correct [G, N] bool of every size, scores and labels validated."""
-        return correctness(scores, labels, self.nesting, self.inputs)
-
     def _dims(self) -> tuple[int, ...]:
         cap = self.nesting.embed_dim if self.cap is None else self.cap
         return self.nesting.dims[: self.nesting.index(cap) + 1]
@@ -206,9 +202,13 @@ class Cascade(BaseEstimator):
 
         Returns:
             self, with `dims_`, `thresholds_`, `target_accuracy_` and `holdout_` set.
+
+        Raises:
+            ConfigError: a parameter of the wrong type or range (each one named).
+            InputError: scores or labels that cannot be used (see `correctness`).
         """
         self._check_params()
-        conf_all, correct_all = self._correct(scores, labels)
+        conf_all, correct_all = correctness(scores, labels, self.nesting, self.inputs)
         n = conf_all.shape[1]
         self.target_accuracy_ = None
         if self.policy == "pairwise":
@@ -295,7 +295,7 @@ class Cascade(BaseEstimator):
     def evaluate(self, scores: np.ndarray, labels: np.ndarray) -> CascadeScores:
         """Accuracy, expected and cumulative dims on [G, N, C] scores with [N] labels."""
         self._check_fitted()
-        conf, correct = self._correct(scores, labels)
+        conf, correct = correctness(scores, labels, self.nesting, self.inputs)
         return score_exits(cascade_exits(conf, self.thresholds_), correct, self.dims_)
 
     def save(self, path: str | os.PathLike) -> None:

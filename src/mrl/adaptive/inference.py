@@ -44,6 +44,8 @@ class AdaptiveClassifier:
     """
 
     def __init__(self, model: MatryoshkaModel, cascade: Cascade) -> None:
+        if not isinstance(model, MatryoshkaModel):
+            raise ConfigError(f"model must be a MatryoshkaModel, got {type(model).__name__}")
         if not isinstance(cascade, Cascade):
             raise ConfigError(f"cascade must be a fitted Cascade, got {type(cascade).__name__}")
         if not hasattr(cascade, "thresholds_"):
