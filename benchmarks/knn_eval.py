@@ -9,7 +9,8 @@ normalisation of each database chunk, then every k-NN / retrieval metric) and re
 - seconds per size, and that time scaled linearly to `--extrapolate-to` rows (exact search
   cost is linear in N) when the run used fewer rows;
 - the scan's effective bandwidth (N * m * 4 bytes of prefix read / seconds) as a fraction of
-  the machine's read bandwidth, measured here with threaded NumPy reductions over a 2 GiB array;
+  the machine's read bandwidth, measured here with threaded NumPy reductions over a
+  `--bandwidth-gib` array (2 GiB by default: larger than any last-level cache);
 - the same per-query: Q * N * m * 4 bytes / seconds over the bandwidth, i.e. how many times
   faster than memory bandwidth allows for Q separate single-query scans the batched scan runs;
 - GFLOP/s of the distance computation (2 * Q * N * m / seconds): with 10k queries per pass the
@@ -79,11 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-size", type=int, default=65536, help="database rows per chunk")
     p.add_argument("--extrapolate-to", type=int, default=1_000_000, help="rows to scale time to")
     p.add_argument("--scratch", default=None, help="folder for the generated memmap")
+    p.add_argument("--bandwidth-gib", type=float, default=2.0, help="bandwidth probe array size")
     p.add_argument("--out", default="reports/bench/knn_eval.json")
     args = p.parse_args(argv)
 
     sizes = args.sizes or list(Nesting.halving(args.dim).dims)
-    bandwidth = measure_read_bandwidth()
+    if not args.bandwidth_gib > 0:
+        p.error(f"--bandwidth-gib must be > 0, got {args.bandwidth_gib}")
+    bandwidth = measure_read_bandwidth(args.bandwidth_gib)
     print(f"measured read bandwidth: {bandwidth / 1e9:.1f} GB/s ({os.cpu_count()} threads)")
     print(f"FAISS threads: {faiss.omp_get_max_threads()}")
     rng = np.random.default_rng(1)

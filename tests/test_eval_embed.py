@@ -9,8 +9,9 @@ import torch
 from mrl.data import InMemoryDataset
 from mrl.evaluation.embed import embed_dataset, load_embeddings
 from mrl.evaluation.evaluate import evaluate_embeddings, evaluate_sizes
+from mrl.evaluation.probe import LinearProbe
 from mrl.models import create_model
-from mrl.nesting import Nesting
+from mrl.nesting import Nesting, truncate
 
 
 def tiny(seed=0, n=90, head="mrl", ff_dim=None):
@@ -55,7 +56,7 @@ def test_embed_writes_memmappable_arrays_and_manifest(tmp_path, dtype):
     assert not list(out.glob(".*.tmp"))
 
 
-def test_evaluate_embeddings_reports_every_size(tmp_path):
+def test_evaluate_embeddings_reports_every_size_against_references(tmp_path):
     model, ds = tiny()
     train = load_embeddings(
         embed_dataset(model, ds, tmp_path / "tr", save_logits=True, progress=False)
@@ -64,13 +65,19 @@ def test_evaluate_embeddings_reports_every_size(tmp_path):
         embed_dataset(model, tiny(1)[1], tmp_path / "te", save_logits=True, progress=False)
     )
     res = evaluate_embeddings(train, test, knn_ks=(1, 3), retrieval_ks=(5,))
-    assert sorted(res) == [2, 4, 8]
-    assert {"top1", "top5", "knn_1", "knn_3", "map_at_5_paper", "map_at_5", "recall_at_5"} <= set(
-        res[4]
-    )
-    assert "probe_top1" not in res[4]
+    assert sorted(res) == [2, 4, 8] and "probe_top1" not in res[4]
+    for g, m in enumerate((2, 4, 8)):
+        # heads: plain argmax accuracy of the stored logits
+        top1 = (np.argmax(test.logits[g], axis=1) == test.labels).mean()
+        assert res[m]["top1"] == pytest.approx(top1)
+        # 1-NN: brute force over the L2-normalised prefixes
+        xb, xq = truncate(train.embeddings, m, True), truncate(test.embeddings, m, True)
+        nearest = ((xq[:, None] - xb[None]) ** 2).sum(-1).argmin(1)
+        assert res[m]["knn_1"] == pytest.approx((train.labels[nearest] == test.labels).mean())
     res = evaluate_embeddings(train, test, dims=[4], probe=True, knn_ks=(1,), retrieval_ks=(5,))
-    assert list(res) == [4] and 0 <= res[4]["probe_top1"] <= 1
+    probe = LinearProbe([4]).fit(train.embeddings, train.labels)
+    assert list(res) == [4]
+    assert res[4]["probe_top1"] == pytest.approx(probe.score(test.embeddings, test.labels)[0])
 
 
 def test_size_not_in_model_nesting_is_a_clear_error(tmp_path):

@@ -87,3 +87,23 @@ def test_embedding_and_label_lengths_must_match():
     db, db_y, q, q_y = random_set(6)
     with pytest.raises(ValueError, match="train embeddings has 400 rows but train labels has 399"):
         knn.knn_metrics(db, db_y[:-1], q, q_y, 4)
+
+
+def test_knn_eval_benchmark_runs_small_and_writes_json(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "knn_eval.py"
+    spec = importlib.util.spec_from_file_location("knn_eval", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "knn.json"
+    argv = ["--n-db", "300", "--dim", "8", "--n-queries", "20", "--k", "5", "--classes", "3"]
+    argv += ["--sizes", "2", "8", "--bandwidth-gib", "0.001", "--extrapolate-to", "600"]
+    assert bench.main([*argv, "--scratch", str(tmp_path), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["size"] for r in result["rows"]] == [2, 8] and result["n_db"] == 300
+    for r in result["rows"]:
+        assert r["seconds_at_extrapolated_n"] == pytest.approx(2 * r["seconds"])
+    assert "| size | seconds | s at N=600 |" in capsys.readouterr().out
