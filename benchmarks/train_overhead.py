@@ -37,7 +37,8 @@ from mrl.models import MatryoshkaModel, create_backbone
 from mrl.nesting import Nesting
 from mrl.nn import MatryoshkaLoss, create_head
 from mrl.training.config import TrainConfig
-from mrl.training.loop import build_optimizer, forward_loss, optimizer_step
+from mrl.training.loop import forward_loss
+from mrl.training.optim import build_optimizer, optimizer_step
 
 VARIANTS = ("ce", "mrl", "mrl-e", "ff")
 

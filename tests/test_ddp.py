@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from training_helpers import DIGITS_RUN
 
 from mrl.models import BACKBONES
 from mrl.training import TrainConfig, load_model, train
@@ -47,17 +48,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path, monkeypatch):
     monkeypatch.setitem(BACKBONES, "mlp-nobn", bn_free_mlp)
-    base = dict(
-        dataset="digits",
-        backbone="mlp-nobn",
-        embed_dim=32,
-        min_dim=4,
-        epochs=2,
-        batch_size=64,
-        lr=0.05,
-        device="cpu",
-        progress=False,
-    )
+    base = {**DIGITS_RUN, "backbone": "mlp-nobn", "device": "cpu"}
     one = train(TrainConfig(**base, out_dir=str(tmp_path / "one")))
 
     config_path = tmp_path / "two.json"

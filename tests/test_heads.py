@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from mrl.errors import ConfigError, InputError
 from mrl.nesting import Nesting
 from mrl.nn.heads import FixedFeatureHead, MRLEHead, MRLHead, create_head
 
@@ -45,26 +46,39 @@ def test_mrl_head_separate_classifier_per_size():
         torch.testing.assert_close(head(z)[g], head.forward_size(z, g))
 
 
-def test_mrl_head_batched_path_equals_per_size_reference():
-    """The accelerator path (one baddbmm) gives the CPU reference's logits and gradients."""
+@pytest.mark.parametrize("path", ["forward_per_size", "forward_batched"])
+def test_mrl_head_paths_equal_an_independent_reference(path):
+    """Both forward paths (CPU per-size, accelerator baddbmm) give the logits and gradients
+    of a hand-written per-size matmul, computed without the head's own code."""
     torch.manual_seed(0)
     head = MRLHead(NESTING, num_classes=5)
-    z = torch.randn(6, 16, requires_grad=True)
+    z = torch.randn(6, 16)
     weights = torch.randn(3, 6, 5)
-    grads = []
-    for forward in (head.forward_per_size, head.forward_batched):
-        out = forward(z)
+
+    def logits_and_grads(forward):
+        zz = z.clone().requires_grad_(True)
+        out = forward(zz)
         (out * weights).sum().backward()
-        grads.append([z.grad.clone()] + [p.grad.clone() for p in head.parameters()])
-        z.grad = None
-        head.zero_grad()
-        torch.testing.assert_close(out, head.forward_per_size(z))
-    for ref, fast in zip(*grads, strict=True):
+        grads = [zz.grad] + [p.grad.clone() for p in head.parameters()]
+        head.zero_grad(set_to_none=True)
+        return out.detach(), grads
+
+    def reference(zz):
+        clf = head.classifiers
+        return torch.stack(
+            [zz[:, :m] @ clf[g].weight.T + clf[g].bias for g, m in enumerate(NESTING)]
+        )
+
+    ref_out, ref_grads = logits_and_grads(reference)
+    out, grads = logits_and_grads(getattr(head, path))
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    assert len(grads) == len(ref_grads) == 1 + 2 * len(NESTING)
+    for fast, ref in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
 
 
 def test_ff_head_reads_first_k():
-    head = FixedFeatureHead(16, 4, num_classes=3)
+    head = FixedFeatureHead(16, ff_dim=4, num_classes=3)
     z = torch.randn(2, 16)
     out = head(z)
     assert out.shape == (1, 2, 3)
@@ -81,10 +95,24 @@ def test_every_parameter_gets_a_gradient(kind):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
-def test_bad_inputs():
-    with pytest.raises(ValueError, match="unknown head 'foo'"):
-        create_head("foo", NESTING, 5)
-    with pytest.raises(ValueError, match=r"expects features of shape \[N, 16\]"):
-        MRLHead(NESTING, 5)(torch.randn(2, 8))
-    with pytest.raises(ValueError, match="FF dim 32 must be within 1..16"):
-        FixedFeatureHead(16, 32, 5)
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: create_head("foo", NESTING, 5), "unknown head 'foo'; choose one of mrl"),
+        (lambda: MRLHead(NESTING, 0), "num_classes must be >= 1, got 0"),
+        (lambda: MRLEHead(NESTING, 2.5), r"num_classes must be an int, got 2.5 \(float\)"),
+        (lambda: FixedFeatureHead(16, ff_dim=32, num_classes=5), "ff_dim must be in 1..16, got 32"),
+        (lambda: FixedFeatureHead(16, ff_dim=0, num_classes=5), "ff_dim must be in 1..16, got 0"),
+        (lambda: create_head("ff", NESTING, 5, ff_dim=0), "ff_dim must be in 1..16, got 0"),
+        (lambda: FixedFeatureHead(16, ff_dim="4", num_classes=5), "ff_dim must be an int"),
+    ],
+)
+def test_bad_head_parameters_are_named(build, match):
+    with pytest.raises(ConfigError, match=match):
+        build()
+
+
+@pytest.mark.parametrize("kind", ["mrl", "mrl-e", "ff"])
+def test_features_of_the_wrong_width_are_named(kind):
+    with pytest.raises(InputError, match=r"head expects features of shape \[N, 16\], got \(2, 8\)"):
+        create_head(kind, NESTING, 5, ff_dim=8)(torch.randn(2, 8))

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from mrl.errors import ConfigError
 from mrl.nesting import Nesting, truncate
 
 
@@ -21,17 +22,40 @@ def test_default_weights_are_ones():
         ((), None, "nesting is empty"),
         ((8, 4), None, "strictly increasing, got 8 then 4"),
         ((8, 8), None, "strictly increasing"),
-        ((0, 4), None, "must be positive, got 0"),
-        ((-2, 4), None, "must be positive, got -2"),
-        ((2.5, 4), None, "must be ints"),
+        ((0, 4), None, "nesting size must be >= 1, got 0"),
+        ((-2, 4), None, "nesting size must be >= 1, got -2"),
+        ((2.5, 4), None, r"nesting size must be an int, got 2.5 \(float\)"),
+        ((np.float64(2.0), 4), None, r"nesting size must be an int, got np.float64\(2.0\)"),
+        ((True, 4), None, "nesting size must be an int, got True"),
+        ("8,16", None, r"nesting dims must be a sequence of ints, .* got '8,16' \(str\)"),
+        (16, None, r"nesting dims must be a sequence of ints, .* got 16 \(int\)"),
         ((2, 4), (1.0,), "2 sizes but 1 weights"),
-        ((2, 4), (1.0, -1.0), "weight for size 4 must be finite and >= 0"),
-        ((2, 4), (1.0, float("nan")), "weight for size 4"),
+        ((2, 4), (1.0, -1.0), "nesting weight for size 4 must be a finite number in \\[0, inf\\]"),
+        ((2, 4), (1.0, float("nan")), "nesting weight for size 4 must be a finite number"),
+        ((2, 4), "12", "nesting weights must be a sequence of numbers, .* got '12'"),
+        ((2, 4), (1.0, "2"), r"nesting weight for size 4 must be a number, got '2' \(str\)"),
     ],
 )
 def test_bad_nesting_is_named(dims, weights, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         Nesting(dims, weights)
+
+
+def test_sizes_may_be_numpy_ints_or_a_list():
+    assert Nesting(np.array([2, 4]), [1, 2]) == Nesting((2, 4), (1.0, 2.0))
+
+
+@pytest.mark.parametrize(
+    "embed_dim, min_dim, match",
+    [
+        ("64", 8, "embed_dim must be an int, got '64'"),
+        (64, 8.0, "min_dim must be an int, got 8.0"),
+        (8, 16, "min_dim 16 exceeds embed_dim 8"),
+    ],
+)
+def test_bad_halving_is_named(embed_dim, min_dim, match):
+    with pytest.raises(ConfigError, match=match):
+        Nesting.halving(embed_dim, min_dim)
 
 
 def test_last_size_must_equal_embedding():

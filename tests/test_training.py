@@ -12,41 +12,22 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from training_helpers import digits_config, same_weights
 
+from mrl.errors import FormatError, InputError
 from mrl.models import BACKBONES
 from mrl.training import (
     CheckpointError,
     NonFiniteLossError,
-    TrainConfig,
+    RunExistsError,
     load_checkpoint,
     load_model,
     train,
 )
 from mrl.training.checkpoint import save_checkpoint
-from mrl.training.loop import lr_multiplier
+from mrl.training.optim import lr_multiplier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def digits_config(tmp_path, **kw):
-    """A tiny MLP on digits: 22 steps per epoch of batch 64, about a second per epoch."""
-    defaults = dict(
-        dataset="digits",
-        backbone="mlp",
-        embed_dim=32,
-        min_dim=4,
-        epochs=2,
-        batch_size=64,
-        lr=0.05,
-        out_dir=str(tmp_path / "run"),
-        progress=False,
-    )
-    return TrainConfig(**{**defaults, **kw})
-
-
-def same_weights(a: nn.Module, b: nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_short_digits_run_is_well_above_chance_at_every_size(tmp_path):
@@ -89,8 +70,9 @@ def test_resume_of_a_finished_run_returns_stored_metrics_without_training(tmp_pa
 def test_existing_run_needs_resume(tmp_path):
     config = digits_config(tmp_path, epochs=1, max_steps=2)
     train(config)
-    with pytest.raises(FileExistsError, match="already holds a checkpoint; resume it"):
+    with pytest.raises(RunExistsError, match="already holds a checkpoint; resume it"):
         train(config)
+    assert issubclass(RunExistsError, FileExistsError)  # what callers caught before
 
 
 def test_resume_refuses_an_incompatible_config(tmp_path):
@@ -102,20 +84,46 @@ def test_resume_refuses_an_incompatible_config(tmp_path):
         train(replace(config, head="mrl-e"), resume=True)
 
 
-@pytest.mark.parametrize("content", ["truncated", "foreign", "garbage"])
-def test_resume_refuses_truncated_or_foreign_checkpoints(tmp_path, content):
+class NotOurs:
+    """A pickled object that is not a tensor: torch's weights-only reader refuses it."""
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("truncated", "is not an mrl checkpoint, or it is truncated or corrupt"),
+        ("random-bytes", "is not an mrl checkpoint, or it is truncated or corrupt"),
+        ("text", "is not an mrl checkpoint, or it is truncated or corrupt"),
+        ("pickled-object", "is not an mrl checkpoint, or it is truncated or corrupt"),
+        ("foreign-dict", "is not an mrl checkpoint \\(no 'mrl-checkpoint' format tag\\)"),
+        ("other-version", "is an mrl checkpoint of format version 99; this mrl reads version 1"),
+        ("missing-key", "is missing the key\\(s\\) 'optimizer'"),
+    ],
+)
+def test_resume_refuses_truncated_or_foreign_checkpoints(tmp_path, content, match):
     config = digits_config(tmp_path, max_steps=2)
     path = train(config).checkpoint
+    state = load_checkpoint(path)
     if content == "truncated":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    elif content == "foreign":
+    elif content == "random-bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif content == "text":
+        path.write_text("step: 3\n")
+    elif content == "pickled-object":
+        torch.save({"format": "mrl-checkpoint", "object": NotOurs()}, path)
+    elif content == "foreign-dict":
         torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
+    elif content == "other-version":
+        torch.save({**state, "version": 99}, path)
     else:
-        path.write_bytes(b"\x00not a checkpoint")
-    with pytest.raises(
-        CheckpointError, match="checkpoint .*checkpoint.pt is truncated or not an mrl checkpoint"
-    ):
+        del state["optimizer"]
+        torch.save(state, path)
+    with pytest.raises(CheckpointError, match=f"{path}.* {match}") as caught:
         train(config, resume=True)
+    # torch's own advice (weights_only=False) would run code from the file: never relayed
+    assert "weights_only" not in str(caught.value)
+    assert isinstance(caught.value, FormatError)
 
 
 class FaultAfter(nn.Module):
@@ -266,16 +274,16 @@ def test_resnet18_through_the_training_loop(tmp_path):
     for split, n in (("train", 16), ("test", 8)):
         np.save(tmp_path / f"{split}_x.npy", rng.normal(size=(n, 3, 32, 32)).astype(np.float32))
         np.save(tmp_path / f"{split}_y.npy", np.arange(n) % 4)
-    config = TrainConfig(
+    config = digits_config(
+        tmp_path,
         dataset="npy",
         data_root=str(tmp_path),
         backbone="resnet18",
         embed_dim=64,
+        min_dim=8,
         batch_size=8,
         epochs=1,
         max_steps=2,
-        out_dir=str(tmp_path / "run"),
-        progress=False,
     )
     result = train(config)
     assert result.metrics["step"] == 2 and math.isfinite(result.metrics["test_loss"])
@@ -294,6 +302,6 @@ def test_lr_schedule_warmup_then_decay_to_zero():
 
 def test_too_small_train_split_for_the_batch(tmp_path):
     with pytest.raises(
-        ValueError, match="train split has 1437 samples, fewer than batch_size 2048"
+        InputError, match="train split has 1437 samples, fewer than batch_size 2048"
     ):
         train(digits_config(tmp_path, batch_size=2048))

@@ -14,6 +14,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from mrl.checks import check_int, check_number
+from mrl.errors import ConfigError, InputError
+
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
@@ -24,6 +27,10 @@ class Nesting:
     Args:
         dims: strictly increasing positive ints; the last one is the embedding size d.
         weights: non-negative c_m, one per size; defaults to all 1 (the paper's choice).
+
+    Raises:
+        ConfigError: a string, float or non-positive size ("8,16" is refused, not split
+            into characters), sizes not strictly increasing, or bad weights.
 
     References:
         Kusupati et al., "Matryoshka Representation Learning", NeurIPS 2022, arXiv 2205.13147.
@@ -39,32 +46,29 @@ class Nesting:
     weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        dims = tuple(self.dims)
+        dims = _sequence("nesting dims", self.dims, "ints, e.g. (8, 16, 32)")
+        dims = tuple(check_int("nesting size", m) for m in dims)
         if len(dims) == 0:
-            raise ValueError("nesting is empty: give at least one size, e.g. dims=(8, 16, 32)")
-        for m in dims:
-            if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
-                raise ValueError(f"nesting sizes must be ints, got {m!r} in {list(dims)}")
-            if m <= 0:
-                raise ValueError(f"nesting sizes must be positive, got {m} in {list(dims)}")
+            raise ConfigError("nesting is empty: give at least one size, e.g. dims=(8, 16, 32)")
         for a, b in zip(dims, dims[1:], strict=False):
             if b <= a:
-                raise ValueError(
+                raise ConfigError(
                     f"nesting must be strictly increasing, got {a} then {b} in {list(dims)}"
                 )
-        object.__setattr__(self, "dims", tuple(int(m) for m in dims))
+        object.__setattr__(self, "dims", dims)
         if self.weights is None:
             object.__setattr__(self, "weights", (1.0,) * len(dims))
             return
-        weights = tuple(float(w) for w in self.weights)
+        weights = _sequence("nesting weights", self.weights, "numbers, e.g. (1.0, 1.0)")
         if len(weights) != len(dims):
-            raise ValueError(
+            raise ConfigError(
                 f"nesting has {len(dims)} sizes but {len(weights)} weights; "
                 "give one weight per size"
             )
-        for m, w in zip(dims, weights, strict=True):
-            if not np.isfinite(w) or w < 0:
-                raise ValueError(f"nesting weight for size {m} must be finite and >= 0, got {w}")
+        weights = tuple(
+            check_number(f"nesting weight for size {m}", w, low=0)
+            for m, w in zip(dims, weights, strict=True)
+        )
         object.__setattr__(self, "weights", weights)
 
     @classmethod
@@ -75,10 +79,9 @@ class Nesting:
 
         2048 -> {8, 16, ..., 2048}; 768 -> {12, 24, ..., 768}.
         """
-        if embed_dim <= 0 or min_dim <= 0:
-            raise ValueError(f"embed_dim and min_dim must be positive, got {embed_dim}, {min_dim}")
+        embed_dim, min_dim = check_int("embed_dim", embed_dim), check_int("min_dim", min_dim)
         if min_dim > embed_dim:
-            raise ValueError(f"min_dim {min_dim} exceeds embed_dim {embed_dim}")
+            raise ConfigError(f"min_dim {min_dim} exceeds embed_dim {embed_dim}")
         dims = [embed_dim]
         while dims[-1] % 2 == 0 and dims[-1] // 2 >= min_dim:
             dims.append(dims[-1] // 2)
@@ -98,7 +101,7 @@ class Nesting:
     def check_embed_dim(self, embed_dim: int) -> None:
         """Raise unless this nesting ends exactly at the embedding size `embed_dim`."""
         if self.embed_dim != embed_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"nesting {list(self.dims)} ends at {self.embed_dim} but the embedding has "
                 f"{embed_dim} dims; the last size must equal the embedding size"
             )
@@ -108,7 +111,7 @@ class Nesting:
         try:
             return self.dims.index(int(dim))
         except ValueError:
-            raise ValueError(f"size {dim} is not in the nesting {list(self.dims)}") from None
+            raise ConfigError(f"size {dim} is not in the nesting {list(self.dims)}") from None
 
     def subset(self, dims: Sequence[int]) -> Nesting:
         """The nesting restricted to `dims` (each must be one of ours), weights carried along."""
@@ -127,6 +130,15 @@ class Nesting:
         return cls(tuple(d["dims"]), tuple(d["weights"]) if d.get("weights") else None)
 
 
+def _sequence(what: str, values: object, of: str) -> tuple:
+    """`values` as a tuple; a string, a scalar or a mapping is refused (not split up)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+        raise ConfigError(
+            f"{what} must be a sequence of {of}, got {values!r} ({type(values).__name__})"
+        )
+    return tuple(values)
+
+
 def truncate(z: Array, dim: int, normalize: bool = False, eps: float = 1e-12) -> Array:
     """The first `dim` coordinates of each row of `z`, optionally L2-normalised per prefix.
 
@@ -142,10 +154,10 @@ def truncate(z: Array, dim: int, normalize: bool = False, eps: float = 1e-12) ->
         [N, dim] prefix; float32 for NumPy input when normalised (float16 norms overflow).
     """
     if z.ndim != 2:
-        raise ValueError(f"expected a 2-D [N, d] array, got shape {tuple(z.shape)}")
+        raise InputError(f"expected a 2-D [N, d] array, got shape {tuple(z.shape)}")
     d = z.shape[1]
     if not 1 <= dim <= d:
-        raise ValueError(f"prefix size {dim} is outside 1..{d} (the embedding size)")
+        raise ConfigError(f"prefix size {dim} is outside 1..{d} (the embedding size)")
     prefix = z[:, :dim]
     if not normalize:
         return prefix

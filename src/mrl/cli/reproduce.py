@@ -14,12 +14,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="train MRL, MRL-E and FF-k, compare with SVD / Rand-FS at every size, write a report",
         description="Trains (or reuses) every model, evaluates every method at every size and "
         "writes report.md, results.json and plots. Overrides follow the config: "
-        "--train.KEY=value for training keys, --KEY=value for the others (out_dir, runs_dir, "
-        "rand_fs_draws, ...), values as YAML. Example: mrl reproduce --config "
-        "configs/reproduce_mnist5k.yaml --train.epochs=3 --out_dir=reports/quick",
+        "--train.KEY=value (or --train.KEY value) for training keys, --KEY=value (or --KEY "
+        "value) for the others (out_dir, runs_dir, rand_fs_draws, ...), values as YAML. "
+        "Example: mrl reproduce --config configs/reproduce_mnist5k.yaml --train.epochs 3 "
+        "--out_dir reports/quick",
+        allow_abbrev=False,  # so an override like --conf=1 is never taken for --config
     )
     p.add_argument("--config", help="reproduce YAML (e.g. configs/reproduce_fashion_mnist.yaml)")
-    p.set_defaults(func=run_reproduce, overrides=[])  # main() fills in the --key=value extras
+    p.set_defaults(func=run_reproduce, overrides=[])  # main() fills in the override extras
 
 
 def run_reproduce(args: argparse.Namespace) -> int:

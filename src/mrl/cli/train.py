@@ -1,15 +1,15 @@
-"""`mrl train --config configs/demo.yaml [--key=value ...] [--resume]`.
+"""`mrl train --config configs/demo.yaml [--key=value | --key value ...] [--resume]`.
 
-Any `--key=value` flag overrides that key of the YAML config (unknown keys are errors
-that suggest the nearest). Multi-process: `torchrun --nproc_per_node=N $(which mrl) train ...`.
+Any `--key=value` or `--key value` flag overrides that key of the YAML config (a bare
+`--amp` sets a bool key to true; unknown keys are errors that suggest the nearest).
+Multi-process: `torchrun --nproc_per_node=N $(which mrl) train ...`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from mrl.training import NonFiniteLossError, TrainResult, load_config, train
+from mrl.training import TrainResult, load_config, train
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -24,17 +24,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in out_dir from its checkpoint"
     )
-    # main() hands every unrecognised `--key=value` flag to `overrides`.
+    # main() hands every unrecognised argument to `overrides` (`--key=value`, `--key value`).
     parser.set_defaults(func=run, overrides=[])
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    try:
-        result = train(config, resume=args.resume)
-    except (NonFiniteLossError, FileExistsError) as e:
-        print(f"mrl train: error: {e}", file=sys.stderr)
-        return 1
+    result = train(config, resume=args.resume)  # errors: one line, exit 2 (mrl.cli.main)
     if result.is_main:
         print(format_top1(result))
     return 0

@@ -17,30 +17,30 @@ The paper's Tables 1/2 and Figures 2/3/7 on any dataset `mrl.data` can load, in 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import logging
 import os
 import time
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from mrl.checks import check_int
 from mrl.data import LabeledDataset, load_dataset
+from mrl.errors import ConfigError
 from mrl.evaluation.baselines import RandomFeatures, SVDProjection
 from mrl.evaluation.embed import EmbeddingSet, embed_dataset, load_embeddings
 from mrl.evaluation.evaluate import KNN_KS, RETRIEVAL_KS, evaluate_embeddings, evaluate_sizes
 from mrl.evaluation.report import write_report
 from mrl.io import sha256_file
 from mrl.training import TrainConfig, load_model, train
+from mrl.training.config import model_changes, parse_overrides, read_yaml, unknown_key_error
 
 log = logging.getLogger(__name__)
-
-# TrainConfig keys that change where or how fast a run executes, never the trained model.
-RUN_ONLY_KEYS = frozenset({"progress", "device", "data_root", "num_workers", "eval_batch_size"})
 
 
 @dataclass
@@ -66,17 +66,27 @@ class ReproduceConfig:
     title: str = "MRL vs baselines"  # report.md heading
 
     def __post_init__(self) -> None:
+        if not isinstance(self.train, dict):
+            raise ConfigError(f"train must be a mapping of TrainConfig keys, got {self.train!r}")
         for key in ("head", "ff_dim", "out_dir"):
             if key in self.train:
-                raise ValueError(f"train.{key} is set per method by reproduce; remove it")
-        if self.rand_fs_draws < 1:
-            raise ValueError(f"rand_fs_draws must be >= 1, got {self.rand_fs_draws}")
+                raise ConfigError(f"train.{key} is set per method by reproduce; remove it")
+        for key in ("rand_fs_draws", "embed_batch_size", "chunk_size"):
+            check_int(key, getattr(self, key))
+        for key in ("knn_ks", "retrieval_ks"):
+            if not isinstance(getattr(self, key), (list, tuple)):
+                raise ConfigError(f"{key} must be a list of ints, got {getattr(self, key)!r}")
+            for k in getattr(self, key):
+                check_int(f"{key} entry", k)
+        for key in ("runs_dir", "out_dir", "title"):
+            if not isinstance(getattr(self, key), str):
+                raise ConfigError(f"{key} must be a string, got {getattr(self, key)!r}")
         if 10 not in self.retrieval_ks:
-            raise ValueError(
+            raise ConfigError(
                 f"retrieval_ks must include 10 (mAP@10 is plotted), got {self.retrieval_ks}"
             )
         if 1 not in self.knn_ks:
-            raise ValueError(f"knn_ks must include 1 (1-NN is plotted), got {self.knn_ks}")
+            raise ConfigError(f"knn_ks must include 1 (1-NN is plotted), got {self.knn_ks}")
         self.train_config("mrl")  # validates the shared training keys now, not mid-run
 
     def train_config(self, head: str, ff_dim: int | None = None) -> TrainConfig:
@@ -88,48 +98,44 @@ class ReproduceConfig:
 
 
 def load_reproduce_config(
-    path: str | os.PathLike | None, overrides: list[str] = ()
+    path: str | os.PathLike | None, overrides: Sequence[str] = ()
 ) -> ReproduceConfig:
-    """A `ReproduceConfig` from YAML, then `--key=value` overrides.
+    """A `ReproduceConfig` from YAML, then command-line overrides.
 
-    Training keys are overridden as `--train.KEY=value` (e.g. `--train.epochs=2`); the others
-    by name (`--out_dir=reports/x`). Values are parsed as YAML; unknown keys are errors.
+    Training keys are overridden as `--train.KEY=value` or `--train.KEY value` (e.g.
+    `--train.epochs 2`); the others by name (`--out_dir reports/x`). Values are parsed as
+    YAML; unknown keys are errors that name the nearest.
+
+    Raises:
+        MissingPathError: no file at `path`.
+        ConfigError: a YAML syntax error (file and line), an unknown key, or a bad value.
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"reproduce config {path} must be a YAML mapping")
+    values: dict[str, Any] = dict(read_yaml(path, "reproduce config")) if path is not None else {}
     values["train"] = dict(values.get("train") or {})
-    names = [f.name for f in dataclasses.fields(ReproduceConfig)]
-    for item in overrides:
-        key, sep, raw = item.removeprefix("--").partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} must look like --key=value")
-        key = key.replace("-", "_")
-        value = yaml.safe_load(raw) if raw else ""
+    bools = [f"train.{k}" for k, t in typing.get_type_hints(TrainConfig).items() if t is bool]
+    for key, value in parse_overrides(overrides, bools):
         if key.startswith("train."):
             values["train"][key.removeprefix("train.")] = value
         else:
             values[key] = value
+    names = [f.name for f in dataclasses.fields(ReproduceConfig)]
     for key in values:
         if key not in names:
-            near = difflib.get_close_matches(key, names, n=1)
-            hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(names)}"
-            raise ValueError(f"unknown reproduce key {key!r} ({hint})")
+            raise unknown_key_error(key, names, "reproduce key")
     return ReproduceConfig(**values)
 
 
 def _train_cached(config: TrainConfig) -> Path:
-    """Train (or reuse) one run; a finished run folder with a different config is an error."""
+    """Train (or reuse) one run; a run folder of a config that trains another model is refused.
+
+    Which keys may differ is `model_changes`, the rule `train(..., resume=True)` applies.
+    """
     run_dir = Path(config.out_dir)
     saved = run_dir / "config.yaml"
     if saved.exists():
-        old = yaml.safe_load(saved.read_text())
-        new = config.to_dict()
-        changed = sorted(k for k in new if k not in RUN_ONLY_KEYS and old.get(k) != new[k])
+        changed = model_changes(read_yaml(saved, "run config"), config.to_dict())
         if changed:
-            raise ValueError(
+            raise ConfigError(
                 f"{run_dir} holds a run with a different config ({', '.join(changed)}); "
                 "delete it or set another runs_dir"
             )

@@ -16,15 +16,47 @@ import math
 import torch
 from torch import nn
 
+from mrl.checks import check_int
+from mrl.errors import ConfigError, InputError
 from mrl.nesting import Nesting, truncate
 
 
-def _check_features(z: torch.Tensor, embed_dim: int) -> None:
-    if z.ndim != 2 or z.shape[1] != embed_dim:
-        raise ValueError(f"head expects features of shape [N, {embed_dim}], got {tuple(z.shape)}")
+class _Head(nn.Module):
+    """What every head shares: C classes over the sizes `dims` of a d-dim representation.
+
+    Subclasses set `kind` (the `create_head` name, recorded in embedding manifests) and
+    define `dims` (the G sizes they produce logits for), `forward` ([N, d] -> [G, N, C])
+    and `forward_size` ([N, d] -> [N, C] of one size).
+    """
+
+    kind: str
+
+    def __init__(self, embed_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.embed_dim = check_int("embed_dim", embed_dim)
+        self.num_classes = check_int("num_classes", num_classes)
+
+    def check_features(self, z: torch.Tensor) -> None:
+        """Raise `InputError` unless `z` is [N, d]."""
+        if z.ndim != 2 or z.shape[1] != self.embed_dim:
+            raise InputError(
+                f"head expects features of shape [N, {self.embed_dim}], got {tuple(z.shape)}"
+            )
 
 
-class MRLHead(nn.Module):
+class _NestedHead(_Head):
+    """A head over every size of a `Nesting` (MRL, MRL-E)."""
+
+    def __init__(self, nesting: Nesting, num_classes: int) -> None:
+        super().__init__(nesting.embed_dim, num_classes)
+        self.nesting = nesting
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return self.nesting.dims
+
+
+class MRLHead(_NestedHead):
     """One `nn.Linear(m, C)` per nested size m, applied to z[:, :m].
 
     Example:
@@ -33,19 +65,11 @@ class MRLHead(nn.Module):
         torch.Size([3, 4, 10])
     """
 
-    kind = "mrl"  # the `create_head` name, recorded in embedding manifests
+    kind = "mrl"
 
     def __init__(self, nesting: Nesting, num_classes: int, bias: bool = True) -> None:
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.nesting = nesting
-        self.num_classes = num_classes
+        super().__init__(nesting, num_classes)
         self.classifiers = nn.ModuleList(nn.Linear(m, num_classes, bias=bias) for m in nesting)
-
-    @property
-    def dims(self) -> tuple[int, ...]:
-        return self.nesting.dims
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """[N, d] features -> [G, N, C] logits, one slice per nested size.
@@ -54,7 +78,7 @@ class MRLHead(nn.Module):
         where kernel launches, not FLOPs, dominate; on the CPU one small matmul per size
         (`forward_per_size`) does ~G/2 times fewer FLOPs and copies no padded weights.
         """
-        _check_features(z, self.nesting.embed_dim)
+        self.check_features(z)
         if z.device.type == "cpu":
             return self.forward_per_size(z)
         return self.forward_batched(z)
@@ -83,7 +107,7 @@ class MRLHead(nn.Module):
         return self.classifiers[index](truncate(z, self.dims[index]))
 
 
-class MRLEHead(nn.Module):
+class MRLEHead(_NestedHead):
     """MRL-E: one shared `W` (C x d) and bias; size m's logits are z[:, :m] @ W[:, :m].T + b.
 
     The forward masks z to each prefix and runs one (G*N, d) @ (d, C) matmul: exact zeros
@@ -95,14 +119,10 @@ class MRLEHead(nn.Module):
         torch.Size([3, 4, 10])
     """
 
-    kind = "mrl-e"  # the `create_head` name, recorded in embedding manifests
+    kind = "mrl-e"
 
     def __init__(self, nesting: Nesting, num_classes: int, bias: bool = True) -> None:
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.nesting = nesting
-        self.num_classes = num_classes
+        super().__init__(nesting, num_classes)
         self.weight = nn.Parameter(torch.empty(num_classes, nesting.embed_dim))
         self.bias = nn.Parameter(torch.empty(num_classes)) if bias else None
         dims = torch.tensor(nesting.dims)
@@ -117,13 +137,9 @@ class MRLEHead(nn.Module):
             bound = 1 / math.sqrt(self.nesting.embed_dim)
             nn.init.uniform_(self.bias, -bound, bound)
 
-    @property
-    def dims(self) -> tuple[int, ...]:
-        return self.nesting.dims
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """[N, d] features -> [G, N, C] logits, one slice per nested size."""
-        _check_features(z, self.nesting.embed_dim)
+        self.check_features(z)
         masked = z.unsqueeze(0) * self.prefix_mask.to(z.dtype)  # (G, N, d)
         return nn.functional.linear(masked, self.weight, self.bias)  # (G, N, C)
 
@@ -133,33 +149,40 @@ class MRLEHead(nn.Module):
         return nn.functional.linear(truncate(z, m), self.weight[:, :m], self.bias)
 
 
-class FixedFeatureHead(nn.Module):
+class FixedFeatureHead(_Head):
     """FF-k: a single `nn.Linear(k, C)` on the first k of d dims; logits shaped [1, N, C].
 
     As in the official code, the backbone still produces d dims; only the head is narrow.
+
+    Args:
+        embed_dim: d, the representation size.
+        ff_dim: k, the dims the classifier reads (1 <= k <= d); the name of
+            `TrainConfig.ff_dim`.
+        num_classes: C.
+
+    Example:
+        >>> FixedFeatureHead(32, ff_dim=8, num_classes=10)(torch.randn(4, 32)).shape
+        torch.Size([1, 4, 10])
     """
 
-    kind = "ff"  # the `create_head` name, recorded in embedding manifests
+    kind = "ff"
 
-    def __init__(self, embed_dim: int, dim: int, num_classes: int, bias: bool = True) -> None:
-        super().__init__()
-        if not 1 <= dim <= embed_dim:
-            raise ValueError(f"FF dim {dim} must be within 1..{embed_dim} (the embedding size)")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.embed_dim = embed_dim
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(dim, num_classes, bias=bias)
+    def __init__(self, embed_dim: int, ff_dim: int, num_classes: int, bias: bool = True) -> None:
+        super().__init__(embed_dim, num_classes)
+        check_int("ff_dim", ff_dim, high=self.embed_dim)
+        self.classifier = nn.Linear(ff_dim, num_classes, bias=bias)
 
     @property
     def dims(self) -> tuple[int, ...]:
         return (self.classifier.in_features,)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        _check_features(z, self.embed_dim)
+        """[N, d] features -> [1, N, C] logits of the one size k."""
+        self.check_features(z)
         return self.forward_size(z, 0).unsqueeze(0)
 
     def forward_size(self, z: torch.Tensor, index: int = 0) -> torch.Tensor:
+        """Logits [N, C] of the one size (index 0)."""
         if index != 0:
             raise IndexError(f"an FF head has one size; got index {index}")
         return self.classifier(truncate(z, self.dims[0]))
@@ -177,5 +200,6 @@ def create_head(
     if kind == "mrl-e":
         return MRLEHead(nesting, num_classes)
     if kind == "ff":
-        return FixedFeatureHead(nesting.embed_dim, ff_dim or nesting.embed_dim, num_classes)
-    raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
+        ff_dim = nesting.embed_dim if ff_dim is None else ff_dim
+        return FixedFeatureHead(nesting.embed_dim, ff_dim, num_classes)
+    raise ConfigError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from mrl.errors import ConfigError, InputError
 from mrl.nesting import Nesting, truncate
 
 LogitsLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -19,13 +20,13 @@ LogitsLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def check_labels(target: torch.Tensor, num_classes: int) -> None:
     """Raise unless `target` holds integer class ids in [0, num_classes)."""
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise ValueError(f"labels must be integer class ids (int64), got dtype {target.dtype}")
+        raise InputError(f"labels must be integer class ids (int64), got dtype {target.dtype}")
     if target.numel() == 0:
         return
     lo, hi = int(target.min()), int(target.max())
     if lo < 0 or hi >= num_classes:
         bad = lo if lo < 0 else hi
-        raise ValueError(
+        raise InputError(
             f"label {bad} is out of range for {num_classes} classes (0..{num_classes - 1})"
         )
 
@@ -58,9 +59,9 @@ class MatryoshkaLoss(nn.Module):
     ) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if base_loss is not None and label_smoothing:
-            raise ValueError("label_smoothing applies to the default cross-entropy only")
+            raise ConfigError("label_smoothing applies to the default cross-entropy only")
         self.nesting = nesting
         self.base_loss = base_loss
         self.label_smoothing = label_smoothing
@@ -71,10 +72,10 @@ class MatryoshkaLoss(nn.Module):
     def per_size(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Unweighted base loss of each size, shape [G]."""
         if logits.ndim != 3:
-            raise ValueError(f"expected stacked logits [G, N, C], got shape {tuple(logits.shape)}")
+            raise InputError(f"expected stacked logits [G, N, C], got shape {tuple(logits.shape)}")
         g, n, c = logits.shape
         if g != len(self.nesting.weights):
-            raise ValueError(
+            raise InputError(
                 f"logits have {g} sizes but the loss has {len(self.nesting.weights)} "
                 f"weights (nesting {list(self.nesting.dims)})"
             )
@@ -123,10 +124,10 @@ class MatryoshkaEmbeddingLoss(nn.Module):
     def per_size(self, *embeddings: torch.Tensor, **kwargs) -> torch.Tensor:
         """Unweighted base loss of each size, shape [G]."""
         if not embeddings:
-            raise ValueError("give at least one [N, d] embedding tensor")
+            raise InputError("give at least one [N, d] embedding tensor")
         for e in embeddings:
             if e.ndim != 2:
-                raise ValueError(f"expected [N, d] embeddings, got shape {tuple(e.shape)}")
+                raise InputError(f"expected [N, d] embeddings, got shape {tuple(e.shape)}")
             self.nesting.check_embed_dim(e.shape[1])
         return torch.stack(
             [

@@ -1,12 +1,16 @@
-"""Training: typed config, the (DDP-capable) loop, and exact-resume checkpoints."""
+"""Training: typed config, the (DDP-capable) loop, exact-resume checkpoints, the run folder."""
 
 from mrl.training.checkpoint import CheckpointError, load_checkpoint, load_model
-from mrl.training.config import TrainConfig, load_config
-from mrl.training.loop import NonFiniteLossError, TrainResult, train
+from mrl.training.config import RUN_ONLY_KEYS, TrainConfig, load_config
+from mrl.training.loop import TrainResult, train
+from mrl.training.monitor import NonFiniteLossError
+from mrl.training.rundir import RunExistsError
 
 __all__ = [
+    "RUN_ONLY_KEYS",
     "CheckpointError",
     "NonFiniteLossError",
+    "RunExistsError",
     "TrainConfig",
     "TrainResult",
     "load_checkpoint",

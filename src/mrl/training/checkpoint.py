@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mrl.checks import check_tag, require_keys
+from mrl.errors import FormatError, MissingPathError
 from mrl.io import atomic_torch_save
 from mrl.models import MatryoshkaModel, create_model
 from mrl.training.config import TrainConfig
@@ -24,7 +26,7 @@ FORMAT = "mrl-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FormatError):
     """A checkpoint that is truncated, foreign, or does not match the config resuming it."""
 
 
@@ -37,27 +39,33 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     """Read a checkpoint written by `save_checkpoint`, with a clear error for anything else.
 
     Raises:
-        FileNotFoundError: nothing at `path`.
+        MissingPathError: nothing at `path`.
         CheckpointError: the file is truncated, corrupt, or not an mrl checkpoint.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingPathError(f"no checkpoint at {path}; train first or check the path")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        # torch's own message suggests weights_only=False, which would run code from the
+        # file: never relay it. What the user needs is that this is not a usable checkpoint.
         raise CheckpointError(
-            f"checkpoint {path} is truncated or not an mrl checkpoint "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'})"
+            f"{path} is not an mrl checkpoint, or it is truncated or corrupt ({type(e).__name__} "
+            "while reading it); point to a checkpoint.pt written by mrl train, or train again"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} is truncated or not an mrl checkpoint")
-    if state.get("version") != VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} has format version {state.get('version')}; "
-            f"this mrl reads version {VERSION}"
-        )
-    return state
+    try:
+        return check_tag(state, FORMAT, VERSION, path, "checkpoint")
+    except FormatError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def require_checkpoint_keys(state: dict[str, Any], keys: tuple[str, ...], path: Path) -> None:
+    """Raise `CheckpointError` naming the first of `keys` missing from checkpoint `state`."""
+    try:
+        require_keys(state, keys, path)
+    except FormatError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def rng_state() -> dict[str, Any]:
@@ -105,7 +113,9 @@ def load_model(
         (model, config): the `MatryoshkaModel` with the trained weights, and its `TrainConfig`.
     """
     path = Path(run_dir_or_checkpoint)
-    state = load_checkpoint(path / CHECKPOINT if path.is_dir() else path, map_location)
+    path = path / CHECKPOINT if path.is_dir() else path
+    state = load_checkpoint(path, map_location)
+    require_checkpoint_keys(state, ("config", "data", "model"), path)
     config = TrainConfig.from_dict(state["config"])
     data = state["data"]
     model = create_model(

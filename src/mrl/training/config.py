@@ -1,22 +1,33 @@
 """`TrainConfig` and `load_config`: YAML, then `--key=value` overrides, into one typed dataclass.
 
 Every key is a field below; an unknown key is an error that names it and suggests the
-nearest; values are converted to the field's annotated type. The resolved config is saved
-beside the checkpoint as `config.yaml` so a run can be rebuilt from its folder alone.
+nearest. Built directly (the API), every field must already have its annotated type;
+from YAML or the command line (`from_dict`, `load_config`), strings such as "3" or "true"
+are converted first. The resolved config is saved beside the checkpoint as `config.yaml` so
+a run can be rebuilt from its folder alone.
+
+This module also holds what the experiment drivers share with training: the override
+parser (`parse_overrides`), the "did you mean" error (`unknown_key_error`), YAML reading
+with errors that name the file and line (`read_yaml`), and the one list of keys that
+never change the trained model (`RUN_ONLY_KEYS`, `model_changes`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mrl.checks import check_int, check_number
+from mrl.errors import ConfigError, MissingPathError, PathError
 from mrl.io import atomic_open
 from mrl.models import BACKBONES
 from mrl.nesting import Nesting
@@ -27,10 +38,32 @@ SCHEDULES = ("cosine", "linear")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("bf16", "fp16")
 
+# TrainConfig keys that never change the trained weights: where and how fast a run executes,
+# how often it reads losses and saves, and where it stops (`max_steps`: the schedule spans
+# `epochs`, so a run stopped early and resumed is exactly the uninterrupted run). Resuming a
+# run and reusing a finished one (mrl reproduce) accept a change of these keys only.
+RUN_ONLY_KEYS = frozenset(
+    {
+        "device",
+        "out_dir",
+        "data_root",
+        "num_workers",
+        "progress",
+        "eval_batch_size",
+        "max_steps",
+        "loss_check_every",
+        "checkpoint_every",
+    }
+)
+
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs; defaults train MRL on mnist5k with the small CNN.
+
+    Raises:
+        ConfigError: a field of the wrong type (naming the field, the type and the value),
+            outside its range, or an unknown choice.
 
     Example:
         >>> config = TrainConfig(dataset="digits", backbone="mlp", embed_dim=32, min_dim=4)
@@ -78,6 +111,11 @@ class TrainConfig:
     # on a GPU each read waits for the device, so one read per N steps keeps it busy
 
     def __post_init__(self) -> None:
+        # Types first, strictly: "3" for an int or "8,16" for a list is a caller's mistake
+        # here (YAML and --key=value strings are converted by `from_dict` before this).
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _as_type(f.name, getattr(self, f.name), hints[f.name], False))
         choices = {
             "backbone": tuple(BACKBONES),
             "head": HEADS,
@@ -88,42 +126,32 @@ class TrainConfig:
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise ValueError(
+                raise ConfigError(
                     f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(allowed)}"
                 )
-        positive = (
-            "image_size",
-            "embed_dim",
-            "min_dim",
-            "epochs",
-            "batch_size",
-            "eval_batch_size",
-            "loss_check_every",
-        )
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        positive = ("image_size", "embed_dim", "min_dim", "epochs", "batch_size")
+        for key in (*positive, "eval_batch_size", "loss_check_every"):
+            check_int(key, getattr(self, key))
         for key in ("max_steps", "checkpoint_every"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1 or null, got {getattr(self, key)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.num_workers < 0:
-            raise ValueError("weight_decay, warmup_epochs and num_workers must be >= 0")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            if getattr(self, key) is not None:
+                check_int(f"{key} (an int or null)", getattr(self, key))
+        check_int("num_workers", self.num_workers, low=0)
+        check_number("lr", self.lr, low=0, low_open=True)
+        check_number("weight_decay", self.weight_decay, low=0)
+        check_number("warmup_epochs", self.warmup_epochs, low=0)
+        for key in ("momentum", "label_smoothing"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
         if self.ff_dim is not None and not 1 <= self.ff_dim <= self.embed_dim:
-            raise ValueError(f"ff_dim {self.ff_dim} must be within 1..{self.embed_dim} (embed_dim)")
+            raise ConfigError(
+                f"ff_dim {self.ff_dim} must be within 1..{self.embed_dim} (embed_dim)"
+            )
         self.get_nesting()  # validates nesting, weights and embed_dim together
 
     def get_nesting(self) -> Nesting:
         """The `Nesting` this config trains: `nesting` if given, else halving of `embed_dim`."""
         weights = None if self.nesting_weights is None else tuple(self.nesting_weights)
         if self.nesting is None:
-            if self.min_dim > self.embed_dim:
-                raise ValueError(f"min_dim {self.min_dim} exceeds embed_dim {self.embed_dim}")
             return Nesting.halving(self.embed_dim, self.min_dim, weights)
         nesting = Nesting(tuple(self.nesting), weights)
         nesting.check_embed_dim(self.embed_dim)
@@ -133,10 +161,16 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping, converting types; unknown keys are errors (nearest suggested)."""
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping (YAML, overrides), converting strings; unknown keys are errors."""
         hints = typing.get_type_hints(cls)
-        return cls(**{k: _convert(k, v, hints[_check_key(k)]) for k, v in values.items()})
+        names = [f.name for f in dataclasses.fields(cls)]
+        converted = {}
+        for key, value in values.items():
+            if key not in names:
+                raise unknown_key_error(key, names)
+            converted[key] = _as_type(key, value, hints[key], True)
+        return cls(**converted)
 
     def to_yaml(self, path: str | Path) -> None:
         """Write the resolved config, atomically (it documents the checkpoint beside it)."""
@@ -144,64 +178,161 @@ class TrainConfig:
             yaml.safe_dump(self.to_dict(), f, sort_keys=False)
 
 
-def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
-    """A `TrainConfig` from a YAML file (or the defaults) updated by `--key=value` overrides.
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """A `TrainConfig` from a YAML file (or the defaults) updated by command-line overrides.
 
     Args:
         path: YAML mapping of config keys, or None for the defaults.
-        overrides: strings like "--lr=0.05", "--nesting=[8,16,32]", "--data_root=null";
-            dashes in a key may stand for underscores (--batch-size=64). Values are
-            parsed as YAML, then converted to the field's type.
+        overrides: flags as `parse_overrides` reads them: "--lr=0.05", "--lr", "0.05",
+            "--nesting=[8,16,32]", "--data_root=null", a bare "--amp" for true; dashes
+            in a key may stand for underscores (--batch-size=64).
 
     Returns:
         The validated config.
 
+    Raises:
+        MissingPathError: no file at `path`.
+        ConfigError: a YAML syntax error (naming the file and line), an unknown key (with
+            the nearest), or a bad value.
+
     Example:
-        >>> load_config(None, ["--dataset=digits", "--epochs=2"]).epochs
+        >>> load_config(None, ["--dataset=digits", "--epochs", "2"]).epochs
         2
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        text = Path(path).read_text()
-        loaded = yaml.safe_load(text) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config {path} must be a YAML mapping of keys to values")
-        values.update(loaded)
-    for item in overrides:
-        key, sep, raw = item.removeprefix("--").partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} must look like --key=value")
-        key = key.replace("-", "_")
-        _check_key(key)
-        try:
-            values[key] = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            values[key] = raw  # e.g. an unbalanced bracket; the type check reports it
+    values = dict(read_yaml(path, "config")) if path is not None else {}
+    bools = [k for k, t in typing.get_type_hints(TrainConfig).items() if t is bool]
+    for key, value in parse_overrides(overrides, bools):
+        values[key] = value
     return TrainConfig.from_dict(values)
 
 
-def _check_key(key: str) -> str:
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    if key not in fields:
-        near = difflib.get_close_matches(key, fields, n=1)
-        hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(fields)}"
-        raise ValueError(f"unknown config key {key!r} ({hint})")
-    return key
+def read_yaml(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """The mapping in YAML file `path` (empty file: {}), with errors naming the file.
+
+    Raises:
+        MissingPathError: nothing at `path`.
+        PathError: `path` is a folder.
+        ConfigError: not UTF-8 text, a YAML syntax error (with its line), or not a mapping.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingPathError(f"{what} file {path} does not exist; check the path")
+    if path.is_dir():
+        raise PathError(f"{what} {path} is a folder; give a YAML file")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a text file; give a YAML file") from None
+    except yaml.YAMLError as e:
+        mark, context = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        if context is not None and getattr(e, "context", None):
+            problem += f", {e.context} opened on line {context.line + 1}"
+        raise ConfigError(f"{what} {path}{where}: YAML syntax error ({problem}); fix it") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{what} {path} must be a YAML mapping of keys to values")
+    return loaded
 
 
-def _convert(key: str, value: Any, annotation: Any) -> Any:
-    """`value` as the annotated type (int, float, str, bool, list[T], T | None) or an error."""
+def parse_overrides(items: Sequence[str], flags: Collection[str] = ()) -> list[tuple[str, Any]]:
+    """Command-line overrides as (key, value) pairs, in order.
+
+    Accepts `--key=value` and `--key value`; a bare `--key` means true for the keys in
+    `flags` (the bool fields). Values are parsed as YAML (`8` -> 8, `[8, 16]` -> a list,
+    `null` -> None); dashes in a key stand for underscores (`--batch-size`).
+
+    Raises:
+        ConfigError: an item that is not a `--key`, or a non-flag key without a value.
+    """
+    pairs = []
+    i = 0
+    while i < len(items):
+        item = items[i]
+        key, sep, raw = item.removeprefix("--").partition("=")
+        if not item.startswith("--") or not key:
+            raise ConfigError(f"override {item!r} must look like --key=value or --key value")
+        key = key.replace("-", "_")
+        i += 1
+        if not sep:
+            if i < len(items) and not items[i].startswith("--"):
+                raw, i = items[i], i + 1
+            elif key in flags:
+                raw = "true"
+            else:
+                raise ConfigError(
+                    f"override {item!r} has no value; write --{key}=VALUE or --{key} VALUE"
+                )
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw  # e.g. an unbalanced bracket; the type check reports it
+        pairs.append((key, value))
+    return pairs
+
+
+def unknown_key_error(key: str, valid: Iterable[str], what: str = "config key") -> ConfigError:
+    """The error for an unknown `key`: names it and the nearest valid key (or lists them)."""
+    valid = list(valid)
+    near = difflib.get_close_matches(key, valid, n=1)
+    hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
+    return ConfigError(f"unknown {what} {key!r} ({hint})")
+
+
+def model_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Sorted keys of two config dicts that differ, other than `RUN_ONLY_KEYS`.
+
+    A non-empty answer means the two configs train different models, so a run saved with
+    `saved` can neither be resumed nor reused as `current`.
+    """
+    keys = (saved.keys() | current.keys()) - RUN_ONLY_KEYS
+    return sorted(k for k in keys if saved.get(k) != current.get(k))
+
+
+def _as_type(key: str, value: Any, annotation: Any, convert: bool) -> Any:
+    """`value` as the annotated type (int, float, str, bool, list[T], T | None) or an error.
+
+    With `convert` (YAML, overrides), strings are parsed ("3" -> 3, "true" -> True) and
+    integral floats become ints (4.0 -> 4); without it (the API) only ints pass for an
+    int, numbers for a float (as float), and lists or tuples for a list (as a list).
+    """
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (types.UnionType, typing.Union):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if value is None:
+            return None
+        if convert and isinstance(value, str) and value.lower() in ("none", "null"):
             return None
         (inner,) = (a for a in args if a is not type(None))
-        return _convert(key, value, inner)
-    error = ValueError(f"config key {key!r} expects {_type_name(annotation)}, got {value!r}")
+        return _as_type(key, value, inner, convert)
+    if convert:
+        return _converted(key, value, annotation)
+    expected = _type_name(annotation)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(
+                f"{key} must be a list of {_type_name(args[0])}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+        return [_as_type(f"{key}[{i}]", v, args[0], False) for i, v in enumerate(value)]
+    if annotation is int:
+        return check_int(key, value, low=None)
+    if annotation is float:
+        return check_number(key, value)
+    if not isinstance(value, annotation):
+        raise ConfigError(f"{key} must be a {expected}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _converted(key: str, value: Any, annotation: Any) -> Any:
+    """`_as_type` for YAML and override values: parse what a text format gives."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    error = ConfigError(f"config key {key!r} expects {_type_name(annotation)}, got {value!r}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise error
-        return [_convert(key, v, args[0]) for v in value]
+        return [_converted(key, v, args[0]) for v in value]
     if annotation is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
             return value.lower() in ("true", "yes")

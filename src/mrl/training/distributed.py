@@ -8,10 +8,16 @@ Backend: NCCL when the processes use CUDA, gloo on the CPU.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+from mrl.errors import ConfigError, MrlError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise ConfigError(
                 "device 'cuda' was requested but CUDA is not available; use device=cpu"
             )
         return torch.device("cuda", local_rank)
@@ -70,3 +76,31 @@ def setup_distributed(device: str) -> tuple[DistContext, bool]:
         dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
         created = True
     return DistContext(rank, world_size, local_rank, torch_device), created
+
+
+def on_main(ctx: DistContext, fn: Callable[[], T]) -> T | None:
+    """Run `fn` on rank 0 only; whatever it raises stops every rank, not only rank 0.
+
+    The other ranks wait for rank 0's outcome in one broadcast: a refusal there (a locked
+    or unusable run folder) raises the same `MrlError` on every rank, instead of leaving
+    them blocked in the next collective. Returns `fn()` on rank 0, None elsewhere.
+    """
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = fn()
+        except Exception as e:
+            error = e
+    if ctx.world_size > 1:
+        sent = [error if error is None or isinstance(error, MrlError) else _failed(error)]
+        dist.broadcast_object_list(sent, src=0)
+        if not ctx.is_main:
+            error = sent[0]
+    if error is not None:
+        raise error
+    return result
+
+
+def _failed(error: Exception) -> RuntimeError:
+    """What the other ranks raise for an unexpected (maybe unpicklable) error on rank 0."""
+    return RuntimeError(f"rank 0 failed: {type(error).__name__}: {error}")
