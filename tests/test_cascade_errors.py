@@ -250,6 +250,11 @@ def test_bad_split_indices_and_reference():
         (lambda: cascade_report(LOGITS, LABELS, NESTING, margin=5), ConfigError, "margin"),
         (lambda: cascade_report(LOGITS, LABELS, NESTING, n_splits=0), ConfigError, "n_splits"),
         (lambda: cascade_report(LOGITS, LABELS + 1, NESTING), InputError, "out of range"),
+        (
+            lambda: cascade_report(LOGITS, LABELS, NESTING, [Reference("MRL-8", 8, accuracy=0.5)]),
+            ConfigError,
+            "two references are named 'MRL-8' \\(the model's own largest size",
+        ),
     ],
 )
 def test_bad_report_inputs(make, error, match):

@@ -121,6 +121,13 @@ def cascade_report(
             )
     d = nesting.embed_dim
     own = Reference(f"{model_name}-{d}", d, correct=correct[-1])
+    names = [own.name, *(r.name for r in references)]
+    if len(set(names)) != len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        raise ConfigError(
+            f"two references are named {twice!r} (the model's own largest size is {own.name!r}); "
+            "give each reference once, under its own name"
+        )
     references = [own, *references]
     splits = holdout_splits(len(labels), n_splits, holdout, seed)
     tests = [test for _, test in splits]

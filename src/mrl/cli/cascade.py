@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mrl.adaptive.cascade import CAP_SEARCH, POLICIES, Cascade, check_thresholds_path
-from mrl.adaptive.confidence import INPUTS
+from mrl.adaptive.confidence import INPUTS, correctness
 from mrl.adaptive.report import Reference, cascade_report, report_folder, write_report
 from mrl.adaptive.thresholds import COSTS
 from mrl.checks import check_int, check_number
@@ -19,24 +19,36 @@ from mrl.nesting import Nesting
 MODEL_NAMES = {"mrl": "MRL", "mrl-e": "MRL-E"}  # the manifest's head kind -> report label
 
 
-def _load_logits(folder: str):
+def _load_logits(folder: str, inputs: str = "logits", largest_only: bool = False):
+    """An `mrl embed --save-logits` folder, its logits (all sizes, or the largest) validated.
+
+    Returns:
+        (the `EmbeddingSet`, correct [G, N] bool of each size read); errors name the folder.
+    """
     data = load_embeddings(folder)
     if data.logits is None:
         raise InputError(f"{folder} holds no logits; rerun `mrl embed` with --save-logits")
-    return data
+    dims = tuple(data.head_dims)
+    logits = data.logits
+    if largest_only:
+        dims, logits = dims[-1:], logits[-1:]
+    try:
+        _, correct = correctness(logits, data.labels, Nesting(dims), inputs)
+    except InputError as e:
+        raise InputError(f"{folder}: {e}") from None
+    return data, correct
 
 
 def _ff_folder(folder: str, labels: np.ndarray) -> Reference:
     """A reference from another model's `mrl embed --save-logits` folder of the same split."""
-    data = _load_logits(folder)
+    data, correct = _load_logits(folder, largest_only=True)
     if not np.array_equal(data.labels, labels):
         raise InputError(
             f"{folder} holds other examples (labels differ); embed the same split in the same order"
         )
     dim = data.head_dims[-1]
-    correct = np.asarray(data.logits[-1]).argmax(axis=1) == labels  # its largest size
     kind = "FF" if len(data.head_dims) == 1 else "ref"
-    return Reference(f"{kind}-{dim}", dim, correct=correct)
+    return Reference(f"{kind}-{dim}", dim, correct=correct[0])
 
 
 def _ff_accuracy(spec: str) -> Reference:
@@ -93,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.save_thresholds:
         check_thresholds_path(args.save_thresholds)
-    data = _load_logits(args.logits)
+    data, _ = _load_logits(args.logits, args.inputs)
     out = report_folder(args.out or Path(args.logits) / "cascade") if not args.no_report else None
     nesting = Nesting(tuple(data.head_dims))
     scores, labels = np.asarray(data.logits), np.asarray(data.labels)
