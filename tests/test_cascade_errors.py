@@ -228,6 +228,10 @@ def test_bad_split_indices_and_reference():
         evaluate_splits(Cascade(NESTING), LOGITS, LABELS, splits, reference=np.ones(39, bool))
     with pytest.raises(ConfigError, match="match_reference needs a reference"):
         evaluate_splits(Cascade(NESTING), LOGITS, LABELS, splits, match_reference=True)
+    with pytest.raises(InputError, match=r"disagree: shapes \(3, 40, 4\) and \(39,\)"):
+        evaluate_splits(Cascade(NESTING), LOGITS, LABELS[:-1], splits)
+    with pytest.raises(ConfigError, match="cascade must be an unfitted Cascade, got dict"):
+        evaluate_splits({}, LOGITS, LABELS, splits)
 
 
 @pytest.mark.parametrize(

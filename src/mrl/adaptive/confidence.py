@@ -21,7 +21,11 @@ PROBABILITY_ATOL = 1e-3  # float16/float32 softmax rows sum to 1 only this close
 def _is_probability(s: np.ndarray) -> tuple[bool, np.ndarray]:
     """Whether every row of s [N, C] lies in [0, 1] and sums to 1, and the row sums [N]."""
     sums = s.sum(axis=1)
-    ok = s.min() >= 0 and s.max() <= 1 and np.abs(sums - 1).max() <= PROBABILITY_ATOL
+    ok = (
+        s.min() >= 0
+        and s.max() <= 1 + PROBABILITY_ATOL
+        and np.abs(sums - 1).max() <= PROBABILITY_ATOL
+    )
     return bool(ok), sums
 
 

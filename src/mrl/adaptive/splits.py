@@ -124,7 +124,13 @@ def evaluate_splits(
     Returns:
         `SplitResults` with one entry per split.
     """
-    labels = np.asarray(labels)
+    if not isinstance(cascade, Cascade):
+        raise ConfigError(f"cascade must be an unfitted Cascade, got {type(cascade).__name__}")
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    if scores.ndim != 3 or labels.ndim != 1 or scores.shape[1] != len(labels):
+        raise InputError(
+            f"scores [G, N, C] and labels [N] disagree: shapes {scores.shape} and {labels.shape}"
+        )
     if reference is not None:
         reference = np.asarray(reference)
         if reference.dtype != bool or reference.shape != labels.shape:
