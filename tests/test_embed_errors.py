@@ -118,12 +118,21 @@ def test_embed_out_that_cannot_be_a_folder(tmp_path, cli, where):
     blocker = tmp_path / "taken"
     blocker.write_text("keep me")
     out = blocker if where == "file" else blocker / "sub" / "e"
-    fragment = "is a file" if where == "file" else f"lies under the file {blocker}"
-    with pytest.raises(PathError, match=fragment):
+    with pytest.raises(PathError, match=f"cannot use {out} as the embeddings folder: it, or a"):
         embed(out)
     # the CLI refuses before it loads the model (so no run folder is needed here)
-    cli("embed", tmp_path / "run", "--out", out).assert_named_error(fragment, "give a folder")
+    fragment = "is a file; give a folder" if where == "file" else f"lies under the file {blocker}"
+    cli("embed", tmp_path / "run", "--out", out).assert_named_error(f"--out {out}", fragment)
     assert blocker.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("where", ["folder", "under-file"])
+def test_eval_out_that_cannot_be_a_file(tmp_path, cli, folders, where):
+    (tmp_path / "f").write_text("x")
+    out = tmp_path if where == "folder" else tmp_path / "f" / "r.json"
+    fragment = "is a folder; give a file path" if where == "folder" else "lies under the file"
+    argv = ["eval", "--train", folders["train"], "--test", folders["test"], "--out", out]
+    cli(*argv).assert_named_error(f"--out {out}", fragment)
 
 
 def test_load_embeddings_of_a_file_or_nothing(tmp_path):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from mrl.cli.common import check_out
 from mrl.data import load_dataset
-from mrl.evaluation.embed import DTYPES, check_out_folder, embed_dataset, load_embeddings
+from mrl.evaluation.embed import DTYPES, embed_dataset, load_embeddings
 from mrl.evaluation.evaluate import KNN_KS, RETRIEVAL_KS, evaluate_embeddings
 from mrl.io import atomic_write_json
 from mrl.training import load_model
@@ -47,7 +48,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    check_out_folder(args.out)  # before the model is loaded
+    check_out(args.out, "folder")  # before the model is loaded
     model, config = load_model(args.run_dir)
     dataset_name = args.dataset or config.dataset
     root = args.data_root or config.data_root
@@ -63,6 +64,8 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.out:
+        check_out(args.out, "file")
     train, test = load_embeddings(args.train), load_embeddings(args.test)  # checked, not read
     results = evaluate_embeddings(
         train, test, args.dims, args.probe, args.knn_k, args.retrieval_k, args.chunk_size

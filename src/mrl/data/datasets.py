@@ -92,24 +92,13 @@ class InMemoryDataset(LabeledDataset):
         name: str = "arrays",
         split: str = "train",
     ) -> None:
-        if isinstance(x, np.ndarray):  # copies only if not float32, contiguous and writable
-            x = torch.from_numpy(np.require(x, np.float32, ["C", "W"]))
-        x = x.detach().to("cpu", torch.float32).contiguous()  # (N, *in_shape); no-op if so
         if num_classes is not None:
             num_classes = check_int("num_classes", num_classes)
         labels = check_labels(y, f"{name} {split} labels", num_classes)
-        if x.ndim < 2:
-            raise InputError(
-                f"{name} {split}: features of shape {tuple(x.shape)} are not [N, ...] rows; "
-                "give one row per item (reshape 1-D features to [N, 1])"
-            )
-        if len(x) != len(labels):
-            raise InputError(
-                f"{name} {split}: {len(x)} feature rows but {len(labels)} labels; give one "
-                "label per row"
-            )
-        if not len(labels):
-            raise InputError(f"{name} {split}: no items (0 rows); a split needs at least one")
+        _check_items(x, labels, f"{name} {split} features", f"{name} {split} labels")
+        if isinstance(x, np.ndarray):  # copies only if not float32, contiguous and writable
+            x = torch.from_numpy(np.require(x, np.float32, ["C", "W"]))
+        x = x.detach().to("cpu", torch.float32).contiguous()  # (N, *in_shape); no-op if so
         # .numpy() of a CPU float32 tensor is a view: the scan copies nothing
         check_finite_rows(x.numpy(), f"{name} {split} features")
         self.num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
@@ -197,6 +186,34 @@ class ImageFolderDataset(LabeledDataset):
                 "replace or delete the file"
             ) from None
         return self.transform(image), torch.tensor(label, dtype=torch.int64)
+
+
+def _check_items(
+    x: np.ndarray | torch.Tensor, labels: np.ndarray, x_what: str, y_what: str
+) -> None:
+    """Raise `InputError` unless `x` is [N, ...] real-valued rows, N >= 1, one label each.
+
+    Args:
+        x: the features; labels: [N] class ids (already checked by `check_labels`).
+        x_what, y_what: how the messages name the features and the labels (e.g. their files).
+    """
+    shape = tuple(x.shape)
+    if len(shape) < 2:
+        raise InputError(
+            f"{x_what} holds features of shape {shape}; expected [N, D] (or [N, ...]) with one "
+            "row per item: save 1-D features as x.reshape(-1, 1)"
+        )
+    if shape[0] != len(labels):
+        raise InputError(
+            f"{x_what} holds {shape[0]} rows but {y_what} holds {len(labels)} labels; give "
+            "one label per row"
+        )
+    if not shape[0]:
+        raise InputError(f"{x_what} holds an empty array {shape}; the split needs items")
+    if isinstance(x, np.ndarray) and (
+        not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating)
+    ):
+        raise InputError(f"{x_what} holds dtype {x.dtype}; save real-valued features (float32)")
 
 
 def _check_folder(folder: Path, layout: str) -> None:
@@ -337,20 +354,7 @@ def _npy(split: str, root: str | None, **_) -> LabeledDataset:
         raise InputError(f"{train_y_path} holds an empty array; the train split needs labels")
     y = check_labels(load_npy(y_path), str(y_path), int(train_y.max()) + 1)
     x = load_npy(x_path, mmap=True)
-    if x.ndim < 2:
-        raise InputError(
-            f"{x_path} holds features of shape {x.shape}; expected [N, D] (or [N, ...]) with "
-            "one row per item: save 1-D features as x.reshape(-1, 1)"
-        )
-    if len(x) != len(y):
-        raise InputError(
-            f"{x_path} holds {len(x)} rows but {y_path} holds {len(y)} labels; save one label "
-            "per row"
-        )
-    if not len(x):
-        raise InputError(f"{x_path} holds an empty array {x.shape}; the split needs items")
-    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise InputError(f"{x_path} holds dtype {x.dtype}; save real-valued features (float32)")
+    _check_items(x, y, str(x_path), str(y_path))  # named by file, before InMemoryDataset
     return InMemoryDataset(x, y, int(train_y.max()) + 1, "npy", split)
 
 

@@ -62,27 +62,6 @@ def _atomic_memmap(path: Path, shape: tuple[int, ...], dtype: str) -> Iterator[n
         del arr
 
 
-def check_out_folder(out_dir: str | os.PathLike) -> Path:
-    """`out_dir` as a Path after checking it can become an embeddings folder; creates nothing.
-
-    Called before any work (`mrl embed` calls it before loading the model).
-
-    Raises:
-        PathError: `out_dir` is a file or lies under a file.
-    """
-    out = Path(out_dir)
-    for place in (out, *out.parents):  # the nearest existing path must be a folder
-        if place.exists():
-            if not place.is_dir():
-                where = "is a file" if place == out else f"lies under the file {place}"
-                raise PathError(
-                    f"embeddings folder {out} {where}; give a folder path (it will hold "
-                    f"{EMBEDDINGS}, {LABELS} and {MANIFEST})"
-                )
-            break
-    return out
-
-
 @torch.no_grad()
 def embed_dataset(
     model: MatryoshkaModel,
@@ -117,9 +96,14 @@ def embed_dataset(
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     batch_size = check_int("batch_size", batch_size)
-    out = check_out_folder(out_dir)
+    out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise PathError(
+            f"cannot use {out} as the embeddings folder: it, or a folder above it, is a file; "
+            "give a folder path"
+        ) from None
     except OSError as e:  # e.g. permission denied
         raise PathError(f"cannot create embeddings folder {out}: {e.strerror}") from None
     (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until rewritten

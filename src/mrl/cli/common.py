@@ -1,0 +1,29 @@
+"""What several `mrl` command modules share: checking an output path before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mrl.errors import PathError
+
+
+def check_out(path: str, role: str, flag: str = "--out") -> Path:
+    """`path` as a Path, after checking it can be written as a `role` ("file" or "folder").
+
+    Nothing is created. Run it before any work, so a long command never fails at its end.
+
+    Raises:
+        PathError: a folder where a file is wanted (or a file where a folder is), or a file
+            among its parents; the message names the flag and the path in the way.
+    """
+    p = Path(path)
+    if role == "file" and p.is_dir():
+        raise PathError(f"{flag} {p} is a folder; give a file path (e.g. {p / 'results.json'})")
+    if role == "folder" and p.exists() and not p.is_dir():
+        raise PathError(f"{flag} {p} is a file; give a folder path")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise PathError(f"{flag} {p} lies under the file {parent}; give another path")
+            break
+    return p
