@@ -5,11 +5,17 @@ from sklearn.base import clone
 from mrl.adaptive import (
     PAPER_GRID,
     Cascade,
+    budget_key,
     cascade_exits,
+    cascade_totals,
     evaluate_splits,
     holdout_splits,
+    joint_thresholds,
     max_confidence,
     pairwise_thresholds,
+    shared_threshold,
+    size_costs,
+    target_key,
 )
 from mrl.nesting import Nesting
 
@@ -59,6 +65,23 @@ def test_paper_rule_on_a_hand_made_case():
     assert result.expected_dim == (2 + 4 + 8 + 2) / 4
     assert result.cumulative_dim == (2 + 6 + 14 + 2) / 4
     assert result.exit_fraction == (0.5, 0.25, 0.25)
+
+
+def test_solvers_on_the_hand_made_case():
+    """All 4 right at the least cost: joint needs .62 <= t0 < .9 and t1 < .45 (cost 3 per
+    example); one shared t cannot send example 1 on and stop example 2 at size 4 (cost 4)."""
+    cost = size_costs(NESTING.dims, "expected")
+    np.testing.assert_array_equal(size_costs(NESTING.dims, "cumulative"), [2, 6, 14])
+    seeds = [pairwise_thresholds(CONF, CORRECT)]
+    t = joint_thresholds(CONF, CORRECT, cost, target_key(4), seeds, grid=4)
+    assert 0.62 <= t[0] < 0.9 and t[1] < 0.45
+    assert cascade_totals(CONF, CORRECT, cost, t) == (4, 12)
+    shared = shared_threshold(CONF, CORRECT, cost, target_key(4))
+    assert 0.62 <= shared[0] < 0.75 and shared[0] == shared[1]
+    assert cascade_totals(CONF, CORRECT, cost, shared) == (4, 16)
+    # with a budget of 2 per example only "always stop at size 2" fits: 2 of 4 right
+    t = joint_thresholds(CONF, CORRECT, cost, budget_key(8), seeds, grid=4)
+    assert cascade_totals(CONF, CORRECT, cost, t) == (2, 8)
 
 
 def test_cap_stops_at_the_cap():

@@ -15,10 +15,14 @@ from mrl.adaptive.thresholds import (
     COSTS,
     PAPER_GRID,
     CascadeScores,
+    budget_key,
     cascade_exits,
+    cascade_totals,
     joint_thresholds,
     pairwise_thresholds,
     shared_threshold,
+    size_costs,
+    target_key,
 )
 
 __all__ = [
@@ -32,7 +36,9 @@ __all__ = [
     "CascadeScores",
     "EarlyExit",
     "SplitResults",
+    "budget_key",
     "cascade_exits",
+    "cascade_totals",
     "correctness",
     "evaluate_splits",
     "holdout_splits",
@@ -40,4 +46,6 @@ __all__ = [
     "max_confidence",
     "pairwise_thresholds",
     "shared_threshold",
+    "size_costs",
+    "target_key",
 ]
