@@ -223,3 +223,58 @@ def test_data_root_that_cannot_serve(tmp_path, name, root_kind, error, match):
     root.write_text("x") if root_kind == "file" else root.mkdir()
     with pytest.raises(error, match=match):
         load_dataset(name, "train", str(root))
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+
+def small_set():
+    from mrl.data import InMemoryDataset
+
+    return InMemoryDataset(np.zeros((6, 2), np.float32), np.arange(6) % 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+        ({"batch_size": 2.5}, r"batch_size must be an int, got 2.5 \(float\)"),
+        ({"batch_size": 4, "rank": 2, "world_size": 2}, "rank must be in 0..1, got 2"),
+        ({"batch_size": 4, "world_size": 0}, "world_size must be >= 1, got 0"),
+        ({"batch_size": 4, "num_workers": -1}, "num_workers must be >= 0, got -1"),
+        ({"batch_size": 5, "world_size": 2, "drop_last": True}, "must be divisible by the 2"),
+    ],
+)
+def test_batch_loader_parameters_are_checked(kwargs, match):
+    from mrl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        BatchLoader(small_set(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: load_dataset("npyy", "train"), r"unknown dataset 'npyy' \(did you mean 'npy'\?\)"),
+        (lambda: load_dataset("npy", "valid"), "split must be one of train, test, got 'valid'"),
+        (lambda: load_dataset("npy", "train"), "dataset 'npy' needs data_root"),
+        (lambda: load_dataset("imagefolder", "train"), "dataset 'imagefolder' needs data_root"),
+    ],
+)
+def test_dataset_names_and_roots_are_checked(call, match):
+    from mrl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        call()
+
+
+def test_in_memory_dataset_parameters():
+    from mrl.data import InMemoryDataset
+    from mrl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"num_classes must be an int, got '3'"):
+        InMemoryDataset(np.zeros((3, 2)), np.arange(3), num_classes="3")
+    with pytest.raises(InputError, match=r"label 2 is out of range for 2 classes"):
+        InMemoryDataset(np.zeros((3, 2)), np.arange(3), num_classes=2)
+    with pytest.raises(InputError, match=r"arrays train features holds features of shape \(3,\)"):
+        InMemoryDataset(np.zeros(3), np.arange(3))

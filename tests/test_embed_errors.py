@@ -180,3 +180,39 @@ def test_evaluate_embeddings_api_names_the_bad_size(folders):
         evaluate_embeddings(train, test, dims=[5])
     with pytest.raises(ConfigError, match="size must be an int, got 2.5"):
         evaluate_embeddings(train, test, dims=[2.5])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"dtype": "float64"}, "dtype must be one of float32, float16, got 'float64'"),
+        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+        ({"batch_size": 1.5}, r"batch_size must be an int, got 1.5"),
+    ],
+)
+def test_embed_parameters_are_checked_before_any_work(tmp_path, kwargs, match):
+    model = create_model("mlp", (1, 4, 4), Nesting((2, 4)), 3)
+    ds = InMemoryDataset(np.zeros((4, 1, 4, 4)), np.arange(4) % 3, 3)
+    with pytest.raises(ConfigError, match=match):
+        embed_dataset(model, ds, tmp_path / "e", progress=False, **kwargs)
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"k": 0}, r"k must be a positive int \(results per query\), got 0"),
+        ({"k": 2.0}, "k must be a positive int"),
+        ({"k": True}, "k must be a positive int"),
+        ({"k": 2, "dim": 0}, "prefix size dim must be in 1..8, got 0"),
+        ({"k": 2, "chunk_size": 0}, "chunk_size must be >= 1, got 0"),
+    ],
+)
+def test_knn_search_parameters(kwargs, match):
+    from mrl.evaluation.knn import knn_search
+
+    z = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
+    with pytest.raises(ConfigError, match=match):
+        knn_search(z, z, **kwargs)
+    with pytest.raises(InputError, match="database has 8 dims but queries have 4"):
+        knn_search(z, z[:, :4], 1)
