@@ -113,6 +113,7 @@ SAVE = ("--save-thresholds", "{tmp}/t.json")
         (("--margin", "nan"), ["--margin (accuracy points) must be a finite number"]),
         (("--grid", "1"), ["grid (confidence quantiles per threshold) must be >= 2, got 1"]),
         (("--target", "0.9"), ["--target sets the cascade of --save-thresholds"]),
+        (("--policy", "shared"), ["--policy sets the cascade of --save-thresholds"]),
         (("--cap", "foo"), ["--cap", "expects a size or 'search', got 'foo'"]),
         ((*SAVE, "--target", "2"), ["target (an accuracy fraction) must be", "got 2.0"]),
         ((*SAVE, "--target-dim", "3"), ["target_dim must be one of the nesting's sizes [2, 4, 8]"]),

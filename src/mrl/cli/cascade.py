@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     check_int("--splits", args.splits, low=1)
     check_int("--seed", args.seed, low=0)
     holdout = _holdout(args.holdout)
-    given = [k for k in ("target", "target_dim", "budget", "cap") if getattr(args, k) is not None]
+    only_saved = ("policy", "cap", "target", "target_dim", "budget", "cost")
+    given = [k for k in only_saved if getattr(args, k) is not None]
     if given and not args.save_thresholds:
         raise ConfigError(
             f"--{given[0].replace('_', '-')} sets the cascade of --save-thresholds; add "
@@ -114,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
     if args.save_thresholds:
         cascade = Cascade(
             nesting,
-            policy=args.policy,
+            policy=args.policy or "joint",
             cap=args.cap,
             target=args.target,
             target_dim=args.target_dim,
             tolerance=args.tolerance / 100,
             budget=args.budget,
-            cost=args.cost,
+            cost=args.cost or "expected",
             grid=args.grid,
             inputs=args.inputs,
         ).fit(scores, labels)
@@ -212,7 +213,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="only fit --save-thresholds")
     g = p.add_argument_group("thresholds file (fitted on all examples in LOGITS)")
     g.add_argument("--save-thresholds", metavar="JSON", help="fit one cascade and save it")
-    g.add_argument("--policy", choices=POLICIES, default="joint")
+    g.add_argument("--policy", choices=POLICIES, help="threshold rule (default: joint)")
     g.add_argument(
         "--cap",
         type=_cap,
@@ -222,5 +223,5 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--target", type=float, help="accuracy target (fraction)")
     g.add_argument("--target-dim", type=int, help="reach this size's accuracy")
     g.add_argument("--budget", type=float, help="cost budget in dims")
-    g.add_argument("--cost", choices=COSTS, default="expected", help="cost the policy minimises")
+    g.add_argument("--cost", choices=COSTS, help="cost the policy minimises (default: expected)")
     p.set_defaults(func=run)
