@@ -14,7 +14,7 @@ from mrl.retrieval.plans import SingleShot
 
 
 def test_written_file_equals_in_memory_and_is_seeded(tmp_path):
-    spec = GeneratedNestedSpec(dim=32, n_classes=5, seed=7)
+    spec = GeneratedNestedSpec(dim=32, num_classes=5, seed=7)
     x, y = generated_nested_embeddings(10_000, spec)  # spans two seeded blocks
     xp, yp = write_generated_nested_embeddings(tmp_path / "gen", 10_000, spec, dtype="float16")
     assert_array_equal(np.load(xp, mmap_mode="r"), x.astype(np.float16))
@@ -25,7 +25,7 @@ def test_written_file_equals_in_memory_and_is_seeded(tmp_path):
 
 
 def test_class_signal_is_in_the_leading_dims():
-    spec = GeneratedNestedSpec(dim=256, n_classes=20, seed=0)
+    spec = GeneratedNestedSpec(dim=256, num_classes=20, seed=0)
     x, y = generated_nested_embeddings(3000, spec)
     q, yq = generated_nested_embeddings(100, spec, "queries")
     index = MatryoshkaIndex(shortlist_dim=8).build(x)

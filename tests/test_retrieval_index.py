@@ -1,6 +1,4 @@
-"""MatryoshkaIndex: agreement with brute-force faiss, funnel recall, persistence, bad input."""
-
-import json
+"""MatryoshkaIndex: agreement with brute-force faiss, funnel recall, add/remove, bad input."""
 
 import faiss
 import numpy as np
@@ -8,12 +6,13 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
-from mrl.retrieval.index import MatryoshkaIndex, top_by_score_then_id
+from mrl.errors import ConfigError, InputError, MrlError
+from mrl.retrieval.index import MatryoshkaIndex
 from mrl.retrieval.plans import Funnel, Rerank, SingleShot
 from mrl.retrieval.storage import resident_copy
 from mrl.retrieval.tune import neighbor_recall
 
-SPEC = GeneratedNestedSpec(dim=128, n_classes=30, seed=1)
+SPEC = GeneratedNestedSpec(dim=128, num_classes=30, seed=1)
 N, D = 3000, 128
 
 
@@ -75,16 +74,6 @@ def test_ties_are_broken_by_id():
         assert index.search(x[20], 4, plan).ids.tolist() == [3, 7, 20, 41]
 
 
-def test_top_by_score_then_id_matches_lexsort():
-    rng = np.random.default_rng(0)
-    scores = rng.integers(0, 5, (40, 30)).astype(np.float32)  # many ties
-    ids = np.stack([rng.permutation(1000)[:30] for _ in range(40)])
-    for n in (1, 5, 30):
-        cols = top_by_score_then_id(scores, ids, n)
-        ref = np.lexsort((ids, -scores), axis=1)[:, :n]
-        assert_array_equal(cols, ref)
-
-
 def test_single_query_and_stats(index, data):
     q = data[2]
     res = index.search(q[0], 5)
@@ -128,9 +117,6 @@ def test_ivf_effort_probing_every_cell_is_exact_and_per_call(data):
     assert_array_equal(everywhere, faiss_exact(x, q, 16, 10))
     one_cell = ivf.search(q, 10, SingleShot(16, exact=False)).ids
     assert neighbor_recall(one_cell, everywhere) < 1.0 and ivf.ivf_probe == 1
-    for bad in (0, -3, 2.5, True, "8"):
-        with pytest.raises(ValueError, match="effort must be an int >= 1"):
-            ivf.search(q, 10, effort=bad)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -157,124 +143,9 @@ def test_remove_past_threshold_compacts(data):
         index.search(x[0], 1)
 
 
-def test_atomic_save_survives_a_crash_between_files(tmp_path, data, monkeypatch):
-    x, _, q, _ = data
-    index = MatryoshkaIndex(shortlist_dim=16).build(x[:1000])
-    index.save(tmp_path / "idx")
-    before = index.search(q, 5).ids
-    index.add(x[1000:1500])
-    calls = []
-
-    def crash(*args, **kwargs):
-        calls.append(args)
-        if len(calls) == 2:  # vectors.npy written, ids.npy not
-            raise OSError("simulated crash mid-save")
-        return real_save(*args, **kwargs)
-
-    real_save = np.save
-    monkeypatch.setattr("mrl.retrieval.index.np.save", crash)
-    with pytest.raises(OSError, match="simulated crash"):
-        index.save(tmp_path / "idx")
-    monkeypatch.undo()
-    old = MatryoshkaIndex.load(tmp_path / "idx")
-    assert old.count == 1000
-    assert_array_equal(old.search(q, 5).ids, before)
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["CURRENT", "v000001"]
-
-
-def _corrupt(folder, name, fn):
-    version = folder / (folder / "CURRENT").read_text().strip()
-    fn(version / name)
-
-
-@pytest.fixture
-def saved(tmp_path, data):
-    MatryoshkaIndex(shortlist_dim=16).build(data[0][:300]).save(tmp_path / "idx")
-    return tmp_path / "idx"
-
-
-def test_checksum_mismatch(saved):
-    def flip(p):
-        b = bytearray(p.read_bytes())
-        b[-1] ^= 0xFF
-        p.write_bytes(bytes(b))
-
-    _corrupt(saved, "vectors.npy", flip)
-    with pytest.raises(ValueError, match="checksum mismatch for vectors.npy"):
-        MatryoshkaIndex.load(saved)
-    MatryoshkaIndex.load(saved, verify=False)  # sizes still agree: loads unverified
-
-
-def test_truncated_file(saved):
-    _corrupt(saved, "ann.faiss", lambda p: p.write_bytes(p.read_bytes()[:100]))
-    with pytest.raises(ValueError, match="truncated index .* ann.faiss has 100 bytes"):
-        MatryoshkaIndex.load(saved)
-
-
-def test_missing_manifest(saved):
-    _corrupt(saved, "manifest.json", lambda p: p.unlink())
-    with pytest.raises(ValueError, match="truncated index .* manifest.json is missing"):
-        MatryoshkaIndex.load(saved)
-
-
-def test_unknown_format_version(saved):
-    def bump(p):
-        m = json.loads(p.read_text())
-        m["format_version"] = 99
-        p.write_text(json.dumps(m))
-
-    _corrupt(saved, "manifest.json", bump)
-    with pytest.raises(ValueError, match="unknown format version 99 .* reads version 1"):
-        MatryoshkaIndex.load(saved)
-
-
-def test_foreign_manifest(saved):
-    _corrupt(saved, "manifest.json", lambda p: p.write_text('{"format": "something-else"}'))
-    with pytest.raises(ValueError, match="not a mrl-matryoshka-index folder"):
-        MatryoshkaIndex.load(saved)
-
-
-def test_foreign_folder_is_neither_loaded_nor_overwritten(tmp_path, data):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    (folder / "cat.jpg").write_bytes(b"meow")
-    with pytest.raises(ValueError, match="no CURRENT file"):
-        MatryoshkaIndex.load(folder)
-    index = MatryoshkaIndex(shortlist_dim=16).build(data[0][:100])
-    with pytest.raises(ValueError, match="refusing to write into"):
-        index.save(folder)
-    assert [p.name for p in folder.iterdir()] == ["cat.jpg"]
-    with pytest.raises(FileNotFoundError):
-        MatryoshkaIndex.load(tmp_path / "missing")
-
-
 @pytest.fixture(scope="module")
 def small(data):
     return MatryoshkaIndex(shortlist_dim=16).build(data[0][:200])
-
-
-@pytest.mark.parametrize(
-    "call, match",
-    [
-        (lambda ix, x: ix.search(x[:2, :64], 5), "queries have dim 64 but the index has dim 128"),
-        (lambda ix, x: ix.search(_with_nan(x[:5], 3), 5), "queries row 3 contains NaN or inf"),
-        (lambda ix, x: ix.add(_with_nan(x[:4], 2, np.inf)), "added vectors row 2 contains NaN"),
-        (lambda ix, x: ix.add(x[:2], [900, 900]), r"duplicate ids in the added batch: \[900\]"),
-        (lambda ix, x: ix.add(x[:2], [1, 901]), r"ids already in the index: \[1\]"),
-        (lambda ix, x: ix.remove([5, 12345]), r"cannot remove unknown ids: \[12345\]"),
-        (lambda ix, x: ix.search(x[:2], 0), "k must be a positive int, got 0"),
-        (lambda ix, x: ix.search(x[:2], 201), "k=201 exceeds the 200 vectors in the index"),
-        (lambda ix, x: ix.search(x[:2], 20, Rerank(16, 128, 10)), "shortlist of 10 is smaller"),
-        (lambda ix, x: ix.search(x[:2], 5, Rerank(16, 256, 50)), "uses dim 256 but the index"),
-        (lambda ix, x: ix.search(x[:2], 5, Rerank(32, 128, 50)), "indexes the 16-prefix, not 32"),
-        (lambda ix, x: ix.search(x[:2], 20, Funnel(16, ((32, 50), (128, 10)))), "keeps 10 cand"),
-    ],
-)
-def test_bad_input_is_a_clear_error_and_changes_nothing(small, data, call, match):
-    count, rows = small.count, small.store_.n_rows
-    with pytest.raises(ValueError, match=match):
-        call(small, data[0])
-    assert (small.count, small.store_.n_rows, small.ann_.ntotal) == (count, rows, rows)
 
 
 def _with_nan(x, row, value=np.nan):
@@ -283,18 +154,131 @@ def _with_nan(x, row, value=np.nan):
     return x
 
 
-def test_build_errors():
-    with pytest.raises(ValueError, match="non-empty"):
-        MatryoshkaIndex().build(np.zeros((0, 32), np.float32))
-    with pytest.raises(ValueError, match="shortlist_dim 64 is outside 1..32"):
-        MatryoshkaIndex(shortlist_dim=64).build(np.ones((4, 32), np.float32))
-    with pytest.raises(ValueError, match="unknown ann 'lsh'"):
-        MatryoshkaIndex(ann="lsh").build(np.ones((4, 32), np.float32))
-    with pytest.raises(ValueError, match="vectors row 1 overflows float16"):
-        MatryoshkaIndex(shortlist_dim=8, dtype="float16").build(
-            np.array([[1.0] * 32, [1e6] * 32], np.float32)
-        )
-    with pytest.raises(ValueError, match="not built"):
+# Each hostile input to search/add/remove: a named error, and the index is left unchanged.
+BAD_CALLS = [
+    ("query-dim", lambda ix, x: ix.search(x[:2, :64], 5), "queries have dim 64 but the index"),
+    ("query-3d", lambda ix, x: ix.search(x[None, :2], 5), r"queries must be \[n, 128\] or"),
+    ("query-empty", lambda ix, x: ix.search(x[:0], 5), r"queries are empty \(shape \(0, 128\)\)"),
+    ("query-int", lambda ix, x: ix.search(x[:2].astype(int), 5), "must be floating point"),
+    ("query-nan", lambda ix, x: ix.search(_with_nan(x[:5], 3), 5), "first bad row is 3"),
+    ("add-inf", lambda ix, x: ix.add(_with_nan(x[:4], 2, np.inf)), "added vectors contain NaN"),
+    ("add-empty", lambda ix, x: ix.add(x[:0]), "added vectors are empty"),
+    ("k-zero", lambda ix, x: ix.search(x[:2], 0), "k must be a positive int .* got 0"),
+    ("k-float", lambda ix, x: ix.search(x[:2], 2.5), "k must be a positive int .* got 2.5"),
+    ("k-big", lambda ix, x: ix.search(x[:2], 201), "k=201 exceeds the 200 indexed vectors"),
+    ("effort-0", lambda ix, x: ix.search(x[:2], 5, effort=0), "effort must be in 1..1048576"),
+    ("effort-neg", lambda ix, x: ix.search(x[:2], 5, effort=-3), "effort must be in 1..1048576"),
+    ("effort-float", lambda ix, x: ix.search(x[:2], 5, effort=2.5), "effort must be an int"),
+    ("effort-bool", lambda ix, x: ix.search(x[:2], 5, effort=True), "effort must be an int"),
+    ("effort-str", lambda ix, x: ix.search(x[:2], 5, effort="8"), "effort must be an int"),
+    ("effort-huge", lambda ix, x: ix.search(x[:2], 5, effort=1 << 40), "effort must be in 1"),
+    ("plan-type", lambda ix, x: ix.search(x[:2], 5, "funnel"), "plan must be a SingleShot"),
+    (
+        "plan-short",
+        lambda ix, x: ix.search(x[:2], 20, Rerank(16, 128, 10)),
+        "shortlist of 10 is smaller",
+    ),
+    ("plan-dim", lambda ix, x: ix.search(x[:2], 5, Rerank(16, 256, 50)), "uses dim 256 but"),
+    ("plan-ds", lambda ix, x: ix.search(x[:2], 5, Rerank(32, 128, 50)), "indexes the 16-prefix"),
+    (
+        "plan-last",
+        lambda ix, x: ix.search(x[:2], 20, Funnel(16, ((32, 50), (128, 10)))),
+        "keeps 10 cand",
+    ),
+    ("remove-unknown", lambda ix, x: ix.remove([5, 12345]), r"remove id 12345 \(position 1\)"),
+    (
+        "remove-float",
+        lambda ix, x: ix.remove([5.0]),
+        "ids to remove: 5.0 at position 0 is not an id",
+    ),
+    ("remove-twice", lambda ix, x: ix.remove([5, 5]), "the same id twice"),
+]
+
+
+@pytest.mark.parametrize("call, match", [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
+def test_bad_call_is_a_named_error_and_changes_nothing(small, data, call, match):
+    count, rows = small.count, small.store_.n_rows
+    with pytest.raises(MrlError, match=match):
+        call(small, data[0])
+    assert (small.count, small.store_.n_rows, small.ann_.ntotal) == (count, rows, rows)
+
+
+# Ids: -1 is the not-found padding, uint64 >= 2^63 would wrap negative, Python ints >= 2^64
+# are no int64, floats are no ids; each is named with its position.
+BAD_IDS = [
+    ("negative-one", [1000, -1], "-1 at position 1 is negative"),
+    ("negative", np.array([1000, 1001, -5]), "-5 at position 2 is negative"),
+    ("uint64-wrap", np.array([1000, 2**63 + 7], np.uint64), f"{2**63 + 7} at position 1 is >= 2"),
+    ("python-2^64", [1000, 2**64 + 1], f"{2**64 + 1} at position 1 is not an id"),
+    ("python-2^63", [2**63, 1000], f"{2**63} at position 0 is not an id"),
+    ("float", np.array([1000.0, 1001.5]), "ids must be integers, got dtype float64"),
+    ("mixed", [1000, "a"], "ids must be integers"),
+    ("duplicate", [900, 900], "duplicate id 900 at position 1"),
+    ("existing", [1001, 1], "id 1 at position 1 is already in the index"),
+    ("count", [1000], "got 1 ids for 2 vectors"),
+    ("2d", [[1000, 1001]], "ids must be a 1-D array"),
+]
+
+
+@pytest.mark.parametrize("ids, match", [b[1:] for b in BAD_IDS], ids=[b[0] for b in BAD_IDS])
+def test_bad_ids_are_refused_with_the_first_bad_id_and_position(small, data, ids, match):
+    count = small.count
+    with pytest.raises(InputError, match=match):
+        small.add(data[0][:2], ids)
+    assert small.count == count
+
+
+def test_the_largest_int64_id_round_trips(data):
+    index = MatryoshkaIndex(shortlist_dim=16).build(data[0][:50], np.arange(50) + 2**62)
+    index.add(data[0][50], [2**63 - 1])
+    assert index.search(data[0][50], 1, SingleShot(D)).ids.tolist() == [2**63 - 1]
+
+
+# Parameters are checked before faiss sees them: hnsw_m=0 aborted the process, -5 hung.
+BAD_PARAMS = [
+    ({"hnsw_m": 0}, "hnsw_m must be in 2..256, got 0"),
+    ({"hnsw_m": -5}, "hnsw_m must be in 2..256, got -5"),
+    ({"hnsw_m": 10**6}, "hnsw_m must be in 2..256"),
+    ({"hnsw_m": 8.5}, "hnsw_m must be an int, got 8.5"),
+    ({"ef_construction": 0}, "ef_construction must be in 1..1048576, got 0"),
+    ({"ef_search": -1}, "ef_search must be in 1..1048576, got -1"),
+    ({"ivf_lists": 0}, "ivf_lists must be in 1..16777216, got 0"),
+    ({"ivf_probe": 0}, "ivf_probe must be in 1..1048576, got 0"),
+    ({"ann": "ivf", "ivf_lists": 64}, "ivf_lists=64 needs >= 64 vectors to train, got 40"),
+    ({"shortlist_dim": 64}, "shortlist_dim must be in 1..32, got 64"),
+    ({"shortlist_dim": 0}, "shortlist_dim must be in 1..32, got 0"),
+    ({"shortlist_dim": 8.0}, "shortlist_dim must be an int, got 8.0"),
+    ({"compact_at": 0}, r"compact_at must be a finite number in \(0, 1\], got 0.0"),
+    ({"compact_at": 1.5}, r"compact_at must be a finite number in \(0, 1\]"),
+    ({"ann": "lsh"}, "unknown ann 'lsh'"),
+    ({"dtype": "int8"}, "unknown dtype 'int8'"),
+]
+
+
+@pytest.mark.parametrize("params, match", BAD_PARAMS)
+def test_bad_parameters_are_named_before_faiss_sees_them(params, match):
+    x = np.ones((40, 32), np.float32)
+    with pytest.raises(ConfigError, match=match):
+        MatryoshkaIndex(**{"shortlist_dim": 8, **params}).build(x)
+
+
+@pytest.mark.parametrize(
+    "vectors, match",
+    [
+        (np.zeros((0, 32), np.float32), "non-empty"),
+        (np.zeros(32, np.float32), r"non-empty \[N, D\] array, got shape \(32,\)"),
+        (np.array([[1.0] * 32, [1e6] * 32], np.float32), "vectors row 1 overflows float16"),
+        (np.array([[1.0] * 32, [np.nan] * 32], np.float32), "first bad row is 1"),
+    ],
+    ids=["empty", "1-d", "float16-overflow", "nan"],
+)
+def test_bad_vectors_at_build(vectors, match):
+    with pytest.raises(InputError, match=match):
+        MatryoshkaIndex(shortlist_dim=8, dtype="float16").build(vectors)
+
+
+def test_unbuilt_index():
+    with pytest.raises(ConfigError, match="not built"):
         MatryoshkaIndex().search(np.ones(32, np.float32), 1)
 
 
@@ -302,7 +286,7 @@ def test_rerank_in_query_chunks_equals_one_batch(index, data, monkeypatch):
     q = data[2]
     plan = Funnel.halving(D)
     whole = index.search(q, 10, plan)
-    monkeypatch.setattr("mrl.retrieval.index._GATHER_FLOATS", 32 * 200)  # one query per chunk
+    monkeypatch.setattr("mrl.retrieval.search._GATHER_FLOATS", 32 * 200)  # one query per chunk
     chunked = index.search(q, 10, plan)
     assert_array_equal(chunked.ids, whole.ids)
     assert_array_equal(chunked.scores, whole.scores)

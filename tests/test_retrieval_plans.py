@@ -1,7 +1,9 @@
 """Search plans: the paper's schedules, validation messages, CLI spelling round trips."""
 
+import numpy as np
 import pytest
 
+from mrl.errors import ConfigError
 from mrl.retrieval.plans import Funnel, Rerank, SingleShot, check_plan, parse_plan
 
 
@@ -21,13 +23,28 @@ def test_paper_funnel_schedule():
         (lambda: Funnel(16, ((32, 100), (64, 200))), "candidate counts must not increase"),
         (lambda: Funnel(16, ()), "at least one"),
         (lambda: Rerank(16, 16, 200), "got 16 then 16"),
-        (lambda: Rerank(16, 32, 0), "Rerank.shortlist must be an int >= 1, got 0"),
-        (lambda: SingleShot(0), "SingleShot.dim must be an int >= 1"),
+        (lambda: Rerank(16, 32, 0), "Rerank.shortlist must be >= 1, got 0"),
+        (lambda: SingleShot(0), "SingleShot.dim must be >= 1, got 0"),
+        # float dims were truncated silently (Funnel(16, ((32.7, 100),)) searched at 32)
+        (lambda: Funnel(16, ((32.7, 100),)), "Funnel step 0 dim must be an int, got 32.7"),
+        (lambda: Funnel(16, ((32, 100), (64, 50.0))), "Funnel step 1 candidates must be an int"),
+        (lambda: Funnel(16.0, ((32, 100),)), "Funnel.shortlist_dim must be an int, got 16.0"),
+        (lambda: Funnel(16, (32, 100)), "Funnel step 0 must be a .dim, candidates. pair"),
+        (lambda: Rerank(16, 64.5, 200), "Rerank.rerank_dim must be an int, got 64.5"),
+        (lambda: Rerank(16.0, 64, 200), "Rerank.shortlist_dim must be an int, got 16.0"),
+        (lambda: SingleShot(8.0), "SingleShot.dim must be an int, got 8.0"),
+        (lambda: SingleShot("8"), "SingleShot.dim must be an int, got '8'"),
+        (lambda: SingleShot(8, exact="yes"), "SingleShot.exact must be True or False"),
     ],
 )
 def test_invalid_plans(make, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         make()
+
+
+def test_numpy_ints_are_accepted_as_python_ints():
+    plan = Funnel(np.int64(16), ((np.int32(32), np.int64(100)),))
+    assert plan == Funnel(16, ((32, 100),)) and type(plan.shortlist_dim) is int
 
 
 def test_check_plan_against_index_and_k():

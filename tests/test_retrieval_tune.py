@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 
 from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
+from mrl.errors import ConfigError, InputError
+from mrl.evaluation import metrics
 from mrl.retrieval.index import MatryoshkaIndex
 from mrl.retrieval.plans import Rerank, SingleShot
 from mrl.retrieval.tune import neighbor_recall, pareto_front
 
-SPEC = GeneratedNestedSpec(dim=64, n_classes=20, seed=3)
+SPEC = GeneratedNestedSpec(dim=64, num_classes=20, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -70,26 +72,79 @@ def test_tuner_tries_each_effort_with_every_ann_plan(setup):
     assert again.ids.shape == (len(q), 10)
 
 
-def test_tuner_with_labels_uses_map_relative_to_exact(setup):
+def test_tuner_with_labels_scores_the_paper_map_of_exact_search(setup):
     index, q, yq, y = setup
-    tuner = index.tune(
-        q,
-        0.99,
-        10,
-        query_labels=yq,
-        id_labels=y,
-        repeats=1,
-        plans=[SingleShot(64), Rerank(8, 64, 100)],
-    )
+    y = np.where(np.arange(len(y)) % 3 == 0, (y + 1) % 20, y)  # a third mislabelled: mAP < 1
+    plans = [SingleShot(64), Rerank(8, 64, 100)]
+    tuner = index.tune(q, 0.9, 10, query_labels=yq, id_labels=y, repeats=1, plans=plans)
+    exact_ids = index.search(q, 10, SingleShot(64)).ids
+    expected = metrics.map_at_k_paper(metrics.relevance(y[exact_ids], yq), 10)
     exact = tuner.table_[0]
-    assert exact.relative_quality == 1.0 and 0 < exact.quality <= 1
+    assert expected < 0.9  # so a tuner that ignored the labels (recall 1.0) would fail here
+    assert exact.quality == pytest.approx(expected) and exact.relative_quality == 1.0
 
 
-def test_tuner_errors(setup):
-    index, q, yq, _ = setup
-    with pytest.raises(ValueError, match="no plan reaches 1.0000 of exact search"):
-        index.tune(q, 1.0, 10, plans=[SingleShot(8, exact=False)], repeats=1)
-    with pytest.raises(ValueError, match="target must be in"):
-        index.tune(q, 1.5)
-    with pytest.raises(ValueError, match="give both query_labels and id_labels"):
-        index.tune(q, 0.9, query_labels=yq)
+def test_tuner_picks_the_only_effort_that_reaches_the_target():
+    """An IVF shortlist probing every cell is exact; probing one cell is not. With the exact
+    plan left out, target 1.0 is reached by effort = ivf_lists alone."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((2000, 32), np.float32)
+    x[:, :8] = rng.standard_normal((2000, 8))  # nothing beyond D_s: the 8-prefix ranks exactly
+    index = MatryoshkaIndex(shortlist_dim=8, ann="ivf", ivf_lists=16, ivf_probe=1).build(x)
+    q = rng.standard_normal((40, 32)).astype(np.float32)
+    tuner = index.tune(q, 1.0, 10, plans=[SingleShot(8, exact=False)], repeats=1, efforts=[1, 16])
+    assert [(r.effort, r.meets_target) for r in tuner.table_] == [(1, False), (16, True)]
+    assert tuner.best_effort_ == 16 and tuner.best_.quality == 1.0
+
+
+BAD_TUNES = [  # (name, tune kwargs from (yq, y), error, message)
+    ("k-zero", lambda yq, y: dict(target=0.9, k=0), ConfigError, "k must be a positive int .* 0"),
+    ("k-big", lambda yq, y: dict(target=0.9, k=5000), ConfigError, "k=5000 exceeds the 2000 in"),
+    ("target-zero", lambda yq, y: dict(target=0.0), ConfigError, r"target must be .* \(0, 1\]"),
+    ("target-big", lambda yq, y: dict(target=1.5), ConfigError, "target must be a finite numb"),
+    ("target-str", lambda yq, y: dict(target="0.9"), ConfigError, "target must be a number"),
+    ("repeats", lambda yq, y: dict(target=0.9, repeats=0), ConfigError, "repeats must be >= 1"),
+    ("efforts-empty", lambda yq, y: dict(target=0.9, efforts=[]), ConfigError, "efforts is emp"),
+    ("efforts-0", lambda yq, y: dict(target=0.9, efforts=[8, 0]), ConfigError, r"efforts\[1\]"),
+    ("plans-empty", lambda yq, y: dict(target=0.9, plans=[]), ConfigError, "plans is empty"),
+    ("labels-alone", lambda yq, y: dict(target=0.9, query_labels=yq), ConfigError, "give both"),
+    (
+        "few-query-labels",
+        lambda yq, y: dict(target=0.9, query_labels=yq[:5], id_labels=y),
+        InputError,
+        "query_labels has 5 labels for 40 queries",
+    ),
+    (
+        "few-id-labels",
+        lambda yq, y: dict(target=0.9, query_labels=yq, id_labels=y[:-1]),
+        InputError,
+        r"id_labels has 1999 labels \(too few\): the index's largest id is 1999, so give 2000",
+    ),
+    (
+        "many-id-labels",
+        lambda yq, y: dict(target=0.9, query_labels=yq, id_labels=np.r_[y, y[:5]]),
+        InputError,
+        r"id_labels has 2005 labels \(too many\)",
+    ),
+    (
+        "float-labels",
+        lambda yq, y: dict(target=0.9, query_labels=yq + 0.5, id_labels=y),
+        InputError,
+        "query_labels must be integer class ids",
+    ),
+    (
+        "unreachable",
+        lambda yq, y: dict(target=1.0, plans=[SingleShot(8, exact=False)]),
+        InputError,
+        "no plan reaches 1.0000 of exact search",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "make, error, match", [b[1:] for b in BAD_TUNES], ids=[b[0] for b in BAD_TUNES]
+)
+def test_tuner_errors_are_named(setup, make, error, match):
+    index, q, yq, y = setup
+    with pytest.raises(error, match=match):
+        index.tune(q, **{"repeats": 1, **make(yq, y)})

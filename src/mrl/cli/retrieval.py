@@ -1,21 +1,20 @@
-"""`mrl index build|tune`, `mrl search`, `mrl bench retrieval`: thin wrappers over mrl.retrieval."""
+"""`mrl index build|tune` and `mrl search`: thin wrappers over mrl.retrieval.
+
+The benchmark harness is a script, `python benchmarks/retrieval.py` (the library and the CLI
+never import benchmarks).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
-from mrl.data.generated import (
-    GeneratedNestedSpec,
-    generated_nested_embeddings,
-    write_generated_nested_embeddings,
-)
-from mrl.io import atomic_write_json
-from mrl.retrieval.bench import run_retrieval_benchmark
+from mrl.data.npy import load_npy
+from mrl.errors import InputError, PathError
+from mrl.io import atomic_open, atomic_write_json
 from mrl.retrieval.index import ANN_KINDS, MatryoshkaIndex
 from mrl.retrieval.plans import parse_plan
 from mrl.retrieval.storage import STORAGE_DTYPES
@@ -26,14 +25,39 @@ PLAN_HELP = (
 )
 
 
-def _load(path: str, name: str = "embeddings.npy") -> np.ndarray:
-    """A .npy file, or `name` inside an `mrl embed` folder, memory-mapped read-only."""
+def _load(path: str, ndim: int, what: str, name: str = "embeddings.npy") -> np.ndarray:
+    """A non-empty `ndim`-d .npy file (or `name` inside an `mrl embed` folder), memory-mapped.
+
+    Raises:
+        InputError: naming the file, when it is empty or has another rank.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / name
-    if not p.is_file():
-        raise FileNotFoundError(f"no such file: {p}")
-    return np.load(p, mmap_mode="r")
+    x = load_npy(p, mmap=True)
+    shape = "[N, D]" if ndim == 2 else "[N]"
+    if x.ndim != ndim:
+        raise InputError(f"{p}: {what} must be a {ndim}-D array {shape}, got shape {x.shape}")
+    if x.size == 0:
+        raise InputError(f"{p}: {what} are empty (shape {x.shape}); give at least one row")
+    return x
+
+
+def _check_out(path: str, role: str) -> Path:
+    """`path` can be written as a `role` ("file" or "folder"): no folder/file in its place,
+    no file among its parents. Checked before any work, so a long build never fails at the end.
+    """
+    p = Path(path)
+    if role == "file" and p.is_dir():
+        raise PathError(f"--out {p} is a folder; give a file path (e.g. {p / 'results'})")
+    if role == "folder" and p.is_file():
+        raise PathError(f"--out {p} is a file; give a folder path for the index")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise PathError(f"--out {p} is under {parent}, which is a file; give another path")
+            break
+    return p
 
 
 def _subcommands(subparsers: argparse._SubParsersAction, name: str, help: str):
@@ -43,6 +67,16 @@ def _subcommands(subparsers: argparse._SubParsersAction, name: str, help: str):
         if isinstance(action, argparse._SubParsersAction):
             return action
     return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def _add_index_params(p: argparse.ArgumentParser) -> None:
+    """The `MatryoshkaIndex` parameters, one flag each (validated by the index, not here)."""
+    defaults = MatryoshkaIndex()
+    p.add_argument("--shortlist-dim", type=int, default=defaults.shortlist_dim, help="D_s")
+    p.add_argument("--ann", default=defaults.ann, choices=ANN_KINDS)
+    p.add_argument("--dtype", default=defaults.dtype, choices=STORAGE_DTYPES)
+    for name in ("hnsw_m", "ef_construction", "ef_search", "ivf_lists", "ivf_probe"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -57,14 +91,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("vectors", help=".npy [N, D] or `mrl embed` folder")
     p.add_argument("--out", required=True, help="index folder")
     p.add_argument("--ids", help=".npy [N] int ids (default 0..N-1)")
-    p.add_argument("--shortlist-dim", type=int, default=16, help="D_s indexed by the ANN")
-    p.add_argument("--ann", default="hnsw", choices=ANN_KINDS)
-    p.add_argument("--dtype", default="float32", choices=STORAGE_DTYPES)
-    p.add_argument("--hnsw-m", type=int, default=32)
-    p.add_argument("--ef-construction", type=int, default=40)
-    p.add_argument("--ef-search", type=int, default=64)
-    p.add_argument("--ivf-lists", type=int, default=1024)
-    p.add_argument("--ivf-probe", type=int, default=16)
+    _add_index_params(p)
     p.set_defaults(func=run_build)
 
     p = index.add_parser(
@@ -98,56 +125,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plan", default="funnel", help=PLAN_HELP)
     p.add_argument("--mmap", action="store_true", help="memory-map the stored vectors")
     p.add_argument("--effort", type=int, help="HNSW efSearch or IVF nprobe for this search")
-    p.add_argument("--out", help="write ids and scores to this .npz")
+    p.add_argument("--out", help="write ids and scores to this .npz file (exactly this path)")
     p.set_defaults(func=run_search)
-
-    bench = _subcommands(subparsers, "bench", "benchmarks")
-    p = bench.add_parser(
-        "retrieval",
-        help="Figure 8 (mAP@10 vs MFLOPs) and timings vs faiss IndexFlatIP / IndexHNSWFlat",
-        description="Without --database, generates labelled nested embeddings (clearly "
-        "named generated) of --n x --dim, cached as .npy under --data-dir. With --database "
-        "(an .npy or `mrl embed` folder) and --labels, benchmarks those; queries come from "
-        "--queries/--query-labels or are the last --n-queries database rows (held out).",
-    )
-    p.add_argument("--out", required=True, help="output folder (JSON, Markdown, figure8.png)")
-    p.add_argument("--database", help=".npy [N, D] or `mrl embed` folder")
-    p.add_argument("--labels", help=".npy [N] int labels (default: the embed folder's)")
-    p.add_argument("--queries", help=".npy [Q, D] or `mrl embed` folder")
-    p.add_argument("--query-labels", help=".npy [Q] int labels (default: the embed folder's)")
-    p.add_argument("--n", type=int, default=100_000, help="generated database rows")
-    p.add_argument("--dim", type=int, default=2048, help="generated dim")
-    p.add_argument("--classes", type=int, default=1000, help="generated classes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float16", choices=STORAGE_DTYPES, help="generated storage")
-    p.add_argument("--data-dir", default="runs/generated", help="cache of generated .npy files")
-    p.add_argument("--n-queries", type=int, default=10_000)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--shortlist-dim", type=int, default=16)
-    p.add_argument("--fig8-queries", type=int, default=1000, help="queries for Figure 8")
-    p.add_argument(
-        "--hnsw-full-rows",
-        type=int,
-        default=100_000,
-        help="rows of the full-D HNSW baseline (subsample beyond)",
-    )
-    p.add_argument("--fig8-min-dim", type=int, default=8, help="smallest Figure 8 size")
-    p.add_argument(
-        "--ivf-lists", type=int, help="cells of the IVF-shortlist rows (default ~8 sqrt(N))"
-    )
-    p.add_argument("--ivf-probe", type=int, default=64, help="cells probed by the IVF rows")
-    p.add_argument(
-        "--tune-queries",
-        type=int,
-        default=0,
-        help="generated data: tune a plan (`MatryoshkaIndex.tune`) on this many further queries",
-    )
-    p.add_argument(
-        "--tune-target", type=float, default=0.997, help="mAP@k relative to exact, for tuning"
-    )
-    p.add_argument("--threads", type=int, help="faiss/BLAS threads (default: all cores)")
-    p.add_argument("--no-figure8", action="store_true")
-    p.set_defaults(func=run_bench)
 
 
 def _int_list(value: str) -> list[int]:
@@ -161,8 +140,9 @@ def _int_list(value: str) -> list[int]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    vectors = _load(args.vectors)
-    ids = None if args.ids is None else np.load(args.ids)
+    _check_out(args.out, "folder")
+    vectors = _load(args.vectors, 2, "vectors")
+    ids = None if args.ids is None else np.asarray(_load(args.ids, 1, "ids"))
     index = MatryoshkaIndex(
         shortlist_dim=args.shortlist_dim,
         ann=args.ann,
@@ -182,31 +162,37 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    if args.out:
+        _check_out(args.out, "file")
     index = MatryoshkaIndex.load(args.index, mmap=args.mmap)
     plan = parse_plan(args.plan, index.dim, index.shortlist_dim)
-    res = index.search(_load(args.queries), args.k, plan, effort=args.effort)
+    res = index.search(_load(args.queries, 2, "queries"), args.k, plan, effort=args.effort)
     st = res.stats
-    q = len(np.atleast_2d(res.ids))
+    q = len(res.ids)
     print(
         f"{plan}: {q} queries in {st.seconds:.3f} s ({1e3 * st.seconds / q:.4f} ms/query), "
         f"{st.flops_per_query / 1e6:.3f} MFLOPs/query, {st.bytes_per_query / 1e3:.1f} KB read/query"
     )
-    print("first query:", np.atleast_2d(res.ids)[0].tolist())
+    print("first query:", res.ids[0].tolist())
     if args.out:
-        np.savez(args.out, ids=res.ids, scores=res.scores)
+        with atomic_open(args.out, "wb") as f:
+            np.savez(f, ids=res.ids, scores=res.scores)
     return 0
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    index = MatryoshkaIndex.load(args.index)
+    if args.out:
+        _check_out(args.out, "file")
     if (args.query_labels is None) != (args.id_labels is None):
-        raise ValueError("give both --query-labels and --id-labels, or neither")
-    labels = (
-        (None, None)
-        if args.query_labels is None
-        else (np.load(args.query_labels), np.load(args.id_labels))
-    )
-    queries = np.asarray(_load(args.queries))
+        raise InputError("give both --query-labels and --id-labels, or neither")
+    index = MatryoshkaIndex.load(args.index)
+    labels = (None, None)
+    if args.query_labels is not None:
+        labels = (
+            np.asarray(_load(args.query_labels, 1, "query labels")),
+            np.asarray(_load(args.id_labels, 1, "id labels")),
+        )
+    queries = np.asarray(_load(args.queries, 2, "queries"))
     tuner = index.tune(queries, args.target, args.k, *labels, efforts=args.efforts)
     print(
         f"{'plan':48s} {'effort':>6s} {'ms/query':>9s} {'MFLOPs/q':>9s} {'quality':>8s} "
@@ -234,61 +220,4 @@ def run_tune(args: argparse.Namespace) -> int:
                 "table": [dataclasses.asdict(r) for r in tuner.table_],
             },
         )
-    return 0
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    tuning = None
-    if args.database:
-        database = _load(args.database)
-        db_labels = np.asarray(_load(args.labels or args.database, "labels.npy"))
-        if args.queries:
-            queries = np.asarray(_load(args.queries))
-            query_labels = np.asarray(_load(args.query_labels or args.queries, "labels.npy"))
-        else:  # hold out the last rows as queries
-            nq = min(args.n_queries, len(database) // 10)
-            queries, query_labels = np.asarray(database[-nq:]), db_labels[-nq:]
-            database, db_labels = database[:-nq], db_labels[:-nq]
-        manifest = Path(args.database) / "manifest.json"
-        info = json.loads(manifest.read_text()) if manifest.is_file() else {}
-        what = " ".join(str(info[key]) for key in ("dataset", "model") if key in info)
-        title = f"real embeddings {what or args.database} (D={database.shape[1]})"
-    else:
-        spec = GeneratedNestedSpec(dim=args.dim, n_classes=args.classes, seed=args.seed)
-        prefix = (
-            Path(args.data_dir)
-            / f"generated-{args.n}x{args.dim}-c{args.classes}-s{args.seed}-{args.dtype}"
-        )
-        x_path, y_path = Path(f"{prefix}-X.npy"), Path(f"{prefix}-y.npy")
-        if not (x_path.exists() and y_path.exists()):
-            print(f"generating {args.n} x {args.dim} nested embeddings -> {x_path}")
-            write_generated_nested_embeddings(prefix, args.n, spec, "database", args.dtype)
-        database, db_labels = np.load(x_path, mmap_mode="r"), np.load(y_path)
-        nq = args.n_queries
-        queries, query_labels = generated_nested_embeddings(nq + args.tune_queries, spec, "queries")
-        if args.tune_queries:  # rows after the measured queries: disjoint from them
-            tuning = (queries[nq:], query_labels[nq:])
-            queries, query_labels = queries[:nq], query_labels[:nq]
-        title = f"generated nested embeddings ({args.classes} classes, {dataclasses.asdict(spec)})"
-    res = run_retrieval_benchmark(
-        database,
-        db_labels,
-        queries,
-        query_labels,
-        args.out,
-        title,
-        k=args.k,
-        shortlist_dim=args.shortlist_dim,
-        fig8_queries=args.fig8_queries,
-        hnsw_full_rows=args.hnsw_full_rows,
-        threads=args.threads,
-        skip_figure8=args.no_figure8,
-        fig8_min_dim=args.fig8_min_dim,
-        ivf_lists=args.ivf_lists,
-        ivf_probe=args.ivf_probe,
-        tuning=tuning,
-        tune_target=args.tune_target,
-    )
-    print((Path(args.out) / "retrieval_bench.md").read_text())
-    print(json.dumps({"out": str(args.out), "n": res["n"], "queries": res["queries"]}))
     return 0

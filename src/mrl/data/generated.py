@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mrl.checks import check_int, check_number
+from mrl.errors import ConfigError
 from mrl.io import atomic_open
 
 _BLOCK = 8192  # rows per seeded block
@@ -32,7 +34,7 @@ class GeneratedNestedSpec:
 
     Args:
         dim: embedding size D.
-        n_classes: number of labels.
+        num_classes: number of labels.
         seed: seeds the class means and every block of rows.
         signal_decay: class-signal power-law decay over dims (larger = more front-loaded).
         noise: noise scale.
@@ -40,19 +42,22 @@ class GeneratedNestedSpec:
     """
 
     dim: int = 2048
-    n_classes: int = 1000
+    num_classes: int = 1000
     seed: int = 0
     signal_decay: float = 0.75
     noise: float = 0.4
     noise_decay: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.dim < 1 or self.n_classes < 1:
-            raise ValueError(f"dim and n_classes must be >= 1, got {self.dim}, {self.n_classes}")
+        check_int("dim", self.dim)
+        check_int("num_classes", self.num_classes)
+        check_int("seed", self.seed, 0)
+        for name in ("signal_decay", "noise", "noise_decay"):
+            check_number(name, getattr(self, name), 0)
 
     def _means(self) -> np.ndarray:
         rng = np.random.default_rng([self.seed, 2**31])
-        return rng.standard_normal((self.n_classes, self.dim), dtype=np.float32)
+        return rng.standard_normal((self.num_classes, self.dim), dtype=np.float32)
 
     def _block(
         self, split: str, b: int, n: int, means: np.ndarray
@@ -62,7 +67,7 @@ class GeneratedNestedSpec:
         signal = (j**-self.signal_decay).astype(np.float32)
         scale = (self.noise * j**-self.noise_decay).astype(np.float32)
         # Always draw a whole block, then cut: the first n rows never depend on n.
-        y = rng.integers(0, self.n_classes, _BLOCK)[:n]
+        y = rng.integers(0, self.num_classes, _BLOCK)[:n]
         x = rng.standard_normal((_BLOCK, self.dim), dtype=np.float32)[:n]  # (n, D)
         x *= scale
         x += means[y] * signal
@@ -70,8 +75,9 @@ class GeneratedNestedSpec:
 
     def blocks(self, n: int, split: str = "database"):
         """Yield (x [b, D] float32, labels [b] int64) blocks, n rows in all."""
+        check_int("n", n, 0)
         if split not in _SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of {list(_SPLITS)}")
+            raise ConfigError(f"unknown split {split!r}; choose one of {list(_SPLITS)}")
         means = self._means()
         for b, start in enumerate(range(0, n, _BLOCK)):
             yield self._block(split, b, min(_BLOCK, n - start), means)

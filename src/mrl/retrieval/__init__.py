@@ -1,11 +1,24 @@
 """Adaptive retrieval over nested (Matryoshka) embeddings: index, plans, tuning.
 
+Modules, one job each:
+
+- `index`: `MatryoshkaIndex`, the estimator (parameters, build, add, remove, compaction);
+- `storage`: the full vectors, ids and tombstones behind it, and the row/id checks;
+- `plans`: search plans as frozen dataclasses (`SingleShot`, `Rerank`, `Funnel`);
+- `search`: search execution (shortlist, then rerank) and its measured cost;
+- `topk`: top-n by score with ties broken by id, used by every stage;
+- `persist`: save/load of a versioned index folder with a cross-checked manifest;
+- `tune`: `PlanTuner`, which measures plans and picks the cheapest reaching a target.
+
+The benchmark harness (Figure 8, faiss baselines) lives in `benchmarks/retrieval.py`.
+
 References:
     Kusupati et al., "Matryoshka Representation Learning", NeurIPS 2022, arXiv 2205.13147.
 """
 
-from mrl.retrieval.index import MatryoshkaIndex, SearchResult, SearchStats
+from mrl.retrieval.index import MatryoshkaIndex
 from mrl.retrieval.plans import Funnel, Rerank, SingleShot, parse_plan
+from mrl.retrieval.search import SearchResult, SearchStats
 from mrl.retrieval.tune import PlanTuner
 
 __all__ = [

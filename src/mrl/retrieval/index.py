@@ -1,8 +1,8 @@
 """`MatryoshkaIndex`: full nested vectors + an ANN structure over their D_s-prefix, with plans.
 
-Search is composition, faiss-contrib style: `shortlist` (ANN or brute force at D_s) then
-`rerank` (vectorised re-scoring at growing prefixes). Scores are cosine similarities of the
-per-prefix unit vectors (the same ranking as L2 on unit vectors, as in the paper).
+This module holds the estimator: its parameters (validated before faiss sees them), build,
+add, remove and compaction. Search execution lives in `mrl.retrieval.search`, persistence in
+`mrl.retrieval.persist`; the methods here are the public entry points to both.
 
 Removal uses tombstones: faiss HNSW cannot delete, so removed rows stay in the graph and are
 filtered *during* the faiss search by an `IDSelectorBitmap` of live rows (no over-fetch, so
@@ -12,138 +12,34 @@ exactly `n` live candidates come back when the graph reaches them); once more th
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import faiss
 import numpy as np
-import torch
 
-from mrl.io import atomic_dir_commit, current_version_dir, sha256_file
-from mrl.nesting import truncate
+from mrl.checks import check_int, check_k, check_number
+from mrl.errors import ConfigError, InputError
+from mrl.retrieval import persist, search
 from mrl.retrieval.plans import Funnel, Plan, Step, check_plan
+from mrl.retrieval.search import SearchResult, check_effort
 from mrl.retrieval.storage import (
     STORAGE_DTYPES,
-    Scratch,
     VectorStore,
+    as_ids,
     as_rows,
     check_new_ids,
-    resident_copy,
     unit_prefix,
 )
 from mrl.retrieval.tune import PlanTuner
 
 log = logging.getLogger(__name__)
 
-FORMAT = "mrl-matryoshka-index"
-FORMAT_VERSION = 1
 ANN_KINDS = ("hnsw", "flat", "ivf")
-_FILES = ("vectors.npy", "ids.npy", "live.npy", "ann.faiss")
-_SCAN_FLOATS = 1 << 24  # scores per brute-force block (64 MB of float32)
-_GATHER_FLOATS = 1 << 24  # gathered candidate floats per rerank chunk (64 MB of float32)
-_NO_ID = np.iinfo(np.int64).max  # sorts invalid candidates last among equal (-inf) scores
-
-
-@dataclass(frozen=True)
-class SearchStats:
-    """Measured cost of one `search` call.
-
-    Attributes:
-        flops_per_query: multiply-adds per query, the paper's convention: D_s * N for a brute
-            force shortlist (D_s * distances for HNSW/IVF, from faiss's counters) plus
-            dim * candidates for every rerank step.
-        bytes_per_query: vector bytes read per query (shortlist + rerank).
-        rerank_bytes_per_query: the rerank part of `bytes_per_query`.
-        shortlist_seconds: wall-clock of the shortlist stage for the whole batch.
-        rerank_seconds: wall-clock of all rerank steps for the whole batch.
-    """
-
-    flops_per_query: float
-    bytes_per_query: float
-    rerank_bytes_per_query: float
-    shortlist_seconds: float
-    rerank_seconds: float
-
-    @property
-    def seconds(self) -> float:
-        return self.shortlist_seconds + self.rerank_seconds
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """Top-k per query, best first; ties broken by the smaller id.
-
-    Attributes:
-        ids: [Q, k] int64 (or [k] for a single 1-D query); -1 where fewer than k were found.
-        scores: [Q, k] float32 cosine similarities at the last dim the plan used (-inf for -1).
-        stats: measured cost.
-    """
-
-    ids: np.ndarray
-    scores: np.ndarray
-    stats: SearchStats
-
-
-def top_by_score_then_id(scores: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
-    """Columns of the best `n` entries per row, ordered by score desc, then id asc.
-
-    Vectorised over rows: a partition keeps everything >= the n-th score (so boundary ties are
-    all seen), a stable argsort orders it, and only rows with equal scores are re-sorted by
-    `np.lexsort` (rare with real-valued data, exact when they occur).
-
-    Args:
-        scores: [Q, m] float32.
-        ids: [Q, m] int64 tie-breakers, or [m] shared by every row, or a function returning
-            either: it is called only when some scores tie, so callers skip gathering ids
-            in the usual case.
-        n: how many to keep, <= m.
-
-    Returns:
-        [Q, n] int64 column indices into `scores`.
-    """
-    q, m = scores.shape
-
-    def tie_ids() -> np.ndarray:  # a view: a shared [m] row is never copied Q times
-        return np.broadcast_to(ids() if callable(ids) else ids, (q, m))
-
-    cols = np.broadcast_to(np.arange(m), (q, m))
-    if m > n:
-        nth = np.partition(scores, m - n, axis=1)[:, m - n]  # (Q,) n-th largest
-        keep = scores >= nth[:, None]
-        counts = keep.sum(axis=1)
-        sel = np.empty((q, n), dtype=np.int64)
-        plain = counts == n
-        sel[plain] = np.nonzero(keep[plain])[1].reshape(-1, n)
-        if not plain.all():  # ties straddle the cut: order the whole row by (score, id)
-            rows = ~plain
-            sel[rows] = np.lexsort((tie_ids()[rows], -scores[rows]), axis=1)[:, :n]
-        cols = sel
-    s = np.take_along_axis(scores, cols, axis=1)
-    order = np.argsort(-s, axis=1, kind="stable")
-    cols = np.take_along_axis(cols, order, axis=1)
-    s = np.take_along_axis(s, order, axis=1)
-    tied = (s[:, 1:] == s[:, :-1]).any(axis=1)
-    if tied.any():
-        i = np.take_along_axis(tie_ids()[tied], cols[tied], axis=1)
-        fix = np.lexsort((i, -s[tied]), axis=1)
-        cols[tied] = np.take_along_axis(cols[tied], fix, axis=1)
-    return cols
-
-
-def _batched_dots(x: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-    """[Q, c] dot products of each query with its own candidates, x: [Q, c, dim].
-
-    torch sends a batch of one to a matrix-vector kernel that rounds differently from the
-    batched one; a lone query is computed as a batch of two so that a query's scores never
-    depend on which other queries share its call.
-    """
-    if len(x) == 1:
-        return _batched_dots(x.expand(2, -1, -1), queries.expand(2, -1))[:1]
-    return torch.bmm(x, queries[:, :, None])[..., 0]
+# Upper bounds of the HNSW degree and IVF cells: far above any useful value, low enough that
+# faiss never tries to allocate a graph that cannot fit (M = 10^6 asks for terabytes).
+MAX_HNSW_M = 256
+MAX_IVF_LISTS = 1 << 24
 
 
 class MatryoshkaIndex:
@@ -155,15 +51,15 @@ class MatryoshkaIndex:
     `Funnel`) choose the shortlist and the rerank prefixes per call.
 
     Args:
-        shortlist_dim: D_s, the prefix indexed by the ANN structure.
+        shortlist_dim: D_s, the prefix indexed by the ANN structure, 1..D.
         ann: "hnsw", "flat" or "ivf".
         dtype: storage dtype of the full vectors, "float32" or "float16" (scores are float32).
-        hnsw_m: HNSW graph degree M.
-        ef_construction: HNSW build beam width.
-        ef_search: HNSW search beam width; raised to the shortlist size when smaller.
-        ivf_lists: IVF cells (needs at least that many vectors at build).
-        ivf_probe: IVF cells probed per query.
-        compact_at: compact when more than this fraction of rows are removed.
+        hnsw_m: HNSW graph degree M, 2..256.
+        ef_construction: HNSW build beam width, 1..2^20.
+        ef_search: HNSW search beam width, 1..2^20; raised to the shortlist size when smaller.
+        ivf_lists: IVF cells, 1..2^24 (needs at least that many vectors at build).
+        ivf_probe: IVF cells probed per query, 1..2^20 (at most `ivf_lists` are probed).
+        compact_at: compact when more than this fraction of rows are removed, in (0, 1].
 
     References:
         Kusupati et al., "Matryoshka Representation Learning", NeurIPS 2022, arXiv 2205.13147,
@@ -201,15 +97,23 @@ class MatryoshkaIndex:
         self.compact_at = compact_at
 
     # ------------------------------------------------------------------ build / add / remove
-    def _check_params(self, dim: int) -> None:
+    def check_params(self, dim: int) -> None:
+        """Raise `ConfigError` naming the first parameter outside its range for a `dim`-d index.
+
+        Every parameter is checked (whatever `ann` is) so a saved index never holds a value
+        that would crash faiss if the index were rebuilt with another structure.
+        """
         if self.ann not in ANN_KINDS:
-            raise ValueError(f"unknown ann {self.ann!r}; choose one of {list(ANN_KINDS)}")
+            raise ConfigError(f"unknown ann {self.ann!r}; choose one of {list(ANN_KINDS)}")
         if self.dtype not in STORAGE_DTYPES:
-            raise ValueError(f"unknown dtype {self.dtype!r}; choose one of {list(STORAGE_DTYPES)}")
-        if not 1 <= self.shortlist_dim <= dim:
-            raise ValueError(f"shortlist_dim {self.shortlist_dim} is outside 1..{dim}")
-        if not 0 < self.compact_at <= 1:
-            raise ValueError(f"compact_at must be in (0, 1], got {self.compact_at}")
+            raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {list(STORAGE_DTYPES)}")
+        check_int("shortlist_dim", self.shortlist_dim, 1, dim)
+        check_int("hnsw_m", self.hnsw_m, 2, MAX_HNSW_M)
+        check_effort(self.ef_construction, "ef_construction")
+        check_effort(self.ef_search, "ef_search")
+        check_int("ivf_lists", self.ivf_lists, 1, MAX_IVF_LISTS)
+        check_effort(self.ivf_probe, "ivf_probe")
+        check_number("compact_at", self.compact_at, 0, 1, low_open=True)
 
     def build(self, vectors: np.ndarray, ids: np.ndarray | None = None) -> MatryoshkaIndex:
         """Store `vectors` and build the ANN structure over their D_s-prefixes.
@@ -218,16 +122,25 @@ class MatryoshkaIndex:
             vectors: [N, D] float array, N >= 1. A `np.memmap` of the storage dtype is kept
                 memory-mapped (not copied); pass `resident_copy(x)` instead when it fits in
                 RAM: reranks from a memory map are several times slower.
-            ids: [N] unique ints; defaults to 0..N-1.
+            ids: [N] unique ints in 0..2^63-1; defaults to 0..N-1.
 
         Returns:
             self, with `store_` and `ann_` set.
+
+        Raises:
+            ConfigError: a parameter out of range (before faiss sees it).
+            InputError: bad vectors or ids (named by row or position).
         """
         if not isinstance(vectors, np.ndarray):
             vectors = np.asarray(vectors)
         if vectors.ndim != 2 or len(vectors) == 0:
-            raise ValueError(f"build needs a non-empty [N, D] array, got shape {vectors.shape}")
-        self._check_params(vectors.shape[1])
+            raise InputError(f"build needs a non-empty [N, D] array, got shape {vectors.shape}")
+        self.check_params(vectors.shape[1])
+        if self.ann == "ivf" and len(vectors) < self.ivf_lists:
+            raise ConfigError(
+                f"ivf_lists={self.ivf_lists} needs >= {self.ivf_lists} vectors to train, got "
+                f"{len(vectors)}; lower ivf_lists (about 8 sqrt(N) works well)"
+            )
         vectors = as_rows(vectors, vectors.shape[1], "vectors")
         ids = np.arange(len(vectors), dtype=np.int64) if ids is None else ids
         ids = check_new_ids(ids, len(vectors))
@@ -242,7 +155,7 @@ class MatryoshkaIndex:
             out = vectors.astype(self.dtype)
         if self.dtype == "float16" and not np.isfinite(out).all():
             row = int(np.argmax(~np.isfinite(out).all(axis=1)))
-            raise ValueError(f"vectors row {row} overflows float16 (|x| > 65504)")
+            raise InputError(f"vectors row {row} overflows float16 (|x| > 65504); use float32")
         return out
 
     def _new_ann(self) -> faiss.Index:
@@ -261,11 +174,6 @@ class MatryoshkaIndex:
         store = self.store_
         ann = self._new_ann()
         if self.ann == "ivf":
-            if store.n_rows < self.ivf_lists:
-                raise ValueError(
-                    f"ivf with {self.ivf_lists} lists needs >= {self.ivf_lists} vectors, "
-                    f"got {store.n_rows}; lower ivf_lists"
-                )
             sample = np.linspace(0, store.n_rows - 1, min(store.n_rows, 64 * self.ivf_lists))
             ann.train(store.prefix(sample.astype(np.int64), self.shortlist_dim))
         for _, block in store.blocks(self.shortlist_dim, 1 << 16):
@@ -276,16 +184,16 @@ class MatryoshkaIndex:
         """Add vectors after build or load.
 
         Args:
-            vectors: [n, D] (or [D]) finite floats.
-            ids: [n] ints unique among themselves and new to the index; defaults to
-                max(existing id) + 1, ... .
+            vectors: [n, D] (or [D]) finite floats, n >= 1.
+            ids: [n] ints in 0..2^63-1, unique among themselves and new to the index;
+                defaults to max(existing id) + 1, ... .
         """
         self._check_built()
         vectors = as_rows(vectors, self.dim, "added vectors")
         if ids is None:
             start = int(self.store_.ids.max()) + 1 if self.store_.n_rows else 0
             ids = np.arange(start, start + len(vectors), dtype=np.int64)
-        ids = check_new_ids(np.atleast_1d(ids), len(vectors))
+        ids = check_new_ids(ids, len(vectors))
         vectors = self._cast(vectors)
         self.store_.append(vectors, ids)
         self.ann_.add(unit_prefix(vectors, self.shortlist_dim))
@@ -293,7 +201,7 @@ class MatryoshkaIndex:
     def remove(self, ids: np.ndarray) -> None:
         """Remove vectors by id (every id must be present); compacts past `compact_at`."""
         self._check_built()
-        self.store_.kill(np.atleast_1d(ids))
+        self.store_.kill(as_ids(ids, "ids to remove"))
         if 1 - self.store_.count / self.store_.n_rows > self.compact_at:
             self.compact()
 
@@ -308,7 +216,7 @@ class MatryoshkaIndex:
     # ------------------------------------------------------------------ properties
     def _check_built(self) -> None:
         if not hasattr(self, "store_"):
-            raise ValueError("the index is not built: call build(vectors) or load(path)")
+            raise ConfigError("the index is not built: call build(vectors) or load(path)")
 
     @property
     def dim(self) -> int:
@@ -331,12 +239,9 @@ class MatryoshkaIndex:
     def _check_query(self, queries: np.ndarray, k: int) -> np.ndarray:
         self._check_built()
         if self.count == 0:
-            raise ValueError("the index is empty: add vectors before searching")
+            raise InputError("the index is empty: add vectors before searching")
         q = as_rows(queries, self.dim, "queries").astype(np.float32, copy=False)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
-        if k > self.count:
-            raise ValueError(f"k={k} exceeds the {self.count} vectors in the index")
+        check_k(k, self.count, "indexed vectors")
         return q
 
     def search(
@@ -348,9 +253,10 @@ class MatryoshkaIndex:
             queries: [Q, D] (or one [D] query) finite floats.
             k: results per query, 1 <= k <= count.
             plan: `SingleShot`, `Rerank` or `Funnel`; default the paper's halving funnel from
-                this index's D_s.
+                the index's D_s (`Funnel.halving(D, D_s)`).
             effort: ANN search effort for this call only: HNSW efSearch (raised to the
-                shortlist size) or IVF nprobe; default the index's `ef_search` / `ivf_probe`.
+                shortlist size) or IVF nprobe, 1..2^20; default the index's `ef_search` /
+                `ivf_probe`.
 
         Returns:
             `SearchResult` with [Q, k] ids and scores ([k] for a 1-D query) and `SearchStats`.
@@ -359,33 +265,12 @@ class MatryoshkaIndex:
         q = self._check_query(queries, k)
         plan = Funnel.halving(self.dim, self.shortlist_dim) if plan is None else plan
         check_plan(plan, self.dim, k)
-        bad_effort = isinstance(effort, bool) or not isinstance(effort, int | np.integer)
-        if effort is not None and (bad_effort or effort < 1):
-            raise ValueError(f"effort must be an int >= 1 (efSearch or nprobe), got {effort!r}")
-        exact = plan.exact
-        t0 = time.perf_counter()
-        size = plan.shortlist_size(k)
-        rows, scores, flops = self.shortlist(q, plan.shortlist_dim, size, exact, effort)
-        t1 = time.perf_counter()
-        rows, scores = self.rerank(q, rows, plan.steps, k, scores)
-        t2 = time.perf_counter()
-        itemsize = self.store_.vectors.dtype.itemsize
-        rerank_bytes = sum(d * c for d, c in plan.steps) * itemsize
-        shortlist_bytes = flops * (itemsize if exact else 4)  # faiss stores float32
-        stats = SearchStats(
-            flops_per_query=flops + sum(d * c for d, c in plan.steps),
-            bytes_per_query=shortlist_bytes + rerank_bytes,
-            rerank_bytes_per_query=rerank_bytes,
-            shortlist_seconds=t1 - t0,
-            rerank_seconds=t2 - t1,
-        )
-        ids = np.where(rows >= 0, self.store_.ids[np.maximum(rows, 0)], -1)
+        if effort is not None:
+            check_effort(effort)
+        ids, scores, stats = search.search(self, q, k, plan, effort)
         if single:
             return SearchResult(ids[0], scores[0], stats)
         return SearchResult(ids, scores, stats)
-
-    def _ids_of(self, rows: np.ndarray) -> np.ndarray:
-        return np.where(rows >= 0, self.store_.ids[np.maximum(rows, 0)], _NO_ID)
 
     def shortlist(
         self,
@@ -395,93 +280,13 @@ class MatryoshkaIndex:
         exact: bool = False,
         effort: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, float]:
-        """The best `n` rows per query at the `dim`-prefix, best first.
-
-        Shortlisting the whole database returns every live row (score order, ties by id).
-
-        Args:
-            queries: [Q, D] float32, validated.
-            dim: prefix size; must equal `shortlist_dim` unless `exact`.
-            n: shortlist size.
-            exact: brute force over the stored vectors instead of the ANN structure.
-            effort: HNSW efSearch or IVF nprobe for this call (see `search`).
+        """The best `n` rows per query at the `dim`-prefix; see `mrl.retrieval.search.shortlist`.
 
         Returns:
             rows [Q, n] int64 (storage rows, -1 if not found), scores [Q, n] float32, and
             multiply-adds per query.
         """
-        store = self.store_
-        qd = truncate(queries, dim, normalize=True)  # (Q, dim)
-        if n >= store.count:
-            live = np.flatnonzero(store.live)
-            rows = np.broadcast_to(live, (len(queries), len(live)))
-            scores = qd @ store.prefix(live, dim).T  # (Q, count)
-            cols = top_by_score_then_id(scores, partial(self._ids_of, live), len(live))
-            return np.take_along_axis(rows, cols, 1), np.take_along_axis(scores, cols, 1), 0.0
-        if exact:
-            rows, scores = self._scan(qd, dim, n)
-            return rows, scores, float(store.count * dim)
-        if dim != self.shortlist_dim:
-            raise ValueError(
-                f"the ANN structure indexes the {self.shortlist_dim}-prefix, not {dim}; "
-                "use exact=True or a plan whose D_s is the index's shortlist_dim"
-            )
-        return self._ann_search(qd, n, effort)
-
-    def _scan(self, qd: np.ndarray, dim: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Brute-force top-n over all live rows at `dim`, block by block (bounded memory)."""
-        store = self.store_
-        nq = len(qd)
-        best_rows = np.full((nq, 0), -1, dtype=np.int64)
-        best = np.zeros((nq, 0), dtype=np.float32)
-        block = max(1024, _SCAN_FLOATS // nq)
-        for start, x in store.blocks(dim, block):
-            s = qd @ x.T  # (Q, b)
-            block_rows = np.arange(start, start + len(x))
-            dead = ~store.live[block_rows]
-            if dead.any():
-                s[:, dead] = -np.inf
-            # top-n of the block (ids shared by every query row), then merge with the best so far
-            cols = top_by_score_then_id(s, partial(self._ids_of, block_rows), min(n, len(x)))
-            rows = np.concatenate([best_rows, block_rows[cols]], 1)  # (Q, <= 2n)
-            s = np.concatenate([best, np.take_along_axis(s, cols, 1)], 1)
-            cols = top_by_score_then_id(s, partial(self._ids_of, rows), min(n, s.shape[1]))
-            best_rows = np.take_along_axis(rows, cols, 1)
-            best = np.take_along_axis(s, cols, 1)
-        return best_rows, best
-
-    def _ann_search(
-        self, qd: np.ndarray, n: int, effort: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, float]:
-        store = self.store_
-        sel, bitmap = None, None
-        if store.count < store.n_rows:
-            bitmap = np.packbits(store.live, bitorder="little")
-            sel = faiss.IDSelectorBitmap(store.n_rows, faiss.swig_ptr(bitmap))
-        if self.ann == "hnsw":
-            ef = self.ef_search if effort is None else int(effort)
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(ef, n))
-            stats = faiss.cvar.hnsw_stats
-        elif self.ann == "ivf":
-            nprobe = self.ivf_probe if effort is None else int(effort)
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=min(nprobe, self.ivf_lists))
-            stats = faiss.cvar.indexIVF_stats
-        else:
-            params, stats = faiss.SearchParameters(sel=sel), None
-        if stats is not None:
-            stats.reset()
-        scores, rows = self.ann_.search(qd, n, params=params)
-        del bitmap  # kept alive until the search is done (the selector points into it)
-        if stats is None:
-            flops = float(store.count * self.shortlist_dim)
-        else:
-            per_query = stats.ndis / len(qd)
-            if self.ann == "ivf":
-                per_query += self.ivf_lists  # the coarse quantizer's distances
-            flops = per_query * self.shortlist_dim
-        scores[rows < 0] = -np.inf
-        cols = top_by_score_then_id(scores, partial(self._ids_of, rows), n)
-        return np.take_along_axis(rows, cols, 1), np.take_along_axis(scores, cols, 1), flops
+        return search.shortlist(self, queries, dim, n, exact, effort)
 
     def rerank(
         self,
@@ -491,50 +296,12 @@ class MatryoshkaIndex:
         k: int,
         scores: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Re-score candidates step by step; no Python loop over queries.
-
-        Each step gathers the top `candidates` rows (only their first `dim` columns) and
-        scores all queries with one batched matmul, divided by each candidate prefix's norm.
-
-        Args:
-            queries: [Q, D] float32.
-            rows: [Q, s] candidate rows, best first (-1 = none).
-            steps: `(dim, candidates)` pairs.
-            k: results to return.
-            scores: [Q, s] shortlist scores, returned when there are no steps.
+        """Re-score candidate `rows` by `steps`; see `mrl.retrieval.search.rerank`.
 
         Returns:
             rows [Q, k] and scores [Q, k] float32 at the last step's dim.
         """
-        if not steps:
-            return rows[:, :k], scores[:, :k]
-        # Queries go in chunks so the gathered candidates stay within _GATHER_FLOATS (a
-        # 10k-query batch reranked at 2048 x 200 would otherwise need 16 GB).
-        chunk = max(1, _GATHER_FLOATS // max(dim * cand for dim, cand in steps))
-        scratch = Scratch()  # one set of gather buffers for every chunk and step of this call
-        out = [
-            self._rerank_chunk(queries[s : s + chunk], rows[s : s + chunk], steps, k, scratch)
-            for s in range(0, len(queries), chunk)
-        ]
-        return np.concatenate([r for r, _ in out]), np.concatenate([v for _, v in out])
-
-    def _rerank_chunk(self, queries, rows, steps, k, scratch):
-        for i, (dim, cand) in enumerate(steps):
-            keep = steps[i + 1][1] if i + 1 < len(steps) else k
-            rows = rows[:, :cand]
-            valid = rows >= 0
-            x = self.store_.gather(np.where(valid, rows, 0), dim, scratch)  # (Q, c, dim) f32
-            qd = torch.from_numpy(truncate(queries, dim, normalize=True))  # (Q, dim)
-            # Cosine of per-prefix unit vectors: dividing the dot products by the candidates'
-            # prefix norms equals normalising each prefix, without writing a normalised copy.
-            dots = _batched_dots(x, qd)  # (Q, c)
-            norms = torch.linalg.vector_norm(x, dim=2)  # (Q, c)
-            scores = (dots / norms.clamp_min(1e-12)).numpy()
-            scores[~valid] = -np.inf
-            cols = top_by_score_then_id(scores, partial(self._ids_of, rows), min(keep, cand))
-            rows = np.take_along_axis(rows, cols, 1)
-            scores = np.take_along_axis(scores, cols, 1)
-        return rows[:, :k], scores[:, :k]
+        return search.rerank(self.store_, queries, rows, steps, k, scores)
 
     def tune(
         self,
@@ -546,7 +313,7 @@ class MatryoshkaIndex:
         plans: list[Plan] | None = None,
         repeats: int = 2,
         efforts: list[int] | None = None,
-    ):
+    ) -> PlanTuner:
         """Cheapest plan (and ANN effort) by measured latency reaching `target`.
 
         See `mrl.retrieval.tune.PlanTuner`; quality is recall@k against exact full-dim search,
@@ -560,103 +327,20 @@ class MatryoshkaIndex:
         return tuner.fit(self, queries, query_labels, id_labels)
 
     # ------------------------------------------------------------------ persistence
-    def _manifest(self) -> dict:
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "dim": self.dim,
-            "shortlist_dim": self.shortlist_dim,
-            "dtype": self.dtype,
-            "count": self.count,
-            "rows": self.store_.n_rows,
-            "metric": "cosine (inner product of per-prefix unit vectors)",
-            "index_params": {
-                "ann": self.ann,
-                "hnsw_m": self.hnsw_m,
-                "ef_construction": self.ef_construction,
-                "ef_search": self.ef_search,
-                "ivf_lists": self.ivf_lists,
-                "ivf_probe": self.ivf_probe,
-                "compact_at": self.compact_at,
-            },
-        }
-
     def save(self, path: str | Path) -> None:
-        """Save atomically to folder `path`: a crash mid-save leaves the previous save loadable.
-
-        Writes vectors.npy, ids.npy, live.npy, ann.faiss and manifest.json (format version,
-        D, D_s, dtype, count, metric, index parameters, sha256 and size of every file) into a
-        new version folder, then switches `path/CURRENT` to it (`mrl.io.atomic_dir_commit`).
-        """
+        """Save atomically to folder `path`; see `mrl.retrieval.persist.save`."""
         self._check_built()
-        store = self.store_
-        with atomic_dir_commit(path) as tmp:
-            np.save(tmp / "vectors.npy", store.vectors)
-            np.save(tmp / "ids.npy", store.ids)
-            np.save(tmp / "live.npy", store.live)
-            faiss.write_index(self.ann_, str(tmp / "ann.faiss"))
-            manifest = self._manifest()
-            manifest["files"] = {
-                name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
-                for name in _FILES
-            }
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        persist.save(self, path)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False, verify: bool = True) -> MatryoshkaIndex:
-        """Load a saved index, checking its manifest, file sizes and (if `verify`) sha256.
+        """Load a saved index, cross-checking its manifest against every file it describes.
+
+        See `mrl.retrieval.persist.load`.
 
         Args:
             path: folder written by `save`.
             mmap: memory-map the full vectors read-only instead of reading them into RAM.
             verify: check every file's sha256 (reads all bytes once).
-
-        Raises:
-            FileNotFoundError: no such folder.
-            ValueError: not an index folder, foreign or unknown format version, a missing or
-                truncated file, or a checksum mismatch.
         """
-        version = current_version_dir(path)
-        manifest_path = version / "manifest.json"
-        if not manifest_path.is_file():
-            raise ValueError(f"truncated index at {path}: {manifest_path.name} is missing")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"corrupted index at {path}: manifest.json is not JSON ({e})") from e
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} folder (foreign manifest)")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"unknown format version {manifest.get('format_version')!r} at {path}; "
-                f"this mrl reads version {FORMAT_VERSION}"
-            )
-        for name in _FILES:
-            meta = manifest["files"].get(name)
-            f = version / name
-            if meta is None or not f.is_file():
-                raise ValueError(f"truncated index at {path}: {name} is missing")
-            if f.stat().st_size != meta["bytes"]:
-                raise ValueError(
-                    f"truncated index at {path}: {name} has {f.stat().st_size} bytes, "
-                    f"the manifest says {meta['bytes']}"
-                )
-            if verify and sha256_file(f) != meta["sha256"]:
-                raise ValueError(f"checksum mismatch for {name} at {path}: the index is corrupted")
-        index = cls(
-            shortlist_dim=manifest["shortlist_dim"],
-            dtype=manifest["dtype"],
-            **manifest["index_params"],
-        )
-        vectors = np.load(version / "vectors.npy", mmap_mode="r")
-        if not mmap:
-            vectors = resident_copy(vectors)
-        ids = np.load(version / "ids.npy")
-        live = np.load(version / "live.npy")
-        if vectors.shape != (manifest["rows"], manifest["dim"]) or len(ids) != len(vectors):
-            raise ValueError(f"corrupted index at {path}: array shapes disagree with the manifest")
-        index.store_ = VectorStore(vectors, ids, live)
-        index.ann_ = faiss.read_index(str(version / "ann.faiss"))
-        if index.ann_.ntotal != len(ids) or index.ann_.d != index.shortlist_dim:
-            raise ValueError(f"corrupted index at {path}: ann.faiss disagrees with the manifest")
-        return index
+        return persist.load(cls, path, mmap=mmap, verify=verify)

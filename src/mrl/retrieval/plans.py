@@ -16,12 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import pairwise
 
+from mrl.checks import check_int
+from mrl.errors import ConfigError
+
 Step = tuple[int, int]  # (dim, candidates): re-score the top `candidates` with the `dim`-prefix
 
 
-def _check_int(name: str, value: int, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+def _set_ints(plan, *names: str) -> None:
+    """Check the int fields `names` of a frozen plan (floats refused, not truncated)."""
+    for name in names:
+        value = check_int(f"{type(plan).__name__}.{name}", getattr(plan, name))
+        object.__setattr__(plan, name, value)  # numpy ints become Python ints
+    if not isinstance(plan.exact, bool):
+        raise ConfigError(f"{type(plan).__name__}.exact must be True or False, got {plan.exact!r}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ class SingleShot:
     exact: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("SingleShot.dim", self.dim)
+        _set_ints(self, "dim")
 
     @property
     def shortlist_dim(self) -> int:
@@ -87,9 +94,7 @@ class Rerank:
     exact: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("Rerank.shortlist_dim", self.shortlist_dim)
-        _check_int("Rerank.rerank_dim", self.rerank_dim)
-        _check_int("Rerank.shortlist", self.shortlist)
+        _set_ints(self, "shortlist_dim", "rerank_dim", "shortlist")
         _check_dims_increasing(self.shortlist_dim, self.steps)
 
     @property
@@ -129,17 +134,21 @@ class Funnel:
     exact: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("Funnel.shortlist_dim", self.shortlist_dim)
-        steps = tuple((int(d), int(c)) for d, c in self.steps)
-        if not steps:
-            raise ValueError("a funnel needs at least one (dim, candidates) step")
-        for d, c in steps:
-            _check_int("funnel step dim", d)
-            _check_int("funnel step candidates", c)
+        _set_ints(self, "shortlist_dim")
+        if not self.steps:
+            raise ConfigError("a funnel needs at least one (dim, candidates) step")
+        steps = []
+        for i, step in enumerate(self.steps):
+            if not isinstance(step, tuple | list) or len(step) != 2:
+                raise ConfigError(f"Funnel step {i} must be a (dim, candidates) pair, got {step!r}")
+            d = check_int(f"Funnel step {i} dim", step[0])
+            c = check_int(f"Funnel step {i} candidates", step[1])
+            steps.append((d, c))
+        steps = tuple(steps)
         _check_dims_increasing(self.shortlist_dim, steps)
         for (_, a), (_, b) in pairwise(steps):
             if b > a:
-                raise ValueError(
+                raise ConfigError(
                     f"funnel candidate counts must not increase, got {a} then {b} in {list(steps)}"
                 )
         object.__setattr__(self, "steps", steps)
@@ -176,22 +185,27 @@ def _check_dims_increasing(shortlist_dim: int, steps: tuple[Step, ...]) -> None:
     dims = [shortlist_dim] + [d for d, _ in steps]
     for a, b in pairwise(dims):
         if b <= a:
-            raise ValueError(
+            raise ConfigError(
                 f"plan dims must strictly increase (D_s first, then each rerank dim), "
                 f"got {a} then {b} in {dims}"
             )
 
 
 def check_plan(plan: Plan, embed_dim: int, k: int) -> None:
-    """Raise a clear ValueError unless `plan` can return top-`k` from a `embed_dim`-dim index."""
+    """Raise a `ConfigError` unless `plan` can return top-`k` from a `embed_dim`-dim index."""
+    if not isinstance(plan, SingleShot | Rerank | Funnel):
+        raise ConfigError(
+            f"plan must be a SingleShot, Rerank or Funnel, got {type(plan).__name__} "
+            "(parse_plan reads the CLI spelling)"
+        )
     dims = [plan.shortlist_dim] + [d for d, _ in plan.steps]
     if max(dims) > embed_dim:
-        raise ValueError(f"plan {plan} uses dim {max(dims)} but the index has only {embed_dim}")
+        raise ConfigError(f"plan {plan} uses dim {max(dims)} but the index has only {embed_dim}")
     size = plan.shortlist_size(k)
     if size < k:
-        raise ValueError(f"shortlist of {size} is smaller than k={k} in plan {plan}")
+        raise ConfigError(f"shortlist of {size} is smaller than k={k} in plan {plan}")
     if plan.steps and plan.steps[-1][1] < k:
-        raise ValueError(
+        raise ConfigError(
             f"the last step of plan {plan} keeps {plan.steps[-1][1]} candidates, fewer than k={k}"
         )
 
@@ -221,12 +235,12 @@ def parse_plan(spec: str, embed_dim: int, shortlist_dim: int = 16) -> Plan:
         if kind == "funnel" and len(args) == 2 and flag != "ann":
             steps = tuple(tuple(int(x) for x in s.split("x")) for s in args[1].split(","))
             if any(len(s) != 2 for s in steps):
-                raise ValueError(f"funnel steps must look like 32x200,64x100, got {args[1]!r}")
+                raise ConfigError(f"funnel steps must look like 32x200,64x100, got {args[1]!r}")
             return Funnel(int(args[0]), steps, exact=flag == "exact")
     except ValueError as e:
         if "invalid literal" not in str(e):
             raise
-    raise ValueError(
+    raise ConfigError(
         f"cannot read plan {spec!r}; use single:DIM[:ann], rerank:DS:DR:SHORTLIST[:exact], "
         "funnel, or funnel:DS:32x200,64x100,...[:exact]"
     )

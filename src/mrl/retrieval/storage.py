@@ -8,15 +8,18 @@ the first m columns of each candidate row (which matters when the rows are memor
 from __future__ import annotations
 
 import mmap
+import numbers
 import warnings
 
 import numpy as np
 import torch
 
+from mrl.checks import check_finite_rows
+from mrl.errors import InputError
 from mrl.nesting import truncate
 
 STORAGE_DTYPES = ("float32", "float16")
-_CHECK_ROWS = 1 << 16  # rows per chunk when scanning large (memory-mapped) inputs
+_COPY_ROWS = 1 << 16  # rows per chunk when copying large (memory-mapped) arrays
 
 
 def unit_prefix(x: np.ndarray, dim: int) -> np.ndarray:
@@ -31,7 +34,7 @@ def unit_prefix(x: np.ndarray, dim: int) -> np.ndarray:
     return truncate(torch.from_numpy(prefix).float(), dim, normalize=True).numpy()
 
 
-def resident_copy(x: np.ndarray, chunk_rows: int = _CHECK_ROWS) -> np.ndarray:
+def resident_copy(x: np.ndarray, chunk_rows: int = _COPY_ROWS) -> np.ndarray:
     """A copy of `x` in RAM, on transparent huge pages where the OS offers them (Linux).
 
     A rerank gathers rows at random, so with 4 KiB pages nearly every row misses the TLB, and
@@ -50,48 +53,87 @@ def resident_copy(x: np.ndarray, chunk_rows: int = _CHECK_ROWS) -> np.ndarray:
     return out
 
 
-def first_bad_row(x: np.ndarray) -> int | None:
-    """Index of the first row of `x` with a NaN or inf, or None; reads `x` in chunks."""
-    for start in range(0, len(x), _CHECK_ROWS):
-        bad = ~np.isfinite(x[start : start + _CHECK_ROWS]).all(axis=1)
-        if bad.any():
-            return start + int(np.argmax(bad))
-    return None
-
-
 def as_rows(x: np.ndarray, dim: int, what: str) -> np.ndarray:
-    """Check that `x` is a finite [n, dim] (or [dim]) float array and return it as 2-D.
+    """Check that `x` is a finite, non-empty [n, dim] (or [dim]) float array; return it 2-D.
 
     Raises:
-        ValueError: wrong rank or width, or a NaN/inf (the message names the first bad row).
+        InputError: empty, wrong rank or width, not floating point, or a NaN/inf (the
+            message names the first bad row).
     """
     x = np.asarray(x) if not isinstance(x, np.ndarray) else x
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2:
-        raise ValueError(f"{what} must be [n, {dim}] or [{dim}], got shape {tuple(x.shape)}")
+        raise InputError(f"{what} must be [n, {dim}] or [{dim}], got shape {tuple(x.shape)}")
     if x.shape[1] != dim:
-        raise ValueError(f"{what} have dim {x.shape[1]} but the index has dim {dim}")
+        raise InputError(f"{what} have dim {x.shape[1]} but the index has dim {dim}")
+    if len(x) == 0:
+        raise InputError(f"{what} are empty (shape {tuple(x.shape)}); give at least one row")
     if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{what} must be floating point, got dtype {x.dtype}")
-    bad = first_bad_row(x)
-    if bad is not None:
-        raise ValueError(f"{what} row {bad} contains NaN or inf")
+        raise InputError(f"{what} must be floating point, got dtype {x.dtype}")
+    check_finite_rows(x, what)
     return x
 
 
-def check_new_ids(ids: np.ndarray, n: int) -> np.ndarray:
-    """Validate ids for `n` new rows: a 1-D int64 array, no duplicates among themselves."""
-    ids = np.asarray(ids)
+_MAX_ID = np.iinfo(np.int64).max
+
+
+def as_ids(ids, what: str = "ids") -> np.ndarray:
+    """`ids` as a 1-D int64 array of ids in 0..2^63-1, or a named `InputError`.
+
+    -1 is the "not found" padding of search results, so negative ids are refused; uint64 ids
+    >= 2^63 would wrap negative in int64, and Python ints >= 2^64 or floats are not ids.
+    The message names the first bad id and its position.
+    """
+    arr = ids
+    if not isinstance(ids, np.ndarray):
+        arr = np.asarray(ids)
+        if arr.dtype.kind in "fcO":  # NumPy turns [2**63, 1] into float64: look at the ints
+            arr = np.asarray(ids, dtype=object)
+    arr = arr.reshape(-1) if arr.ndim == 0 else arr
+    if arr.ndim != 1:
+        raise InputError(f"{what} must be a 1-D array of ints, got shape {arr.shape}")
+    if arr.dtype == object:  # Python ints beyond int64, floats, or mixed types
+        for pos, value in enumerate(arr):
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            if not ok or not 0 <= value <= _MAX_ID:
+                raise InputError(
+                    f"{what}: {value!r} at position {pos} is not an id; ids are ints in "
+                    f"0..{_MAX_ID} (2^63-1)"
+                )
+        arr = arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        first = f" (first: {arr[0].item()!r} at position 0)" if len(arr) else ""
+        raise InputError(f"{what} must be integers, got dtype {arr.dtype}{first}; give int64 ids")
+    if arr.dtype == np.uint64 and len(arr) and arr.max() > _MAX_ID:
+        pos = int(np.argmax(arr > _MAX_ID))
+        raise InputError(
+            f"{what}: {int(arr[pos])} at position {pos} is >= 2^63 and would wrap negative in "
+            f"int64; ids are ints in 0..{_MAX_ID}"
+        )
+    arr = arr.astype(np.int64, copy=False)
+    if len(arr) and arr.min() < 0:
+        pos = int(np.argmax(arr < 0))
+        raise InputError(
+            f"{what}: {int(arr[pos])} at position {pos} is negative; ids are ints >= 0 "
+            "(-1 marks 'not found' in search results)"
+        )
+    return arr
+
+
+def check_new_ids(ids, n: int) -> np.ndarray:
+    """Validate ids for `n` new rows (see `as_ids`), with no duplicates among themselves."""
+    ids = as_ids(ids)
     if ids.shape != (n,):
-        raise ValueError(f"got {ids.shape} ids for {n} vectors; give one int id per vector")
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
-    ids = ids.astype(np.int64, copy=False)
-    uniq, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        dup = uniq[counts > 1]
-        raise ValueError(f"duplicate ids in the added batch: {dup[:10].tolist()}")
+        raise InputError(f"got {len(ids)} ids for {n} vectors; give one int id per vector")
+    order = np.argsort(ids, kind="stable")
+    same = np.flatnonzero(ids[order][1:] == ids[order][:-1])
+    if len(same):
+        pos = int(order[1:][same].min())  # the first position that repeats an earlier id
+        raise InputError(
+            f"duplicate id {int(ids[pos])} at position {pos} of the added batch; give each "
+            "vector its own id"
+        )
     return ids
 
 
@@ -150,6 +192,11 @@ class VectorStore:
     def dim(self) -> int:
         return self.vectors.shape[1]
 
+    def repeated_live_id(self) -> int | None:
+        """An id held by two live rows (possible only in files edited by hand), or None."""
+        same = np.flatnonzero(self._sorted_ids[1:] == self._sorted_ids[:-1])
+        return int(self._sorted_ids[same[0]]) if len(same) else None
+
     @property
     def count(self) -> int:
         """Number of live (searchable) vectors."""
@@ -171,8 +218,11 @@ class VectorStore:
         """Append rows (validated by the caller). A memory-mapped store becomes in-memory."""
         known = self.rows_of(ids)
         if (known >= 0).any():
-            clash = ids[known >= 0]
-            raise ValueError(f"ids already in the index: {clash[:10].tolist()}")
+            pos = int(np.argmax(known >= 0))
+            raise InputError(
+                f"id {int(ids[pos])} at position {pos} is already in the index; remove it "
+                "first or give a new id"
+            )
         vectors = vectors.astype(self.vectors.dtype, copy=False)
         self.vectors = np.concatenate([self.vectors, vectors])
         self.ids = np.concatenate([self.ids, ids])
@@ -181,14 +231,15 @@ class VectorStore:
 
     def kill(self, ids: np.ndarray) -> np.ndarray:
         """Mark the rows of `ids` dead; every id must be live. Returns their rows."""
-        ids = np.asarray(ids).reshape(-1)
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
+        ids = as_ids(ids, "ids to remove")
         rows = self.rows_of(ids)
         if (rows < 0).any():
-            raise ValueError(f"cannot remove unknown ids: {ids[rows < 0][:10].tolist()}")
+            pos = int(np.argmax(rows < 0))
+            raise InputError(
+                f"cannot remove id {int(ids[pos])} (position {pos}): it is not in the index"
+            )
         if len(np.unique(ids)) != len(ids):
-            raise ValueError("remove() got the same id twice")
+            raise InputError("remove() got the same id twice; give each id once")
         self.live[rows] = False
         self._index_ids()
         return rows

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mrl.checks import check_int, check_k, check_labels, check_number
+from mrl.errors import ConfigError, InputError
 from mrl.evaluation import metrics
 from mrl.nesting import Nesting
 from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot
+from mrl.retrieval.search import check_effort
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +32,43 @@ def neighbor_recall(found: np.ndarray, truth: np.ndarray) -> float:
         truth: [Q, k] ids of the exact search.
     """
     if found.shape != truth.shape:
-        raise ValueError(f"found {found.shape} and truth {truth.shape} must have the same shape")
+        raise InputError(f"found {found.shape} and truth {truth.shape} must have the same shape")
     hits = 0
     for s in range(0, len(found), 1024):  # bounds the [chunk, k, k] comparison
         f, t = found[s : s + 1024], truth[s : s + 1024]
         hits += ((f[:, :, None] == t[:, None, :]).any(2) & (f >= 0)).sum()
     return float(hits / truth.size)
+
+
+def labelled_map_at_k(
+    ids: np.ndarray, query_labels: np.ndarray, id_labels: np.ndarray, k: int
+) -> float:
+    """The paper's mAP@k of search results, "relevant" meaning the query's label.
+
+    Args:
+        ids: [Q, k] ids returned by a search (-1 = none, never relevant).
+        query_labels: [Q] int labels of the queries.
+        id_labels: labels indexed by id (`id_labels[i]` is the label of id i).
+        k: cut-off.
+    """
+    rel = metrics.relevance(id_labels[np.maximum(ids, 0)], query_labels) & (ids >= 0)
+    return metrics.map_at_k_paper(rel, k)
+
+
+def time_search(index, queries: np.ndarray, k: int, plan: Plan, repeats: int, effort=None):
+    """Best-of-`repeats` wall-clock of `index.search(queries, k, plan, effort=effort)`.
+
+    Returns:
+        (the `SearchResult` of the fastest run, its seconds for the whole batch).
+    """
+    best, res = np.inf, None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        r = index.search(queries, k, plan, effort=effort)
+        took = time.perf_counter() - t0
+        if took < best:
+            best, res = took, r
+    return res, best
 
 
 def pareto_front(latency: np.ndarray, quality: np.ndarray) -> np.ndarray:
@@ -135,29 +169,25 @@ class PlanTuner:
         Returns:
             self.
         """
-        if not 0 < self.target <= 1:
-            raise ValueError(f"target must be in (0, 1], got {self.target}")
+        self._check_params(index)
         if (query_labels is None) != (id_labels is None):
-            raise ValueError("give both query_labels and id_labels for mAP, or neither")
+            raise ConfigError("give both query_labels and id_labels for mAP, or neither")
+        if query_labels is not None:
+            query_labels, id_labels = _check_tune_labels(index, queries, query_labels, id_labels)
         plans = self.plans or default_plans(index.dim, index.shortlist_dim, self.k, index.count)
         truth = index.search(queries, self.k, SingleShot(index.dim)).ids
 
         def quality(ids: np.ndarray) -> float:
             if query_labels is None:
                 return neighbor_recall(ids, truth)
-            rel = metrics.relevance(np.asarray(id_labels)[ids], np.asarray(query_labels))
-            return metrics.map_at_k_paper(rel & (ids >= 0), self.k)
+            return labelled_map_at_k(ids, query_labels, id_labels, self.k)
 
         reference = quality(truth)
         rows = []
         efforts = [None] if self.efforts is None else list(self.efforts)
         for plan in plans:
             for effort in efforts if not plan.exact else [None]:
-                best, res = np.inf, None
-                for _ in range(self.repeats):
-                    t0 = time.perf_counter()
-                    res = index.search(queries, self.k, plan, effort=effort)
-                    best = min(best, time.perf_counter() - t0)
+                res, best = time_search(index, queries, self.k, plan, self.repeats, effort)
                 q = quality(res.ids)
                 rel_q = q / reference if reference > 0 else float(q >= reference)
                 rows.append((plan, effort, 1e3 * best / len(queries), res.stats, q, rel_q))
@@ -182,7 +212,7 @@ class PlanTuner:
         self.pareto_ = [row for row in self.table_ if row.pareto]
         ok = [i for i, r in enumerate(self.table_) if r.meets_target]
         if not ok:
-            raise ValueError(
+            raise InputError(
                 f"no plan reaches {self.target:.4f} of exact search; the best reaches "
                 f"{rel.max():.4f} ({self.table_[int(rel.argmax())].plan})"
             )
@@ -190,3 +220,35 @@ class PlanTuner:
         self.best_plan_, self.best_effort_ = rows[best_i][0], rows[best_i][1]
         self.best_ = self.table_[best_i]
         return self
+
+    def _check_params(self, index) -> None:
+        check_number("target", self.target, 0, 1, low_open=True)
+        check_k(self.k, index.count, "indexed vectors")
+        check_int("repeats", self.repeats, 1)
+        if self.efforts is not None:
+            if not len(self.efforts):
+                raise ConfigError("efforts is empty; give at least one effort, or None")
+            for i, effort in enumerate(self.efforts):
+                check_effort(effort, f"efforts[{i}]")
+        if self.plans is not None and not len(self.plans):
+            raise ConfigError("plans is empty; give at least one plan, or None for the defaults")
+
+
+def _check_tune_labels(index, queries, query_labels, id_labels) -> tuple[np.ndarray, np.ndarray]:
+    """Query labels, one per query, and id labels covering exactly the index's ids 0..max."""
+    query_labels = check_labels(query_labels, "query_labels")
+    id_labels = check_labels(id_labels, "id_labels")
+    n_queries = len(np.atleast_2d(queries))
+    if len(query_labels) != n_queries:
+        raise InputError(
+            f"query_labels has {len(query_labels)} labels for {n_queries} queries; give one "
+            "label per query"
+        )
+    need = int(index.store_.ids.max()) + 1
+    if len(id_labels) != need:
+        few = "too few" if len(id_labels) < need else "too many"
+        raise InputError(
+            f"id_labels has {len(id_labels)} labels ({few}): the index's largest id is "
+            f"{need - 1}, so give {need} (id_labels[i] is the label of id i)"
+        )
+    return query_labels, id_labels

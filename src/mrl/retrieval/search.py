@@ -1,0 +1,280 @@
+"""Search execution over a built `MatryoshkaIndex`: shortlist, then rerank, with measured cost.
+
+Functions over the index's arrays, faiss-contrib style: `shortlist` finds candidates at the
+D_s-prefix (the ANN structure, or brute force block by block), `rerank` re-scores them at
+growing prefixes with one batched matmul per step, and `search` composes them under a plan.
+Scores are cosine similarities of the per-prefix unit vectors (the same ranking as L2 on unit
+vectors, as in the paper).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+import faiss
+import numpy as np
+import torch
+
+from mrl.checks import check_int
+from mrl.errors import ConfigError
+from mrl.nesting import truncate
+from mrl.retrieval.plans import Plan, Step
+from mrl.retrieval.storage import Scratch, VectorStore
+from mrl.retrieval.topk import top_by_score_then_id
+
+if TYPE_CHECKING:
+    from mrl.retrieval.index import MatryoshkaIndex
+
+_SCAN_FLOATS = 1 << 24  # scores per brute-force block (64 MB of float32)
+_GATHER_FLOATS = 1 << 24  # gathered candidate floats per rerank chunk (64 MB of float32)
+_NO_ID = np.iinfo(np.int64).max  # sorts invalid candidates last among equal (-inf) scores
+# Bound of every ANN beam or probe count (efConstruction, efSearch, nprobe): far above any
+# useful value, low enough that faiss never tries to allocate a beam that cannot fit.
+MAX_EFFORT = 1 << 20
+
+
+def check_effort(effort, name: str = "effort") -> int:
+    """An ANN effort (HNSW efSearch / efConstruction or IVF nprobe) as an int in 1..2^20."""
+    return check_int(name, effort, 1, MAX_EFFORT)
+
+
+@dataclass(frozen=True)
+class SearchStats:
+    """Measured cost of one `search` call.
+
+    Attributes:
+        flops_per_query: multiply-adds per query, the paper's convention: D_s * N for a brute
+            force shortlist (D_s * distances for HNSW/IVF, from faiss's counters) plus
+            dim * candidates for every rerank step.
+        bytes_per_query: vector bytes read per query (shortlist + rerank).
+        rerank_bytes_per_query: the rerank part of `bytes_per_query`.
+        shortlist_seconds: wall-clock of the shortlist stage for the whole batch.
+        rerank_seconds: wall-clock of all rerank steps for the whole batch.
+    """
+
+    flops_per_query: float
+    bytes_per_query: float
+    rerank_bytes_per_query: float
+    shortlist_seconds: float
+    rerank_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.shortlist_seconds + self.rerank_seconds
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k per query, best first; ties broken by the smaller id.
+
+    Attributes:
+        ids: [Q, k] int64 (or [k] for a single 1-D query); -1 where fewer than k were found.
+        scores: [Q, k] float32 cosine similarities at the last dim the plan used (-inf for -1).
+        stats: measured cost.
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+    stats: SearchStats
+
+
+def search(
+    index: MatryoshkaIndex, q: np.ndarray, k: int, plan: Plan, effort: int | None
+) -> tuple[np.ndarray, np.ndarray, SearchStats]:
+    """Run a validated `plan` for validated [Q, D] float32 queries `q`: ids, scores, stats."""
+    store = index.store_
+    exact = plan.exact
+    t0 = time.perf_counter()
+    size = plan.shortlist_size(k)
+    rows, scores, flops = shortlist(index, q, plan.shortlist_dim, size, exact, effort)
+    t1 = time.perf_counter()
+    rows, scores = rerank(store, q, rows, plan.steps, k, scores)
+    t2 = time.perf_counter()
+    itemsize = store.vectors.dtype.itemsize
+    rerank_bytes = sum(d * c for d, c in plan.steps) * itemsize
+    shortlist_bytes = flops * (itemsize if exact else 4)  # faiss stores float32
+    stats = SearchStats(
+        flops_per_query=flops + sum(d * c for d, c in plan.steps),
+        bytes_per_query=shortlist_bytes + rerank_bytes,
+        rerank_bytes_per_query=rerank_bytes,
+        shortlist_seconds=t1 - t0,
+        rerank_seconds=t2 - t1,
+    )
+    ids = np.where(rows >= 0, store.ids[np.maximum(rows, 0)], -1)
+    return ids, scores, stats
+
+
+def _ids_of(store: VectorStore, rows: np.ndarray) -> np.ndarray:
+    """Ids of storage `rows` as tie-breakers; -1 rows get an id that sorts last."""
+    return np.where(rows >= 0, store.ids[np.maximum(rows, 0)], _NO_ID)
+
+
+def shortlist(
+    index: MatryoshkaIndex,
+    queries: np.ndarray,
+    dim: int,
+    n: int,
+    exact: bool = False,
+    effort: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The best `n` rows per query at the `dim`-prefix, best first.
+
+    Shortlisting the whole database returns every live row (score order, ties by id).
+
+    Args:
+        index: a built index.
+        queries: [Q, D] float32, validated.
+        dim: prefix size; must equal the index's `shortlist_dim` unless `exact`.
+        n: shortlist size.
+        exact: brute force over the stored vectors instead of the ANN structure.
+        effort: HNSW efSearch or IVF nprobe for this call (validated by the caller).
+
+    Returns:
+        rows [Q, n] int64 (storage rows, -1 if not found), scores [Q, n] float32, and
+        multiply-adds per query.
+    """
+    store = index.store_
+    qd = truncate(queries, dim, normalize=True)  # (Q, dim)
+    if n >= store.count:
+        live = np.flatnonzero(store.live)
+        rows = np.broadcast_to(live, (len(queries), len(live)))
+        scores = qd @ store.prefix(live, dim).T  # (Q, count)
+        cols = top_by_score_then_id(scores, partial(_ids_of, store, live), len(live))
+        return np.take_along_axis(rows, cols, 1), np.take_along_axis(scores, cols, 1), 0.0
+    if exact:
+        rows, scores = _scan(store, qd, dim, n)
+        return rows, scores, float(store.count * dim)
+    if dim != index.shortlist_dim:
+        raise ConfigError(
+            f"the ANN structure indexes the {index.shortlist_dim}-prefix, not {dim}; "
+            "use exact=True or a plan whose D_s is the index's shortlist_dim"
+        )
+    return _ann_search(index, qd, n, effort)
+
+
+def _scan(store: VectorStore, qd: np.ndarray, dim: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-n over all live rows at `dim`, block by block (bounded memory)."""
+    nq = len(qd)
+    best_rows = np.full((nq, 0), -1, dtype=np.int64)
+    best = np.zeros((nq, 0), dtype=np.float32)
+    block = max(1024, _SCAN_FLOATS // nq)
+    for start, x in store.blocks(dim, block):
+        s = qd @ x.T  # (Q, b)
+        block_rows = np.arange(start, start + len(x))
+        dead = ~store.live[block_rows]
+        if dead.any():
+            s[:, dead] = -np.inf
+        # top-n of the block (ids shared by every query row), then merge with the best so far
+        cols = top_by_score_then_id(s, partial(_ids_of, store, block_rows), min(n, len(x)))
+        rows = np.concatenate([best_rows, block_rows[cols]], 1)  # (Q, <= 2n)
+        s = np.concatenate([best, np.take_along_axis(s, cols, 1)], 1)
+        cols = top_by_score_then_id(s, partial(_ids_of, store, rows), min(n, s.shape[1]))
+        best_rows = np.take_along_axis(rows, cols, 1)
+        best = np.take_along_axis(s, cols, 1)
+    return best_rows, best
+
+
+def _ann_search(
+    index: MatryoshkaIndex, qd: np.ndarray, n: int, effort: int | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Top-n by the faiss structure, dead rows filtered inside faiss by a bitmap selector."""
+    store = index.store_
+    sel, bitmap = None, None
+    if store.count < store.n_rows:
+        bitmap = np.packbits(store.live, bitorder="little")
+        sel = faiss.IDSelectorBitmap(store.n_rows, faiss.swig_ptr(bitmap))
+    if index.ann == "hnsw":
+        ef = index.ef_search if effort is None else int(effort)
+        params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(ef, n))
+        stats = faiss.cvar.hnsw_stats
+    elif index.ann == "ivf":
+        nprobe = index.ivf_probe if effort is None else int(effort)
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=min(nprobe, index.ivf_lists))
+        stats = faiss.cvar.indexIVF_stats
+    else:
+        params, stats = faiss.SearchParameters(sel=sel), None
+    if stats is not None:
+        stats.reset()
+    scores, rows = index.ann_.search(qd, n, params=params)
+    del bitmap  # kept alive until the search is done (the selector points into it)
+    if stats is None:
+        flops = float(store.count * index.shortlist_dim)
+    else:
+        per_query = stats.ndis / len(qd)
+        if index.ann == "ivf":
+            per_query += index.ivf_lists  # the coarse quantizer's distances
+        flops = per_query * index.shortlist_dim
+    scores[rows < 0] = -np.inf
+    cols = top_by_score_then_id(scores, partial(_ids_of, store, rows), n)
+    return np.take_along_axis(rows, cols, 1), np.take_along_axis(scores, cols, 1), flops
+
+
+def _batched_dots(x: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """[Q, c] dot products of each query with its own candidates, x: [Q, c, dim].
+
+    torch sends a batch of one to a matrix-vector kernel that rounds differently from the
+    batched one; a lone query is computed as a batch of two so that a query's scores never
+    depend on which other queries share its call.
+    """
+    if len(x) == 1:
+        return _batched_dots(x.expand(2, -1, -1), queries.expand(2, -1))[:1]
+    return torch.bmm(x, queries[:, :, None])[..., 0]
+
+
+def rerank(
+    store: VectorStore,
+    queries: np.ndarray,
+    rows: np.ndarray,
+    steps: tuple[Step, ...],
+    k: int,
+    scores: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-score candidates step by step; no Python loop over queries.
+
+    Each step gathers the top `candidates` rows (only their first `dim` columns) and
+    scores all queries with one batched matmul, divided by each candidate prefix's norm.
+
+    Args:
+        store: the index's vectors.
+        queries: [Q, D] float32.
+        rows: [Q, s] candidate rows, best first (-1 = none).
+        steps: `(dim, candidates)` pairs.
+        k: results to return.
+        scores: [Q, s] shortlist scores, returned when there are no steps.
+
+    Returns:
+        rows [Q, k] and scores [Q, k] float32 at the last step's dim.
+    """
+    if not steps:
+        return rows[:, :k], scores[:, :k]
+    # Queries go in chunks so the gathered candidates stay within _GATHER_FLOATS (a
+    # 10k-query batch reranked at 2048 x 200 would otherwise need 16 GB).
+    chunk = max(1, _GATHER_FLOATS // max(dim * cand for dim, cand in steps))
+    scratch = Scratch()  # one set of gather buffers for every chunk and step of this call
+    out = [
+        _rerank_chunk(store, queries[s : s + chunk], rows[s : s + chunk], steps, k, scratch)
+        for s in range(0, len(queries), chunk)
+    ]
+    return np.concatenate([r for r, _ in out]), np.concatenate([v for _, v in out])
+
+
+def _rerank_chunk(store, queries, rows, steps, k, scratch):
+    for i, (dim, cand) in enumerate(steps):
+        keep = steps[i + 1][1] if i + 1 < len(steps) else k
+        rows = rows[:, :cand]
+        valid = rows >= 0
+        x = store.gather(np.where(valid, rows, 0), dim, scratch)  # (Q, c, dim) f32
+        qd = torch.from_numpy(truncate(queries, dim, normalize=True))  # (Q, dim)
+        # Cosine of per-prefix unit vectors: dividing the dot products by the candidates'
+        # prefix norms equals normalising each prefix, without writing a normalised copy.
+        dots = _batched_dots(x, qd)  # (Q, c)
+        norms = torch.linalg.vector_norm(x, dim=2)  # (Q, c)
+        scores = (dots / norms.clamp_min(1e-12)).numpy()
+        scores[~valid] = -np.inf
+        cols = top_by_score_then_id(scores, partial(_ids_of, store, rows), min(keep, cand))
+        rows = np.take_along_axis(rows, cols, 1)
+        scores = np.take_along_axis(scores, cols, 1)
+    return rows[:, :k], scores[:, :k]
