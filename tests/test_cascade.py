@@ -274,6 +274,15 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.holdout_ == cascade.holdout_
 
 
+def test_a_budget_above_every_cost_gives_the_most_accurate_cascade():
+    logits, labels = random_logits(np.random.default_rng(6), 3, 300)
+    huge = Cascade(NESTING, policy="joint", budget=1e308).fit(logits, labels)
+    ample = Cascade(NESTING, policy="joint", budget=14).fit(logits, labels)  # 2 + 4 + 8
+    assert huge.holdout_ == ample.holdout_
+    _, pred = max_confidence(logits, NESTING)
+    assert huge.holdout_.accuracy >= (pred == labels).mean(axis=1).max()
+
+
 def test_clone_gives_an_unfitted_copy():
     cascade = Cascade(NESTING, policy="joint", budget=4.0).fit(*random_logits_pair())
     copy = clone(cascade)

@@ -122,6 +122,8 @@ def test_unfitted_cascade_and_low_level_misuse():
         pairwise(conf, correct, grid=np.array([0.5, 2.0]))
     with pytest.raises(ConfigError, match="strictly ascending"):
         pairwise(conf, correct, grid=np.array([0.9, 0.5]))
+    with pytest.raises(ConfigError, match="grid must be a non-empty 1-D array"):
+        pairwise(conf, correct, grid="0.5")
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +193,8 @@ def test_thresholds_file_paths_and_nesting(tmp_path, saved):
     (tmp_path / "t.json").write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match=r"was fitted for nesting \[2, 4, 8\], not \[4, 8, 16\]"):
         Cascade.load(tmp_path / "t.json", Nesting((4, 8, 16)))
+    with pytest.raises(ConfigError, match="nesting must be a Nesting or None, got tuple"):
+        Cascade.load(tmp_path / "t.json", (2, 4, 8))
     with pytest.raises(MissingPathError, match=r"nope\.json does not exist; fit and save one"):
         Cascade.load(tmp_path / "nope.json")
     with pytest.raises(PathError, match="is a folder; give a thresholds file"):
@@ -237,6 +241,7 @@ def test_bad_split_indices_and_reference():
 @pytest.mark.parametrize(
     "make, error, match",
     [
+        (lambda: Reference(None, 8, accuracy=0.5), ConfigError, "needs a name such as 'FF-256'"),
         (lambda: Reference("FF-8", 0, accuracy=0.5), ConfigError, "FF-8: dim must be >= 1"),
         (lambda: Reference("FF-8", 8, accuracy=91.0), ConfigError, r"accuracy .* in \[0, 1\]"),
         (lambda: Reference("FF-8", 8), ConfigError, "exactly one of correct or accuracy"),

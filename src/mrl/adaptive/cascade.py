@@ -243,7 +243,9 @@ class Cascade(BaseEstimator):
     def _goal_key(self, correct_all: np.ndarray, n: int) -> Callable:
         """The joint/shared policies' objective on n held-out examples (sets the target)."""
         if self.budget is not None:
-            limit = math.floor(self.budget * n + 1e-9)
+            # no cascade costs more than every size in turn: a larger budget does not bind
+            budget = min(self.budget, float(sum(self.nesting.dims)))
+            limit = math.floor(budget * n + 1e-9)
             if limit < self.nesting.dims[0] * n:
                 raise ConfigError(
                     f"budget {self.budget} dims is below the cheapest cascade (stopping "
@@ -334,6 +336,8 @@ class Cascade(BaseEstimator):
                 contents that disagree (thresholds vs dims, parameters out of range).
             ConfigError: the file was fitted for another nesting than `nesting`.
         """
+        if nesting is not None and not isinstance(nesting, Nesting):
+            raise ConfigError(f"nesting must be a Nesting or None, got {type(nesting).__name__}")
         path = Path(path)
         if path.is_dir():
             raise PathError(f"{path} is a folder; give a thresholds file saved by Cascade.save")

@@ -45,6 +45,8 @@ class Reference:
     accuracy: float | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"a reference needs a name such as 'FF-256', got {self.name!r}")
         if (self.correct is None) == (self.accuracy is None):
             raise ConfigError(f"reference {self.name}: give exactly one of correct or accuracy")
         check_int(f"reference {self.name}: dim", self.dim, low=1)

@@ -100,8 +100,13 @@ def pairwise_thresholds(
     Raises:
         ConfigError: `grid` is not an ascending 1-D array of thresholds in [0, 1].
     """
-    grid = np.asarray(grid, dtype=np.float64)
-    if grid.ndim != 1 or len(grid) == 0 or not (np.all(grid >= 0) and np.all(grid <= 1)):
+    grid = np.asarray(grid)
+    if (
+        not np.issubdtype(grid.dtype, np.number)
+        or grid.ndim != 1
+        or len(grid) == 0
+        or not (np.all(grid >= 0) and np.all(grid <= 1))
+    ):
         raise ConfigError(f"grid must be a non-empty 1-D array of thresholds in [0, 1], got {grid}")
     if np.any(np.diff(grid) <= 0):
         raise ConfigError("grid must be strictly ascending (the smallest best threshold wins)")
