@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from training_helpers import digits_config, same_weights
+from training_helpers import digits_config, same_weights, write_npy
 
 from mrl.errors import FormatError, InputError
 from mrl.models import BACKBONES
@@ -270,10 +270,7 @@ def test_mrl_e_adamw_linear_schedule(tmp_path):
 
 
 def test_resnet18_through_the_training_loop(tmp_path):
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 16), ("test", 8)):
-        np.save(tmp_path / f"{split}_x.npy", rng.normal(size=(n, 3, 32, 32)).astype(np.float32))
-        np.save(tmp_path / f"{split}_y.npy", np.arange(n) % 4)
+    write_npy(tmp_path, (16, 3, 32, 32), (8, 3, 32, 32))
     config = digits_config(
         tmp_path,
         dataset="npy",

@@ -1,5 +1,8 @@
 """Shared by the training tests: the cheap digits run and weight comparison."""
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,3 +30,11 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
     """Bit-identical state dicts (exact resume, not merely close)."""
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def write_npy(root: Path, train_shape: tuple, test_shape: tuple, classes: int = 4) -> None:
+    """A random `npy` dataset in `root`: float32 features of the given shapes, labels i % C."""
+    rng = np.random.default_rng(0)
+    for split, shape in (("train", train_shape), ("test", test_shape)):
+        np.save(root / f"{split}_x.npy", rng.normal(size=shape).astype(np.float32))
+        np.save(root / f"{split}_y.npy", np.arange(shape[0]) % classes)
