@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from training_helpers import DIGITS_RUN
 
+from mrl.errors import MrlError
+from mrl.io import file_lock
 from mrl.models import BACKBONES
 from mrl.training import TrainConfig, load_model, train
 
@@ -41,18 +43,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-@pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path, monkeypatch):
-    monkeypatch.setitem(BACKBONES, "mlp-nobn", bn_free_mlp)
-    base = {**DIGITS_RUN, "backbone": "mlp-nobn", "device": "cpu"}
-    one = train(TrainConfig(**base, out_dir=str(tmp_path / "one")))
-
-    config_path = tmp_path / "two.json"
-    config_path.write_text(json.dumps({**base, "out_dir": str(tmp_path / "two")}))
+def torchrun(config: dict, tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run this file as the worker of a 2-process gloo group on `config`."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
     cmd = [
         sys.executable,
         "-m",
@@ -63,9 +57,21 @@ def test_two_gloo_processes_match_one_process(tmp_path, monkeypatch):
         __file__,
         str(config_path),
     ]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process(tmp_path, monkeypatch):
+    monkeypatch.setitem(BACKBONES, "mlp-nobn", bn_free_mlp)
+    base = {**DIGITS_RUN, "backbone": "mlp-nobn", "device": "cpu"}
+    one = train(TrainConfig(**base, out_dir=str(tmp_path / "one")))
+
+    proc = torchrun({**base, "out_dir": str(tmp_path / "two")}, tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-8000:]
 
     ones, twos = read_metrics(one.run_dir), read_metrics(tmp_path / "two")
@@ -80,6 +86,25 @@ def test_two_gloo_processes_match_one_process(tmp_path, monkeypatch):
         torch.testing.assert_close(wb[key], wa[key], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_a_locked_run_folder_stops_every_rank(tmp_path):
+    """Rank 0 is refused the lock; rank 1 must raise the same error, not wait forever."""
+    run_dir = tmp_path / "busy"
+    run_dir.mkdir()
+    with file_lock(run_dir / ".lock"):  # this test process holds the run folder
+        proc = torchrun({**DIGITS_RUN, "device": "cpu", "out_dir": str(run_dir)}, tmp_path, 120)
+    assert proc.returncode != 0
+    for rank in (0, 1):
+        assert f"rank {rank}: LockedError: run folder {run_dir} is in use" in proc.stdout, (
+            proc.stdout + proc.stderr[-4000:]
+        )
+    assert not (run_dir / "checkpoint.pt").exists()
+
+
 if __name__ == "__main__":
     BACKBONES["mlp-nobn"] = bn_free_mlp
-    train(TrainConfig.from_dict(json.loads(Path(sys.argv[1]).read_text())))
+    try:
+        train(TrainConfig.from_dict(json.loads(Path(sys.argv[1]).read_text())))
+    except MrlError as e:
+        print(f"rank {os.environ['RANK']}: {type(e).__name__}: {e}", flush=True)
+        sys.exit(2)

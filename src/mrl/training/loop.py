@@ -211,13 +211,8 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
         prepare_run_dir(run_dir, config, state)
         logger.info(
             "training %s/%s head=%s nesting=%s on %s x %d process(es): %d steps/epoch",
-            config.backbone,
-            config.dataset,
-            config.head,
-            list(model.head_dims),
-            ctx.device,
-            ctx.world_size,
-            steps_per_epoch,
+            *(config.backbone, config.dataset, config.head, list(model.head_dims)),
+            *(ctx.device, ctx.world_size, steps_per_epoch),
         )
 
     stop = _stop_step(config, steps_per_epoch)
@@ -349,10 +344,6 @@ def _log_epoch(metrics: dict[str, Any]) -> None:
     top1 = " ".join(f"{m}:{acc:.4f}" for m, acc in metrics["top1"].items())
     logger.info(
         "epoch %d step %d  train_loss %.4f  test_loss %.4f  top1 %s  (%.1f s)",
-        metrics["epoch"],
-        metrics["step"],
-        metrics["train_loss"],
-        metrics["test_loss"],
-        top1,
-        metrics["time_s"],
+        *(metrics["epoch"], metrics["step"], metrics["train_loss"], metrics["test_loss"]),
+        *(top1, metrics["time_s"]),
     )
