@@ -62,7 +62,7 @@ from mrl.data.npy import load_npy
 from mrl.errors import InputError
 from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
 from mrl.nesting import Nesting, truncate
-from mrl.retrieval import Funnel, MatryoshkaIndex, Rerank, SingleShot
+from mrl.retrieval import Funnel, MatryoshkaIndex, Rerank, SingleShot, search
 from mrl.retrieval.plans import Plan
 from mrl.retrieval.storage import STORAGE_DTYPES, resident_copy, unit_prefix
 from mrl.retrieval.tune import labelled_map_at_k, neighbor_recall, time_search
@@ -160,7 +160,7 @@ def figure8(
     dims = Nesting.halving(d, min_dim=min_dim).dims
     single = []
     for m in dims:
-        rows, _, _ = index.shortlist(queries, m, k, exact=True)
+        rows, _, _ = search.shortlist(index, queries, m, k, exact=True)
         single.append(
             {
                 "dim": m,
@@ -171,9 +171,9 @@ def figure8(
         log.info("single-shot %d: mAP@%d %.4f", m, k, single[-1]["map"])
     grid, funnel = [], None
     for ds in [m for m in dims if m <= 256 and m < d]:  # D_s, the shortlist dim
-        rows, _, _ = index.shortlist(queries, ds, shortlist, exact=True)
+        rows, _, _ = search.shortlist(index, queries, ds, shortlist, exact=True)
         for dr in [m for m in dims if m > ds]:  # D_r, the rerank dim
-            top, _ = index.rerank(queries, rows, ((dr, shortlist),), k)
+            top, _ = search.rerank(index, queries, rows, ((dr, shortlist),), k)
             mflops = (ds * n + dr * shortlist) / 1e6
             grid.append(
                 {
@@ -187,7 +187,7 @@ def figure8(
         log.info("D_s=%d: best rerank mAP@%d %.4f", ds, k, best)
         if ds == index.shortlist_dim:
             plan = Funnel.halving(d, ds, shortlist, final=k)
-            top, _ = index.rerank(queries, rows, plan.steps, k)
+            top, _ = search.rerank(index, queries, rows, plan.steps, k)
             funnel = {
                 "plan": str(plan),
                 "mflops": (ds * n + sum(a * b for a, b in plan.steps)) / 1e6,

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mrl.cli.common import check_out
 from mrl.data.npy import load_npy
-from mrl.errors import InputError, PathError
+from mrl.errors import InputError
 from mrl.io import atomic_open, atomic_write_json
 from mrl.retrieval.index import ANN_KINDS, MatryoshkaIndex
 from mrl.retrieval.plans import parse_plan
@@ -41,23 +42,6 @@ def _load(path: str, ndim: int, what: str, name: str = "embeddings.npy") -> np.n
     if x.size == 0:
         raise InputError(f"{p}: {what} are empty (shape {x.shape}); give at least one row")
     return x
-
-
-def _check_out(path: str, role: str) -> Path:
-    """`path` can be written as a `role` ("file" or "folder"): no folder/file in its place,
-    no file among its parents. Checked before any work, so a long build never fails at the end.
-    """
-    p = Path(path)
-    if role == "file" and p.is_dir():
-        raise PathError(f"--out {p} is a folder; give a file path (e.g. {p / 'results'})")
-    if role == "folder" and p.is_file():
-        raise PathError(f"--out {p} is a file; give a folder path for the index")
-    for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise PathError(f"--out {p} is under {parent}, which is a file; give another path")
-            break
-    return p
 
 
 def _subcommands(subparsers: argparse._SubParsersAction, name: str, help: str):
@@ -140,7 +124,7 @@ def _int_list(value: str) -> list[int]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    _check_out(args.out, "folder")
+    check_out(args.out, "folder")
     vectors = _load(args.vectors, 2, "vectors")
     ids = None if args.ids is None else np.asarray(_load(args.ids, 1, "ids"))
     index = MatryoshkaIndex(
@@ -163,7 +147,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     if args.out:
-        _check_out(args.out, "file")
+        check_out(args.out, "file")
     index = MatryoshkaIndex.load(args.index, mmap=args.mmap)
     plan = parse_plan(args.plan, index.dim, index.shortlist_dim)
     res = index.search(_load(args.queries, 2, "queries"), args.k, plan, effort=args.effort)
@@ -182,7 +166,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_tune(args: argparse.Namespace) -> int:
     if args.out:
-        _check_out(args.out, "file")
+        check_out(args.out, "file")
     if (args.query_labels is None) != (args.id_labels is None):
         raise InputError("give both --query-labels and --id-labels, or neither")
     index = MatryoshkaIndex.load(args.index)

@@ -1,8 +1,10 @@
 """`MatryoshkaIndex`: full nested vectors + an ANN structure over their D_s-prefix, with plans.
 
 This module holds the estimator: its parameters (validated before faiss sees them), build,
-add, remove and compaction. Search execution lives in `mrl.retrieval.search`, persistence in
-`mrl.retrieval.persist`; the methods here are the public entry points to both.
+add, remove and compaction. Search execution lives in `mrl.retrieval.search` (whose
+`shortlist` and `rerank` stages take a built index, for callers that compose them, as the
+Figure 8 benchmark does), persistence in `mrl.retrieval.persist`; `search`, `save` and `load`
+here are the checked public entry points to both.
 
 Removal uses tombstones: faiss HNSW cannot delete, so removed rows stay in the graph and are
 filtered *during* the faiss search by an `IDSelectorBitmap` of live rows (no over-fetch, so
@@ -21,7 +23,7 @@ import numpy as np
 from mrl.checks import check_int, check_k, check_number
 from mrl.errors import ConfigError, InputError
 from mrl.retrieval import persist, search
-from mrl.retrieval.plans import Funnel, Plan, Step, check_plan
+from mrl.retrieval.plans import Funnel, Plan, check_plan
 from mrl.retrieval.search import SearchResult, check_effort
 from mrl.retrieval.storage import (
     STORAGE_DTYPES,
@@ -271,37 +273,6 @@ class MatryoshkaIndex:
         if single:
             return SearchResult(ids[0], scores[0], stats)
         return SearchResult(ids, scores, stats)
-
-    def shortlist(
-        self,
-        queries: np.ndarray,
-        dim: int,
-        n: int,
-        exact: bool = False,
-        effort: int | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, float]:
-        """The best `n` rows per query at the `dim`-prefix; see `mrl.retrieval.search.shortlist`.
-
-        Returns:
-            rows [Q, n] int64 (storage rows, -1 if not found), scores [Q, n] float32, and
-            multiply-adds per query.
-        """
-        return search.shortlist(self, queries, dim, n, exact, effort)
-
-    def rerank(
-        self,
-        queries: np.ndarray,
-        rows: np.ndarray,
-        steps: tuple[Step, ...],
-        k: int,
-        scores: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Re-score candidate `rows` by `steps`; see `mrl.retrieval.search.rerank`.
-
-        Returns:
-            rows [Q, k] and scores [Q, k] float32 at the last step's dim.
-        """
-        return search.rerank(self.store_, queries, rows, steps, k, scores)
 
     def tune(
         self,

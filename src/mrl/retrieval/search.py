@@ -91,7 +91,7 @@ def search(
     size = plan.shortlist_size(k)
     rows, scores, flops = shortlist(index, q, plan.shortlist_dim, size, exact, effort)
     t1 = time.perf_counter()
-    rows, scores = rerank(store, q, rows, plan.steps, k, scores)
+    rows, scores = rerank(index, q, rows, plan.steps, k, scores)
     t2 = time.perf_counter()
     itemsize = store.vectors.dtype.itemsize
     rerank_bytes = sum(d * c for d, c in plan.steps) * itemsize
@@ -225,7 +225,7 @@ def _batched_dots(x: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
 
 
 def rerank(
-    store: VectorStore,
+    index: MatryoshkaIndex,
     queries: np.ndarray,
     rows: np.ndarray,
     steps: tuple[Step, ...],
@@ -238,8 +238,8 @@ def rerank(
     scores all queries with one batched matmul, divided by each candidate prefix's norm.
 
     Args:
-        store: the index's vectors.
-        queries: [Q, D] float32.
+        index: a built index.
+        queries: [Q, D] float32, validated.
         rows: [Q, s] candidate rows, best first (-1 = none).
         steps: `(dim, candidates)` pairs.
         k: results to return.
@@ -252,6 +252,7 @@ def rerank(
         return rows[:, :k], scores[:, :k]
     # Queries go in chunks so the gathered candidates stay within _GATHER_FLOATS (a
     # 10k-query batch reranked at 2048 x 200 would otherwise need 16 GB).
+    store = index.store_
     chunk = max(1, _GATHER_FLOATS // max(dim * cand for dim, cand in steps))
     scratch = Scratch()  # one set of gather buffers for every chunk and step of this call
     out = [
