@@ -171,3 +171,28 @@ def test_lock_names_the_holder_and_is_released_when_the_holder_is_killed(tmp_pat
     holder.wait()
     with file_lock(lock, what="run folder x") as held:
         assert held
+
+
+def test_a_save_killed_mid_write_leaves_the_old_version_and_no_staging(tmp_path):
+    root = tmp_path / "store"
+    _commit(root, "one")
+    saver = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from mrl.io import atomic_dir_commit\nwith atomic_dir_commit({str(root)!r}) as d:\n"
+            "    (d / 'a.txt').write_text('half' * 100000)\n    print('staged', flush=True)\n"
+            "    import time; time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert saver.stdout.readline().strip() == "staged"
+    saver.send_signal(signal.SIGKILL)
+    saver.wait()
+    assert len(list(root.glob(".staging-*"))) == 1  # what kill -9 leaves behind
+    with read_version(root) as v:
+        assert (v / "a.txt").read_text() == "one"
+    _commit(root, "two")  # the killed writer's lock died with it; its staging goes now
+    assert not list(root.glob(".staging-*"))
+    assert _listing(root) == ["CURRENT", "v000002"]
