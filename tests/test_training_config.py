@@ -51,13 +51,19 @@ def test_unknown_key_is_named_with_the_nearest(tmp_path):
         ("--lr=fast", "config key 'lr' expects float, got 'fast'"),
         ("--amp=2", "config key 'amp' expects bool, got 2"),
         ("--nesting=8", "config key 'nesting' expects list, got 8"),
-        ("--head=mrle", "unknown head 'mrle'; choose one of mrl, mrl-e, ff"),
+        (
+            "--head=mrle",
+            r"unknown head 'mrle' \(did you mean 'mrl-e'\?\); choose one of mrl, mrl-e",
+        ),
+        ("--dataset=mnist", r"unknown dataset 'mnist' \(did you mean 'mnist5k'\?\)"),
+        ("--ff_dim=8", "ff_dim applies to head 'ff' only \\(head is 'mrl'\\); remove ff_dim"),
+        ("--out_dir=", "out_dir is empty; name the run folder"),
         ("--nesting=[16, 8, 64]", "nesting must be strictly increasing, got 16 then 8"),
         (
             "--nesting=[8, 16, 32]",
             r"nesting \[8, 16, 32\] ends at 32 but the embedding has 64 dims",
         ),
-        ("--ff_dim=128", r"ff_dim 128 must be within 1..64"),
+        (["--head=ff", "--ff_dim=128"], r"ff_dim 128 must be within 1..64"),
         ("--lr", "override '--lr' has no value; write --lr=VALUE or --lr VALUE"),
         ("lr=0.1", "override 'lr=0.1' must look like --key=value or --key value"),
         ("--checkpoint_every=0", r"checkpoint_every \(an int or null\) must be >= 1, got 0"),
@@ -69,7 +75,7 @@ def test_unknown_key_is_named_with_the_nearest(tmp_path):
 )
 def test_bad_values_are_clear(override, match):
     with pytest.raises(ConfigError, match=match):
-        load_config(None, [override])
+        load_config(None, override if isinstance(override, list) else [override])
 
 
 @pytest.mark.parametrize(

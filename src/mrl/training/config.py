@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from mrl.checks import check_int, check_number
+from mrl.data import DATASETS
 from mrl.errors import ConfigError, MissingPathError, PathError
 from mrl.io import atomic_open
 from mrl.models import BACKBONES
@@ -117,6 +118,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             setattr(self, f.name, _as_type(f.name, getattr(self, f.name), hints[f.name], False))
         choices = {
+            "dataset": tuple(DATASETS),
             "backbone": tuple(BACKBONES),
             "head": HEADS,
             "optimizer": OPTIMIZERS,
@@ -125,9 +127,12 @@ class TrainConfig:
             "amp_dtype": AMP_DTYPES,
         }
         for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
+            value = getattr(self, key)
+            if value not in allowed:
+                near = difflib.get_close_matches(value, allowed, n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
                 raise ConfigError(
-                    f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(allowed)}"
+                    f"unknown {key} {value!r}{hint}; choose one of {', '.join(allowed)}"
                 )
         positive = ("image_size", "embed_dim", "min_dim", "epochs", "batch_size")
         for key in (*positive, "eval_batch_size", "loss_check_every"):
@@ -142,6 +147,13 @@ class TrainConfig:
         for key in ("momentum", "label_smoothing"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        if not self.out_dir.strip():
+            raise ConfigError("out_dir is empty; name the run folder (e.g. runs/demo)")
+        if self.ff_dim is not None and self.head != "ff":
+            raise ConfigError(
+                f"ff_dim applies to head 'ff' only (head is {self.head!r}); remove ff_dim or "
+                "set head=ff"
+            )
         if self.ff_dim is not None and not 1 <= self.ff_dim <= self.embed_dim:
             raise ConfigError(
                 f"ff_dim {self.ff_dim} must be within 1..{self.embed_dim} (embed_dim)"
