@@ -176,7 +176,7 @@ def test_evaluate_sizes_checks_widths_before_the_probe():
 
 def test_evaluate_embeddings_api_names_the_bad_size(folders):
     train, test = load_embeddings(folders["train"]), load_embeddings(folders["test"])
-    with pytest.raises(ConfigError, match=r"size 5 does not match: choose from the model's head"):
+    with pytest.raises(ConfigError, match=r"size 5 does not match the model: choose from its head"):
         evaluate_embeddings(train, test, dims=[5])
     with pytest.raises(ConfigError, match="size must be an int, got 2.5"):
         evaluate_embeddings(train, test, dims=[2.5])

@@ -84,7 +84,7 @@ def test_size_not_in_model_nesting_is_a_clear_error(tmp_path):
     model, ds = tiny()
     s = load_embeddings(embed_dataset(model, ds, tmp_path / "e", progress=False))
     with pytest.raises(
-        ValueError, match=r"size 3 does not match: choose from the model's head sizes \[2, 4, 8\]"
+        ValueError, match=r"size 3 does not match the model: choose from its head sizes \[2, 4, 8\]"
     ):
         evaluate_embeddings(s, s, dims=[3])
 
@@ -115,7 +115,7 @@ def test_size_larger_than_embedding_is_a_clear_error():
     z = np.zeros((10, 4), np.float32)
     y = np.arange(10) % 2
     with pytest.raises(
-        ValueError, match=r"size 8 does not match: choose from 1..4 \(the embedding width\)"
+        ValueError, match=r"size 8 does not match the embeddings: choose from 1..4 \(their width\)"
     ):
         evaluate_sizes(z, y, z, y, [2, 8])
 

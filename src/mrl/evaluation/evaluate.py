@@ -68,7 +68,7 @@ def evaluate_sizes(
     metrics.check_same_length(train_z, train_y, "train embeddings", "train labels")
     metrics.check_same_length(test_z, test_y, "test embeddings", "test labels")
     d = train_z.shape[1]
-    dims = _check_sizes(dims, f"1..{d} (the embedding width)", range(1, d + 1))
+    dims = _check_sizes(dims, "the embeddings", f"1..{d} (their width)", range(1, d + 1))
     for k in (*knn_ks, *retrieval_ks):
         check_k(k, len(train_z), "train items (the k-NN database)")
     if not len(knn_ks) + len(retrieval_ks):
@@ -135,8 +135,8 @@ def evaluate_embeddings(
             f"/ {list(test.head_dims)}; embed both splits with the same run"
         )
     head_dims = test.head_dims
-    where = f"the model's head sizes {list(head_dims)} (nesting {list(test.nesting.dims)})"
-    dims = list(head_dims) if dims is None else _check_sizes(dims, where, head_dims)
+    where = f"its head sizes {list(head_dims)} (nesting {list(test.nesting.dims)})"
+    dims = list(head_dims) if dims is None else _check_sizes(dims, "the model", where, head_dims)
     logits = None
     if test.logits is not None:
         logits = np.stack([np.asarray(test.logits[head_dims.index(m)]) for m in dims])
@@ -154,14 +154,14 @@ def evaluate_embeddings(
     )
 
 
-def _check_sizes(dims: Sequence[int], where: str, allowed: Sequence[int]) -> list[int]:
-    """`dims` as a list of distinct ints, each one of `allowed` (described by `where`)."""
+def _check_sizes(dims: Sequence[int], what: str, where: str, allowed: Sequence[int]) -> list[int]:
+    """`dims` as a list of distinct ints, each one of `allowed` (sizes of `what`, see `where`)."""
     sizes = [check_int("size", m) for m in dims]
     if not sizes:
         raise ConfigError(f"give at least one size; choose from {where}")
     for m in sizes:
         if m not in allowed:
-            raise ConfigError(f"size {m} does not match: choose from {where}")
+            raise ConfigError(f"size {m} does not match {what}: choose from {where}")
     if len(set(sizes)) != len(sizes):
         raise ConfigError(f"sizes {sizes} repeat a size; give each once")
     return sizes
