@@ -383,6 +383,13 @@ def load_dataset(
     Returns:
         A `LabeledDataset` of (x float32 [*in_shape], y int64 scalar) items.
 
+    Raises:
+        ConfigError: an unknown name or split, or no `root` for a set that needs one.
+        MissingPathError, PathError: a missing file or folder, a file where a folder is needed.
+        FormatError: a damaged IDX or .npy file (naming it, with expected and actual sizes).
+        InputError: unusable data: empty, 1-D features, NaN/inf rows, bad labels, an image
+            folder without classes or images.
+
     Example:
         >>> ds = load_dataset("digits", "train")
         >>> ds.in_shape, ds.num_classes, len(ds)
