@@ -290,3 +290,14 @@ def test_rerank_in_query_chunks_equals_one_batch(index, data, monkeypatch):
     chunked = index.search(q, 10, plan)
     assert_array_equal(chunked.ids, whole.ids)
     assert_array_equal(chunked.scores, whole.scores)
+
+
+@pytest.mark.parametrize("ann", ["hnsw", "ivf", "flat"])
+def test_numpy_int_parameters_reach_faiss_and_the_manifest_as_ints(tmp_path, data, ann):
+    x = data[0][:300]
+    params = dict(shortlist_dim=np.int64(16), hnsw_m=np.int32(16), ivf_lists=np.int64(4))
+    index = MatryoshkaIndex(ann=ann, ef_search=np.int64(30), **params).build(x)
+    res = index.search(x[:2], np.int64(3), SingleShot(16, exact=False), effort=np.int64(4))
+    assert res.ids[:, 0].tolist() == [0, 1]
+    index.save(tmp_path / "idx")  # JSON takes no NumPy ints
+    assert MatryoshkaIndex.load(tmp_path / "idx").hnsw_m == 16

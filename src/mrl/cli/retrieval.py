@@ -44,15 +44,6 @@ def _load(path: str, ndim: int, what: str, name: str = "embeddings.npy") -> np.n
     return x
 
 
-def _subcommands(subparsers: argparse._SubParsersAction, name: str, help: str):
-    """The sub-subparsers of group `name`, created unless another module already made it."""
-    parser = subparsers.choices.get(name) or subparsers.add_parser(name, help=help)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
-
-
 def _add_index_params(p: argparse.ArgumentParser) -> None:
     """The `MatryoshkaIndex` parameters, one flag each (validated by the index, not here)."""
     defaults = MatryoshkaIndex()
@@ -64,7 +55,9 @@ def _add_index_params(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    index = _subcommands(subparsers, "index", "build or tune a Matryoshka retrieval index")
+    index = subparsers.add_parser(
+        "index", help="build or tune a Matryoshka retrieval index"
+    ).add_subparsers(dest="index_command", required=True, metavar="COMMAND")
 
     p = index.add_parser(
         "build",

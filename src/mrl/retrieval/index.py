@@ -103,19 +103,20 @@ class MatryoshkaIndex:
         """Raise `ConfigError` naming the first parameter outside its range for a `dim`-d index.
 
         Every parameter is checked (whatever `ann` is) so a saved index never holds a value
-        that would crash faiss if the index were rebuilt with another structure.
+        that would crash faiss if the index were rebuilt with another structure. NumPy ints
+        become Python ints (faiss's constructors and the JSON manifest take no others).
         """
         if self.ann not in ANN_KINDS:
             raise ConfigError(f"unknown ann {self.ann!r}; choose one of {list(ANN_KINDS)}")
         if self.dtype not in STORAGE_DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {list(STORAGE_DTYPES)}")
-        check_int("shortlist_dim", self.shortlist_dim, 1, dim)
-        check_int("hnsw_m", self.hnsw_m, 2, MAX_HNSW_M)
-        check_effort(self.ef_construction, "ef_construction")
-        check_effort(self.ef_search, "ef_search")
-        check_int("ivf_lists", self.ivf_lists, 1, MAX_IVF_LISTS)
-        check_effort(self.ivf_probe, "ivf_probe")
-        check_number("compact_at", self.compact_at, 0, 1, low_open=True)
+        self.shortlist_dim = check_int("shortlist_dim", self.shortlist_dim, 1, dim)
+        self.hnsw_m = check_int("hnsw_m", self.hnsw_m, 2, MAX_HNSW_M)
+        self.ef_construction = check_effort(self.ef_construction, "ef_construction")
+        self.ef_search = check_effort(self.ef_search, "ef_search")
+        self.ivf_lists = check_int("ivf_lists", self.ivf_lists, 1, MAX_IVF_LISTS)
+        self.ivf_probe = check_effort(self.ivf_probe, "ivf_probe")
+        self.compact_at = check_number("compact_at", self.compact_at, 0, 1, low_open=True)
 
     def build(self, vectors: np.ndarray, ids: np.ndarray | None = None) -> MatryoshkaIndex:
         """Store `vectors` and build the ANN structure over their D_s-prefixes.
@@ -238,13 +239,12 @@ class MatryoshkaIndex:
         return self.store_.ids[self.store_.live]
 
     # ------------------------------------------------------------------ search
-    def _check_query(self, queries: np.ndarray, k: int) -> np.ndarray:
+    def _check_query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, int]:
         self._check_built()
         if self.count == 0:
             raise InputError("the index is empty: add vectors before searching")
         q = as_rows(queries, self.dim, "queries").astype(np.float32, copy=False)
-        check_k(k, self.count, "indexed vectors")
-        return q
+        return q, check_k(k, self.count, "indexed vectors")
 
     def search(
         self, queries: np.ndarray, k: int, plan: Plan | None = None, effort: int | None = None
@@ -264,11 +264,11 @@ class MatryoshkaIndex:
             `SearchResult` with [Q, k] ids and scores ([k] for a 1-D query) and `SearchStats`.
         """
         single = np.ndim(queries) == 1
-        q = self._check_query(queries, k)
+        q, k = self._check_query(queries, k)
         plan = Funnel.halving(self.dim, self.shortlist_dim) if plan is None else plan
         check_plan(plan, self.dim, k)
         if effort is not None:
-            check_effort(effort)
+            effort = check_effort(effort)
         ids, scores, stats = search.search(self, q, k, plan, effort)
         if single:
             return SearchResult(ids[0], scores[0], stats)
