@@ -53,7 +53,7 @@ class NanBackbone(nn.Module):
         (["--lr"], ["override '--lr' has no value; write --lr=VALUE or --lr VALUE"]),
         (["--out_dir", "--resume"], ["override '--out_dir' has no value"]),
         (["stray"], ["override 'stray' must look like --key=value or --key value"]),
-        (["--epochs", "1.5"], ["config key 'epochs' expects int, got 1.5"]),
+        (["--epochs", "1.5"], ["epochs must be an int, got 1.5 (float)"]),
         (["--backbone=nan"], ["loss is nan at step 1 (epoch 1, batch 1/22)", "no checkpoint"]),
     ],
     ids=["unknown-key", "no-value", "value-is-a-flag", "stray-word", "bad-type", "nan-loss"],

@@ -154,7 +154,7 @@ def test_reproduce_config_overrides_and_errors():
         (lambda: ReproduceConfig(train={"head": "ff"}), "train.head is set per method"),
         (lambda: ReproduceConfig(rand_fs_draws="3"), "rand_fs_draws must be an int, got '3'"),
         (lambda: ReproduceConfig(knn_ks="1,5"), "knn_ks must be a list of ints, got '1,5'"),
-        (lambda: ReproduceConfig(train={"epochs": 1.5}), "config key 'epochs' expects int"),
+        (lambda: ReproduceConfig(train={"epochs": 1.5}), "epochs must be an int, got 1.5"),
         (lambda: ReproduceConfig(train="x"), "train must be a mapping of TrainConfig keys"),
         (lambda: load_reproduce_config(None, ["--title"]), "override '--title' has no value"),
     ],

@@ -47,10 +47,10 @@ def test_unknown_key_is_named_with_the_nearest(tmp_path):
 @pytest.mark.parametrize(
     "override, match",
     [
-        ("--epochs=1.5", "config key 'epochs' expects int, got 1.5"),
-        ("--lr=fast", "config key 'lr' expects float, got 'fast'"),
-        ("--amp=2", "config key 'amp' expects bool, got 2"),
-        ("--nesting=8", "config key 'nesting' expects list, got 8"),
+        ("--epochs=1.5", r"epochs must be an int, got 1.5 \(float\)"),
+        ("--lr=fast", r"lr must be a number, got 'fast' \(str\)"),
+        ("--amp=2", r"amp must be a bool, got 2 \(int\)"),
+        ("--nesting=8", r"nesting must be a list of int, got 8 \(int\)"),
         (
             "--head=mrle",
             r"unknown head 'mrle' \(did you mean 'mrl-e'\?\); choose one of mrl, mrl-e",

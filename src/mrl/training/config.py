@@ -306,72 +306,62 @@ def model_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[
 def _as_type(key: str, value: Any, annotation: Any, convert: bool) -> Any:
     """`value` as the annotated type (int, float, str, bool, list[T], T | None) or an error.
 
-    With `convert` (YAML, overrides), strings are parsed ("3" -> 3, "true" -> True) and
-    integral floats become ints (4.0 -> 4); without it (the API) only ints pass for an
-    int, numbers for a float (as float), and lists or tuples for a list (as a list).
+    Without `convert` (the API) only an int passes for an int, a number for a float (as a
+    float), a list or tuple for a list (as a list). With `convert` (YAML, overrides) the
+    value is first read as text would mean it (`_from_text`), then checked the same way.
+
+    Raises:
+        ConfigError: naming the field, the expected type and the value.
     """
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (types.UnionType, typing.Union):
-        if value is None:
-            return None
-        if convert and isinstance(value, str) and value.lower() in ("none", "null"):
+        if value is None or (convert and str(value).lower() in ("none", "null")):
             return None
         (inner,) = (a for a in args if a is not type(None))
         return _as_type(key, value, inner, convert)
-    if convert:
-        return _converted(key, value, annotation)
-    expected = _type_name(annotation)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(
                 f"{key} must be a list of {_type_name(args[0])}, got {value!r} "
                 f"({type(value).__name__})"
             )
-        return [_as_type(f"{key}[{i}]", v, args[0], False) for i, v in enumerate(value)]
+        return [_as_type(f"{key}[{i}]", v, args[0], convert) for i, v in enumerate(value)]
+    if convert:
+        value = _from_text(value, annotation)
     if annotation is int:
         return check_int(key, value, low=None)
     if annotation is float:
         return check_number(key, value)
+    if annotation not in (bool, str):
+        raise TypeError(f"TrainConfig field {key!r} has an unsupported annotation {annotation}")
     if not isinstance(value, annotation):
-        raise ConfigError(f"{key} must be a {expected}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(
+            f"{key} must be a {annotation.__name__}, got {value!r} ({type(value).__name__})"
+        )
     return value
 
 
-def _converted(key: str, value: Any, annotation: Any) -> Any:
-    """`_as_type` for YAML and override values: parse what a text format gives."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    error = ConfigError(f"config key {key!r} expects {_type_name(annotation)}, got {value!r}")
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise error
-        return [_converted(key, v, args[0]) for v in value]
-    if annotation is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
-            return value.lower() in ("true", "yes")
-        if not isinstance(value, bool):
-            raise error
-        return value
-    if isinstance(value, bool):  # bool is an int in Python; not a valid number here
-        raise error
-    if annotation is int and isinstance(value, int):
-        return value
-    if annotation in (int, float):
-        if not isinstance(value, (int, float, str)):
-            raise error
+def _from_text(value: Any, annotation: Any) -> Any:
+    """What a YAML or command-line value means for a field of type `annotation`.
+
+    "3" and 3.0 for an int -> 3, "1e-3" for a float -> 0.001, "yes"/"false" for a bool,
+    2024 for a str -> "2024"; anything else is returned as is, for the type check to name.
+    """
+    if annotation is bool and isinstance(value, str) and value.lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.lower()]
+    if annotation in (int, float) and isinstance(value, str):
         try:
-            number = float(value)
+            value = float(value)
         except ValueError:
-            raise error from None
-        if annotation is float:
-            return number
-        if not number.is_integer():
-            raise error
-        return int(number)
-    if annotation is str:
-        if isinstance(value, (list, dict)):
-            raise error
+            return value
+    if annotation is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    raise TypeError(f"TrainConfig field {key!r} has an unsupported annotation {annotation}")
+    return value
+
+
+_BOOL_WORDS = {"true": True, "yes": True, "false": False, "no": False}
 
 
 def _type_name(annotation: Any) -> str:

@@ -173,6 +173,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 
 
 def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
+    """The run on this rank (rank 0 already holds the run folder): resume, set up, train."""
     run_dir = Path(config.out_dir)
     ckpt_path = run_dir / CHECKPOINT
     state = None
