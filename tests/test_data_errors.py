@@ -278,3 +278,41 @@ def test_in_memory_dataset_parameters():
         InMemoryDataset(np.zeros((3, 2)), np.arange(3), num_classes=2)
     with pytest.raises(InputError, match=r"arrays train features holds features of shape \(3,\)"):
         InMemoryDataset(np.zeros(3), np.arange(3))
+
+
+# --- through the CLI ----------------------------------------------------------------------
+
+
+def train_config(tmp_path, dataset, root, extra=""):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"dataset: {dataset}\ndata_root: {root}\nbackbone: mlp\nembed_dim: 8\nmin_dim: 4\n"
+        f"epochs: 1\nbatch_size: 4\nprogress: false\nout_dir: {tmp_path / 'run'}\n{extra}"
+    )
+    return path
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_train_on_a_corrupt_image_is_one_named_line(tmp_path, cli, workers):
+    root = image_folder(tmp_path / "images", per_class=2)
+    (root / "train" / "dog" / "0.png").write_bytes(b"not a png")
+    config = train_config(tmp_path, "imagefolder", root, f"image_size: 8\nnum_workers: {workers}")
+    cli("train", "--config", config).assert_named_error(
+        "dog/0.png is not a readable image", "replace or delete the file"
+    )
+
+
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ({"train_x": b"1 2 3\n"}, ["train_x.npy is not a NumPy .npy file"]),
+        ({"train_x": np.zeros(12, np.float32)}, ["train_x.npy holds features of shape (12,)"]),
+        ({"train_y": np.arange(12) - 1}, ["train_y.npy: label -1 is negative"]),
+    ],
+    ids=["text", "1d", "negative"],
+)
+def test_train_on_bad_npy_files_is_one_named_line(tmp_path, cli, override, fragments):
+    root = tmp_path / "data"
+    root.mkdir()
+    npy_folder(root, **override)
+    cli("train", "--config", train_config(tmp_path, "npy", root)).assert_named_error(*fragments)
