@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from mrl.errors import ConfigError, InputError
 from mrl.models import BACKBONES, create_model
 from mrl.nesting import Nesting
 
@@ -32,3 +33,16 @@ def test_user_backbone_and_dim_check():
 def test_unknown_backbone_lists_choices():
     with pytest.raises(ValueError, match="unknown backbone 'vgg'; choose one of mlp, cnn"):
         create_model("vgg", (1, 8, 8), Nesting((4, 8)), 10)
+
+
+@pytest.mark.parametrize(
+    "backbone, in_shape, error, match",
+    [
+        ("vgg", (1, 8, 8), ConfigError, "unknown backbone 'vgg'; choose one of mlp, cnn"),
+        ("cnn", (64,), InputError, r"inputs shaped \(C, H, W\), got \(64,\); use backbone=mlp"),
+        ("resnet18", (8, 8), InputError, r"inputs shaped \(C, H, W\), got \(8, 8\)"),
+    ],
+)
+def test_backbone_that_cannot_read_the_inputs_is_named(backbone, in_shape, error, match):
+    with pytest.raises(error, match=match):
+        create_model(backbone, in_shape, Nesting((4, 8)), 10)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from mrl.errors import ConfigError, InputError
+
 
 class MLPBackbone(nn.Module):
     """Flatten -> (Linear, BatchNorm, ReLU) x depth -> Linear to embed_dim."""
@@ -112,12 +114,15 @@ def _numel(in_shape: tuple[int, ...]) -> int:
 
 def _channels(in_shape: tuple[int, ...]) -> int:
     if len(in_shape) != 3:
-        raise ValueError(f"image backbones need inputs shaped (C, H, W), got {in_shape}")
+        raise InputError(
+            f"image backbones need inputs shaped (C, H, W), got {in_shape}; use backbone=mlp "
+            "for flat features"
+        )
     return in_shape[0]
 
 
 def create_backbone(name: str, in_shape: tuple[int, ...], embed_dim: int) -> nn.Module:
     """Build a registered backbone by name for inputs of shape `in_shape` (without batch)."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     return BACKBONES[name](tuple(in_shape), embed_dim)

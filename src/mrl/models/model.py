@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrl.errors import ConfigError
 from mrl.models.backbones import create_backbone
 from mrl.nesting import Nesting
 from mrl.nn.heads import create_head
@@ -39,7 +40,7 @@ class MatryoshkaModel(nn.Module):
         """The d-dim representation [N, d]; a clear error if the backbone returns another shape."""
         z = self.backbone(x)
         if z.ndim != 2 or z.shape[1] != self.nesting.embed_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"backbone returned shape {tuple(z.shape)}, expected [N, {self.nesting.embed_dim}] "
                 f"to match nesting {list(self.nesting.dims)}"
             )
