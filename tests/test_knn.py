@@ -66,7 +66,7 @@ def test_nonpositive_k_is_an_error(k):
 
 def test_k_larger_than_database_is_an_error():
     db, _, q, _ = random_set(4, n_db=20)
-    with pytest.raises(ValueError, match="k=21 exceeds the 20 database items available"):
+    with pytest.raises(ValueError, match=r"k=21 exceeds the 20 database items available"):
         knn.knn_search(db, q, 21)
 
 

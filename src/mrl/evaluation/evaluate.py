@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mrl.checks import check_int, check_k
+from mrl.checks import check_int
 from mrl.errors import ConfigError, InputError
 from mrl.evaluation import metrics
 from mrl.evaluation.embed import EmbeddingSet
-from mrl.evaluation.knn import knn_metrics
+from mrl.evaluation.knn import check_ks, knn_metrics
 from mrl.evaluation.probe import LinearProbe
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,7 @@ def evaluate_sizes(
     metrics.check_same_length(test_z, test_y, "test embeddings", "test labels")
     d = train_z.shape[1]
     dims = _check_sizes(dims, "the embeddings", f"1..{d} (their width)", range(1, d + 1))
-    for k in (*knn_ks, *retrieval_ks):
-        check_k(k, len(train_z), "train items (the k-NN database)")
-    if not len(knn_ks) + len(retrieval_ks):
-        raise ConfigError("give at least one k (knn_ks or retrieval_ks)")
+    check_ks(knn_ks, retrieval_ks, len(train_z))
     chunk_size = check_int("chunk_size", chunk_size)
     if test_logits is not None and test_logits.shape[:2] != (len(dims), len(test_y)):
         raise InputError(

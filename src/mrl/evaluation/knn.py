@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from mrl.checks import check_finite_rows, check_int, check_k, check_labels
-from mrl.errors import InputError
+from mrl.errors import ConfigError, InputError
 from mrl.evaluation import metrics
 from mrl.nesting import truncate
 
@@ -76,6 +76,14 @@ def knn_search(
     return heap.D, heap.I
 
 
+def check_ks(knn_ks: Sequence[int], retrieval_ks: Sequence[int], n_database: int) -> None:
+    """Raise `ConfigError` unless there is a k and each is in 1..n_database (before any search)."""
+    if not len(knn_ks) + len(retrieval_ks):
+        raise ConfigError("give at least one k (knn_ks or retrieval_ks)")
+    for k in (*knn_ks, *retrieval_ks):
+        check_k(k, n_database, "train items (the k-NN database)")
+
+
 def knn_metrics(
     train_z: np.ndarray,
     train_y: np.ndarray,
@@ -103,8 +111,7 @@ def knn_metrics(
     """
     train_y = check_labels(train_y, "train labels")
     test_y = check_labels(test_y, "test labels")
-    for k in (*knn_ks, *retrieval_ks):  # every k before the search
-        check_k(k, len(train_y), "database items")
+    check_ks(knn_ks, retrieval_ks, len(train_y))
     metrics.check_same_length(train_z, train_y, "train embeddings", "train labels")
     metrics.check_same_length(test_z, test_y, "test embeddings", "test labels")
     max_k = max((*knn_ks, *retrieval_ks))
