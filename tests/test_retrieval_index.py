@@ -163,6 +163,12 @@ BAD_CALLS = [
     ("query-nan", lambda ix, x: ix.search(_with_nan(x[:5], 3), 5), "first bad row is 3"),
     ("add-inf", lambda ix, x: ix.add(_with_nan(x[:4], 2, np.inf)), "added vectors contain NaN"),
     ("add-empty", lambda ix, x: ix.add(x[:0]), "added vectors are empty"),
+    ("add-overflow", lambda ix, x: ix.add(x[:3] * [[1], [1], [1e300]]), "row 2 overflows float32"),
+    (
+        "query-overflow",
+        lambda ix, x: ix.search(x[:2].astype(float) * 1e300, 5),
+        "queries row 0 overflows float32",
+    ),
     ("k-zero", lambda ix, x: ix.search(x[:2], 0), "k must be a positive int .* got 0"),
     ("k-float", lambda ix, x: ix.search(x[:2], 2.5), "k must be a positive int .* got 2.5"),
     ("k-big", lambda ix, x: ix.search(x[:2], 201), "k=201 exceeds the 200 indexed vectors"),

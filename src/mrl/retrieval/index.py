@@ -144,22 +144,12 @@ class MatryoshkaIndex:
                 f"ivf_lists={self.ivf_lists} needs >= {self.ivf_lists} vectors to train, got "
                 f"{len(vectors)}; lower ivf_lists (about 8 sqrt(N) works well)"
             )
-        vectors = as_rows(vectors, vectors.shape[1], "vectors")
+        vectors = as_rows(vectors, vectors.shape[1], "vectors", self.dtype)
         ids = np.arange(len(vectors), dtype=np.int64) if ids is None else ids
         ids = check_new_ids(ids, len(vectors))
-        self.store_ = VectorStore(self._cast(vectors), ids)
+        self.store_ = VectorStore(vectors, ids)
         self._build_ann()
         return self
-
-    def _cast(self, vectors: np.ndarray) -> np.ndarray:
-        if vectors.dtype == np.dtype(self.dtype):
-            return vectors
-        with np.errstate(over="ignore"):  # reported below with the row
-            out = vectors.astype(self.dtype)
-        if self.dtype == "float16" and not np.isfinite(out).all():
-            row = int(np.argmax(~np.isfinite(out).all(axis=1)))
-            raise InputError(f"vectors row {row} overflows float16 (|x| > 65504); use float32")
-        return out
 
     def _new_ann(self) -> faiss.Index:
         d = self.shortlist_dim
@@ -192,12 +182,11 @@ class MatryoshkaIndex:
                 defaults to max(existing id) + 1, ... .
         """
         self._check_built()
-        vectors = as_rows(vectors, self.dim, "added vectors")
+        vectors = as_rows(vectors, self.dim, "added vectors", self.dtype)
         if ids is None:
             start = int(self.store_.ids.max()) + 1 if self.store_.n_rows else 0
             ids = np.arange(start, start + len(vectors), dtype=np.int64)
         ids = check_new_ids(ids, len(vectors))
-        vectors = self._cast(vectors)
         self.store_.append(vectors, ids)
         self.ann_.add(unit_prefix(vectors, self.shortlist_dim))
 
@@ -243,7 +232,7 @@ class MatryoshkaIndex:
         self._check_built()
         if self.count == 0:
             raise InputError("the index is empty: add vectors before searching")
-        q = as_rows(queries, self.dim, "queries").astype(np.float32, copy=False)
+        q = as_rows(queries, self.dim, "queries", "float32")
         return q, check_k(k, self.count, "indexed vectors")
 
     def search(

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import torch
 
-from mrl.checks import check_finite_rows
+from mrl.checks import check_finite_rows, first_bad_row
 from mrl.errors import InputError
 from mrl.nesting import truncate
 
@@ -53,8 +53,12 @@ def resident_copy(x: np.ndarray, chunk_rows: int = _COPY_ROWS) -> np.ndarray:
     return out
 
 
-def as_rows(x: np.ndarray, dim: int, what: str) -> np.ndarray:
+def as_rows(x: np.ndarray, dim: int, what: str, dtype: str | None = None) -> np.ndarray:
     """Check that `x` is a finite, non-empty [n, dim] (or [dim]) float array; return it 2-D.
+
+    Args:
+        dtype: cast to this dtype first (no copy when it already is), so values that
+            overflow it (float64 beyond float32's range) are caught by the finite check.
 
     Raises:
         InputError: empty, wrong rank or width, not floating point, or a NaN/inf (the
@@ -71,8 +75,19 @@ def as_rows(x: np.ndarray, dim: int, what: str) -> np.ndarray:
         raise InputError(f"{what} are empty (shape {tuple(x.shape)}); give at least one row")
     if not np.issubdtype(x.dtype, np.floating):
         raise InputError(f"{what} must be floating point, got dtype {x.dtype}")
-    check_finite_rows(x, what)
-    return x
+    if dtype is None or x.dtype == dtype:
+        check_finite_rows(x, what)
+        return x
+    with np.errstate(over="ignore"):  # an overflow is reported below, by row
+        cast = x.astype(dtype)
+    row = first_bad_row(cast)
+    if row is not None and np.isfinite(x[row]).all():
+        raise InputError(
+            f"{what} row {row} overflows {dtype} (|x| > {np.finfo(dtype).max:.6g}); rescale "
+            "the vectors or store them as float32"
+        )
+    check_finite_rows(cast, what)
+    return cast
 
 
 _MAX_ID = np.iinfo(np.int64).max
