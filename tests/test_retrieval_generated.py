@@ -1,6 +1,7 @@
 """Generated nested embeddings: seeded, chunk-independent, class signal in the leading dims."""
 
 import numpy as np
+import pytest
 from numpy.testing import assert_array_equal
 
 from mrl.data.generated import (
@@ -8,6 +9,7 @@ from mrl.data.generated import (
     generated_nested_embeddings,
     write_generated_nested_embeddings,
 )
+from mrl.errors import ConfigError
 from mrl.evaluation import metrics
 from mrl.retrieval.index import MatryoshkaIndex
 from mrl.retrieval.plans import SingleShot
@@ -38,3 +40,25 @@ def test_class_signal_is_in_the_leading_dims():
     assert small < mid <= full + 0.02 and full > 0.8
     var = x.var(axis=0)
     assert var[:16].mean() > 10 * var[-16:].mean()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_classes": 0}, "num_classes must be >= 1, got 0"),
+        ({"num_classes": 2.5}, "num_classes must be an int, got 2.5"),
+        ({"dim": -3}, "dim must be >= 1, got -3"),
+        ({"seed": -1}, "seed must be >= 0, got -1"),
+        ({"noise": float("nan")}, "noise must be a finite number"),
+    ],
+)
+def test_bad_spec_is_a_named_error(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        GeneratedNestedSpec(**kwargs)
+
+
+def test_bad_row_count_and_split():
+    with pytest.raises(ConfigError, match="n must be >= 0, got -1"):
+        generated_nested_embeddings(-1)
+    with pytest.raises(ConfigError, match="unknown split 'test'"):
+        generated_nested_embeddings(10, split="test")

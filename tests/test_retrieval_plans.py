@@ -30,6 +30,7 @@ def test_paper_funnel_schedule():
         (lambda: Funnel(16, ((32, 100), (64, 50.0))), "Funnel step 1 candidates must be an int"),
         (lambda: Funnel(16.0, ((32, 100),)), "Funnel.shortlist_dim must be an int, got 16.0"),
         (lambda: Funnel(16, (32, 100)), "Funnel step 0 must be a .dim, candidates. pair"),
+        (lambda: Funnel(16, 32), "Funnel.steps must be a sequence of .dim, candidates. pairs"),
         (lambda: Rerank(16, 64.5, 200), "Rerank.rerank_dim must be an int, got 64.5"),
         (lambda: Rerank(16.0, 64, 200), "Rerank.shortlist_dim must be an int, got 16.0"),
         (lambda: SingleShot(8.0), "SingleShot.dim must be an int, got 8.0"),
@@ -42,9 +43,10 @@ def test_invalid_plans(make, match):
         make()
 
 
-def test_numpy_ints_are_accepted_as_python_ints():
-    plan = Funnel(np.int64(16), ((np.int32(32), np.int64(100)),))
-    assert plan == Funnel(16, ((32, 100),)) and type(plan.shortlist_dim) is int
+def test_numpy_values_are_accepted_as_python_ones():
+    plan = Funnel(np.int64(16), np.array([[32, 100], [64, 50]]), exact=np.bool_(True))
+    assert plan == Funnel(16, ((32, 100), (64, 50)), exact=True)
+    assert type(plan.shortlist_dim) is int and type(plan.steps[0][0]) is int
 
 
 def test_check_plan_against_index_and_k():

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import pairwise
 
+import numpy as np
+
 from mrl.checks import check_int
 from mrl.errors import ConfigError
 
@@ -27,8 +29,9 @@ def _set_ints(plan, *names: str) -> None:
     for name in names:
         value = check_int(f"{type(plan).__name__}.{name}", getattr(plan, name))
         object.__setattr__(plan, name, value)  # numpy ints become Python ints
-    if not isinstance(plan.exact, bool):
+    if not isinstance(plan.exact, bool | np.bool_):
         raise ConfigError(f"{type(plan).__name__}.exact must be True or False, got {plan.exact!r}")
+    object.__setattr__(plan, "exact", bool(plan.exact))
 
 
 @dataclass(frozen=True)
@@ -135,15 +138,25 @@ class Funnel:
 
     def __post_init__(self) -> None:
         _set_ints(self, "shortlist_dim")
-        if not self.steps:
+        try:
+            raw = list(self.steps)
+        except TypeError:
+            raise ConfigError(
+                f"Funnel.steps must be a sequence of (dim, candidates) pairs, got {self.steps!r}"
+            ) from None
+        if not raw:
             raise ConfigError("a funnel needs at least one (dim, candidates) step")
         steps = []
-        for i, step in enumerate(self.steps):
-            if not isinstance(step, tuple | list) or len(step) != 2:
-                raise ConfigError(f"Funnel step {i} must be a (dim, candidates) pair, got {step!r}")
-            d = check_int(f"Funnel step {i} dim", step[0])
-            c = check_int(f"Funnel step {i} candidates", step[1])
-            steps.append((d, c))
+        for i, step in enumerate(raw):
+            try:
+                d, c = step
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"Funnel step {i} must be a (dim, candidates) pair, got {step!r}"
+                ) from None
+            steps.append(
+                (check_int(f"Funnel step {i} dim", d), check_int(f"Funnel step {i} candidates", c))
+            )
         steps = tuple(steps)
         _check_dims_increasing(self.shortlist_dim, steps)
         for (_, a), (_, b) in pairwise(steps):

@@ -170,6 +170,7 @@ class PlanTuner:
             self.
         """
         self._check_params(index)
+        queries = np.atleast_2d(queries)  # one [D] query is a batch of one here
         if (query_labels is None) != (id_labels is None):
             raise ConfigError("give both query_labels and id_labels for mAP, or neither")
         if query_labels is not None:
