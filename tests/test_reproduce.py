@@ -134,7 +134,7 @@ def test_embed_and_eval_commands(reproduced, capsys):
     assert main([*argv[:5], "--knn-k", "0"]) == 2
     assert "k must be a positive int" in capsys.readouterr().err
     assert main([*argv[:5], "--knn-k", "4001"]) == 2
-    assert "exceeds the database size 4000" in capsys.readouterr().err
+    assert "k=4001 exceeds the 4000" in capsys.readouterr().err
 
 
 def test_reproduce_config_overrides_and_errors():
