@@ -29,8 +29,11 @@ PLAN_HELP = (
 def _load(path: str, ndim: int, what: str, name: str = "embeddings.npy") -> np.ndarray:
     """A non-empty `ndim`-d .npy file (or `name` inside an `mrl embed` folder), memory-mapped.
 
+    2-D arrays are vectors and must be floating point; 1-D ones are ids or labels (checked by
+    the library, which names the bad entry).
+
     Raises:
-        InputError: naming the file, when it is empty or has another rank.
+        InputError: naming the file, when it is empty, has another rank, or 2-D and not float.
     """
     p = Path(path)
     if p.is_dir():
@@ -41,6 +44,8 @@ def _load(path: str, ndim: int, what: str, name: str = "embeddings.npy") -> np.n
         raise InputError(f"{p}: {what} must be a {ndim}-D array {shape}, got shape {x.shape}")
     if x.size == 0:
         raise InputError(f"{p}: {what} are empty (shape {x.shape}); give at least one row")
+    if ndim == 2 and not np.issubdtype(x.dtype, np.floating):
+        raise InputError(f"{p}: {what} must be floating point (float32), got dtype {x.dtype}")
     return x
 
 
