@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mrl.errors import InputError
 from mrl.nesting import Nesting
 from mrl.nn.losses import MatryoshkaEmbeddingLoss, MatryoshkaLoss
 
@@ -32,17 +33,20 @@ def test_custom_base_loss_and_dtype():
     "target, match",
     [
         (torch.tensor([0.0, 1.0, 2.0]), "labels must be integer class ids"),
-        (torch.tensor([0, 1, 5]), "label 5 is out of range for 5 classes"),
-        (torch.tensor([0, -1, 2]), "label -1 is out of range"),
+        (torch.tensor([True, False, True]), "labels must be integer class ids"),
+        (torch.tensor([0, 1, 5]), r"label 5 is out of range for 5 classes \(0..4\)"),
+        (torch.tensor([0, -1, 2]), "label -1 is negative; class ids start at 0"),
+        (torch.tensor([0, 1]), r"labels must be shaped \[N\] = \[3\] like the logits, got \(2,\)"),
+        (torch.tensor([[0, 1, 2]]), r"labels must be shaped \[N\] = \[3\]"),
     ],
 )
 def test_bad_labels(target, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InputError, match=match):
         MatryoshkaLoss(Nesting((2, 4)))(torch.randn(2, 3, 5), target)
 
 
 def test_wrong_number_of_sizes():
-    with pytest.raises(ValueError, match="logits have 3 sizes but the loss has 2 weights"):
+    with pytest.raises(InputError, match="logits have 3 sizes but the loss has 2 weights"):
         MatryoshkaLoss(Nesting((2, 4)))(torch.randn(3, 2, 5), torch.tensor([0, 1]))
 
 

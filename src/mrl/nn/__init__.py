@@ -1,7 +1,7 @@
 """Matryoshka heads and losses (pure PyTorch modules)."""
 
 from mrl.nn.heads import HEADS, FixedFeatureHead, MRLEHead, MRLHead, create_head
-from mrl.nn.losses import MatryoshkaEmbeddingLoss, MatryoshkaLoss, check_labels
+from mrl.nn.losses import MatryoshkaEmbeddingLoss, MatryoshkaLoss
 
 __all__ = [
     "HEADS",
@@ -10,6 +10,5 @@ __all__ = [
     "MRLHead",
     "MatryoshkaEmbeddingLoss",
     "MatryoshkaLoss",
-    "check_labels",
     "create_head",
 ]

@@ -11,24 +11,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from mrl.checks import check_labels
 from mrl.errors import ConfigError, InputError
 from mrl.nesting import Nesting, truncate
 
 LogitsLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def check_labels(target: torch.Tensor, num_classes: int) -> None:
-    """Raise unless `target` holds integer class ids in [0, num_classes)."""
-    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise InputError(f"labels must be integer class ids (int64), got dtype {target.dtype}")
-    if target.numel() == 0:
-        return
-    lo, hi = int(target.min()), int(target.max())
-    if lo < 0 or hi >= num_classes:
-        bad = lo if lo < 0 else hi
-        raise InputError(
-            f"label {bad} is out of range for {num_classes} classes (0..{num_classes - 1})"
-        )
 
 
 class MatryoshkaLoss(nn.Module):
@@ -81,8 +68,12 @@ class MatryoshkaLoss(nn.Module):
             )
         if self.base_loss is not None:
             return torch.stack([self.base_loss(size_logits, target) for size_logits in logits])
+        if target.shape != (n,):
+            raise InputError(
+                f"labels must be shaped [N] = [{n}] like the logits, got {tuple(target.shape)}"
+            )
         if target.device.type == "cpu" or not self._checked_accelerator_labels:
-            check_labels(target, c)
+            check_labels(target.detach().cpu().numpy(), num_classes=c)
             self._checked_accelerator_labels = target.device.type != "cpu"
         # One cross-entropy over all sizes at once (one kernel, not G).
         ce = nn.functional.cross_entropy(
