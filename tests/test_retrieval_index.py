@@ -6,9 +6,9 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
-from mrl.errors import ConfigError, InputError, MrlError
+from mrl.errors import ConfigError, InputError, MrlError, PathError
 from mrl.retrieval.index import MatryoshkaIndex
-from mrl.retrieval.plans import Funnel, Rerank, SingleShot
+from mrl.retrieval.plans import Funnel, Rerank, SingleShot, parse_plan
 from mrl.retrieval.storage import resident_copy
 from mrl.retrieval.tune import neighbor_recall
 
@@ -307,3 +307,27 @@ def test_numpy_int_parameters_reach_faiss_and_the_manifest_as_ints(tmp_path, dat
     assert res.ids[:, 0].tolist() == [0, 1]
     index.save(tmp_path / "idx")  # JSON takes no NumPy ints
     assert MatryoshkaIndex.load(tmp_path / "idx").hnsw_m == 16
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (
+            lambda: MatryoshkaIndex(shortlist_dim=1).build([[1.0, 2.0], [1.0]]),
+            InputError,
+            "not a rect",
+        ),
+        (
+            lambda: MatryoshkaIndex().build(np.array([[1, "a"]], object)),
+            InputError,
+            "floating point",
+        ),
+        (lambda: MatryoshkaIndex().ids, ConfigError, "the index is not built"),
+        (lambda: MatryoshkaIndex.load(None), PathError, "must be a str or os.PathLike, got None"),
+        (lambda: parse_plan(None, 32), ConfigError, "a plan spelling must be a str"),
+    ],
+    ids=["ragged", "object", "unbuilt-ids", "load-none", "plan-none"],
+)
+def test_odd_api_inputs_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

@@ -28,6 +28,7 @@ from mrl.retrieval.search import SearchResult, check_effort
 from mrl.retrieval.storage import (
     STORAGE_DTYPES,
     VectorStore,
+    as_array,
     as_ids,
     as_rows,
     check_new_ids,
@@ -134,10 +135,11 @@ class MatryoshkaIndex:
             ConfigError: a parameter out of range (before faiss sees it).
             InputError: bad vectors or ids (named by row or position).
         """
-        if not isinstance(vectors, np.ndarray):
-            vectors = np.asarray(vectors)
+        vectors = as_array(vectors, "vectors")
         if vectors.ndim != 2 or len(vectors) == 0:
             raise InputError(f"build needs a non-empty [N, D] array, got shape {vectors.shape}")
+        if not np.issubdtype(vectors.dtype, np.floating):
+            raise InputError(f"vectors must be floating point, got dtype {vectors.dtype}")
         self.check_params(vectors.shape[1])
         if self.ann == "ivf" and len(vectors) < self.ivf_lists:
             raise ConfigError(
@@ -225,6 +227,7 @@ class MatryoshkaIndex:
     @property
     def ids(self) -> np.ndarray:
         """[count] int64 ids of the live vectors, in storage order."""
+        self._check_built()
         return self.store_.ids[self.store_.live]
 
     # ------------------------------------------------------------------ search

@@ -13,6 +13,7 @@ and the ANN parameters against the faiss index read back), and a mismatch is ref
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,12 @@ def manifest_of(index: MatryoshkaIndex) -> dict:
     }
 
 
+def _as_path(path) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise PathError(f"an index path must be a str or os.PathLike, got {path!r}")
+    return Path(path)
+
+
 def save(index: MatryoshkaIndex, path: str | Path) -> None:
     """Save `index` atomically to folder `path`: a crash mid-save leaves the previous save.
 
@@ -79,7 +86,7 @@ def save(index: MatryoshkaIndex, path: str | Path) -> None:
     new version folder, then switches `path/CURRENT` to it.
     """
     store = index.store_
-    with atomic_dir_commit(path) as tmp:
+    with atomic_dir_commit(_as_path(path)) as tmp:
         np.save(tmp / "vectors.npy", store.vectors)
         np.save(tmp / "ids.npy", store.ids)
         np.save(tmp / "live.npy", store.live)
@@ -215,7 +222,7 @@ def load(
             missing or truncated file, a checksum mismatch, or a manifest field that
             disagrees with its file (the message names the field and both values).
     """
-    path = Path(path)
+    path = _as_path(path)
     if path.is_file():
         raise PathError(
             f"{path} is a file, not an index folder; give the folder that `mrl index build` "

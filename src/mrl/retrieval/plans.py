@@ -233,6 +233,8 @@ def parse_plan(spec: str, embed_dim: int, shortlist_dim: int = 16) -> Plan:
         >>> parse_plan("rerank:16:2048:200", 2048)
         Rerank(shortlist_dim=16, rerank_dim=2048, shortlist=200, exact=False)
     """
+    if not isinstance(spec, str):
+        raise ConfigError(f"a plan spelling must be a str like 'funnel', got {spec!r}")
     parts = spec.strip().split(":")
     flag = parts[-1] if parts[-1] in ("exact", "ann") else None
     if flag:

@@ -53,6 +53,18 @@ def resident_copy(x: np.ndarray, chunk_rows: int = _COPY_ROWS) -> np.ndarray:
     return out
 
 
+def as_array(x, what: str) -> np.ndarray:
+    """`x` as an ndarray (not copied when it is one); ragged nested lists are a named error."""
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except ValueError as e:  # "inhomogeneous shape": rows of different lengths
+        raise InputError(
+            f"{what} are not a rectangular array ({e}); give equal-length rows"
+        ) from None
+
+
 def as_rows(x: np.ndarray, dim: int, what: str, dtype: str | None = None) -> np.ndarray:
     """Check that `x` is a finite, non-empty [n, dim] (or [dim]) float array; return it 2-D.
 
@@ -64,7 +76,7 @@ def as_rows(x: np.ndarray, dim: int, what: str, dtype: str | None = None) -> np.
         InputError: empty, wrong rank or width, not floating point, or a NaN/inf (the
             message names the first bad row).
     """
-    x = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    x = as_array(x, what)
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2:
