@@ -148,6 +148,8 @@ LIES = [
     ("ivf_probe", _set("ivf_probe", -1), "ivf_probe must be in 1..1048576, got -1"),
     ("compact_at", _set("compact_at", 2.0), r"compact_at must be a finite number in \(0, 1\]"),
     ("metric", _set("metric", "l2"), "metric 'l2' is not"),
+    ("count-float", _set("count", 300.0), "'count' must be an int, got 300.0"),
+    ("dtype-unknown", _set("dtype", "float64"), "'dtype' says 'float64' but vectors.npy has"),
     ("format_version", _set("format_version", 99), "of format version 99; this mrl reads"),
     ("unknown-key", _set("extra", 1), r"unknown key\(s\) \['extra'\]"),
 ]

@@ -127,6 +127,11 @@ def _read_manifest(version: Path) -> dict:
     if unknown:
         raise FormatError(f"{path}: unknown index_params key(s) {unknown}; it was edited")
     require_keys(manifest["files"], FILES, f"{path} (files)")
+    for key in ("dim", "shortlist_dim", "count", "rows"):
+        if type(manifest[key]) is not int:
+            raise FormatError(
+                f"{path}: {key!r} must be an int, got {manifest[key]!r}; it was edited"
+            )
     if manifest["metric"] != METRIC:
         raise FormatError(f"{path}: metric {manifest['metric']!r} is not {METRIC!r}")
     return manifest
@@ -232,19 +237,19 @@ def load(
         manifest = _read_manifest(version)
         src = version / "manifest.json"
         _check_files(version, manifest, verify)
+        vectors = _load_array(version / "vectors.npy", mmap=True)
+        ids = _load_array(version / "ids.npy", mmap=False)
+        live = _load_array(version / "live.npy", mmap=False)
+        _check_arrays(src, manifest, vectors, ids, live)
         index = cls(
             shortlist_dim=manifest["shortlist_dim"],
             dtype=manifest["dtype"],
             **manifest["index_params"],
         )
         try:
-            index.check_params(manifest["dim"] if isinstance(manifest["dim"], int) else 1 << 62)
+            index.check_params(manifest["dim"])
         except ConfigError as e:
             raise FormatError(f"{src}: {e}; the manifest was edited (save it again)") from None
-        vectors = _load_array(version / "vectors.npy", mmap=True)
-        ids = _load_array(version / "ids.npy", mmap=False)
-        live = _load_array(version / "live.npy", mmap=False)
-        _check_arrays(src, manifest, vectors, ids, live)
         try:
             ann = faiss.read_index(str(version / "ann.faiss"))
         except RuntimeError as e:
