@@ -253,7 +253,7 @@ def atomic_dir_commit(
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise PathError(f"{root} exists and is a file; give a folder path for the index")
-    _make_dirs(root)
+    make_dirs(root, "index folder")
     if not (root / CURRENT).exists() and any(
         not p.name.startswith((_STAGING_PREFIX, _LOCKS)) for p in root.iterdir()
     ):
@@ -303,11 +303,27 @@ def _prune_versions(root: Path, keep: str) -> None:
             continue  # being read: a later save deletes it
 
 
-def _make_dirs(path: Path) -> None:
-    """`mkdir -p` with a named error when a parent is a file or the place is not writable."""
+def make_dirs(path: str | os.PathLike, what: str = "folder") -> Path:
+    """`mkdir -p path`, with a named error when it cannot be a writable folder.
+
+    Call it before long work whose results go there, so a bad output path fails first.
+
+    Args:
+        path: the folder.
+        what: names its role in the message ("run folder", "report folder").
+
+    Raises:
+        PathError: `path` or a parent is a file, or the folder cannot be created or written.
+    """
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise PathError(f"cannot create folder {path}: a parent path is a file") from None
+        raise PathError(
+            f"cannot use {path} as the {what}: it or a parent is a file; choose another path"
+        ) from None
     except PermissionError:
-        raise PathError(f"cannot create folder {path}: permission denied") from None
+        raise PathError(f"cannot create the {what} {path}: permission denied") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PathError(f"the {what} {path} is not writable; choose another path")
+    return path

@@ -22,8 +22,8 @@ from mrl.adaptive.confidence import correctness
 from mrl.adaptive.splits import SplitResults, evaluate_splits, holdout_splits
 from mrl.adaptive.thresholds import COSTS
 from mrl.checks import check_int, check_number
-from mrl.errors import ConfigError, InputError, PathError
-from mrl.io import atomic_open, atomic_write_json
+from mrl.errors import ConfigError, InputError
+from mrl.io import atomic_open, atomic_write_json, make_dirs
 from mrl.nesting import Nesting
 
 
@@ -371,14 +371,7 @@ def report_folder(out_dir: str | os.PathLike) -> Path:
     Raises:
         PathError: `out_dir` or a parent is a file, or it cannot be created.
     """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise PathError(f"cannot write the report into {out}: it or a parent is a file") from None
-    except PermissionError:
-        raise PathError(f"cannot write the report into {out}: permission denied") from None
-    return out
+    return make_dirs(out_dir, "report folder")
 
 
 def write_report(report: dict, out_dir: str | os.PathLike) -> list[Path]:
