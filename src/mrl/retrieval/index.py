@@ -14,7 +14,6 @@ exactly `n` live candidates come back when the graph reaches them); once more th
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import faiss
@@ -35,8 +34,6 @@ from mrl.retrieval.storage import (
     unit_prefix,
 )
 from mrl.retrieval.tune import PlanTuner
-
-log = logging.getLogger(__name__)
 
 ANN_KINDS = ("hnsw", "flat", "ivf")
 # Upper bounds of the HNSW degree and IVF cells: far above any useful value, low enough that
