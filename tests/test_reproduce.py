@@ -1,6 +1,7 @@
 """`mrl reproduce` end to end on mnist5k (CI setting), caching, and `mrl embed` / `mrl eval`."""
 
 import functools
+import importlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -11,8 +12,13 @@ import pytest
 from training_helpers import digits_config
 
 from mrl.cli.main import main
-from mrl.errors import ConfigError
-from mrl.experiments.reproduce import ReproduceConfig, _train_cached, load_reproduce_config
+from mrl.errors import ConfigError, PathError
+from mrl.experiments.reproduce import (
+    ReproduceConfig,
+    _train_cached,
+    load_reproduce_config,
+    reproduce,
+)
 from mrl.training import CheckpointError, load_checkpoint, train
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "reproduce_mnist5k.yaml"
@@ -210,3 +216,18 @@ def test_resume_and_reproduce_agree_on_which_changes_keep_a_finished_run(
             outcomes.append(False)
     assert outcomes == [reusable, reusable]
     assert load_checkpoint(first.checkpoint)["step"] == 2
+
+
+@pytest.mark.parametrize("key", ["out_dir", "runs_dir"])
+def test_unusable_report_or_runs_folder_is_refused_before_training(tmp_path, monkeypatch, key):
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+
+    def no_training(config, resume=False):
+        raise AssertionError("the output paths must be refused before any training")
+
+    # (the package exports the function `reproduce`, which hides the module's name)
+    monkeypatch.setattr(importlib.import_module("mrl.experiments.reproduce"), "train", no_training)
+    config = load_reproduce_config(CONFIG, [f"--{key}", str(a_file / "sub")])
+    with pytest.raises(PathError, match=f"cannot use {a_file / 'sub'} as the"):
+        reproduce(config)

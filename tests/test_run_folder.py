@@ -122,12 +122,12 @@ def test_unusable_out_dir_is_refused_before_any_training(tmp_path, cli, monkeypa
     a_file = tmp_path / "taken"
     a_file.write_text("not a folder")
     out_dir, fragments = {
-        "a-file": (a_file, [f"out_dir {a_file} is a file, not a folder", "choose another"]),
+        "a-file": (a_file, [f"cannot use {a_file} as the run folder: it or a parent is a file"]),
         "under-a-file": (
             a_file / "run",
-            [f"out_dir {a_file / 'run'} lies under {a_file}, which is a file"],
+            [f"cannot use {a_file / 'run'} as the run folder: it or a parent is a file"],
         ),
-        "not-writable": (None, ["is not writable", "choose a folder you can write to"]),
+        "not-writable": (None, ["cannot create the run folder", "permission denied"]),
     }[case]
     out_dir = out_dir or unwritable(tmp_path)
 

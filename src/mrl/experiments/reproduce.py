@@ -36,7 +36,7 @@ from mrl.evaluation.baselines import RandomFeatures, SVDProjection
 from mrl.evaluation.embed import EmbeddingSet, embed_dataset, load_embeddings
 from mrl.evaluation.evaluate import KNN_KS, RETRIEVAL_KS, evaluate_embeddings, evaluate_sizes
 from mrl.evaluation.report import write_report
-from mrl.io import sha256_file
+from mrl.io import make_dirs, sha256_file
 from mrl.training import TrainConfig, load_model, train
 from mrl.training.config import model_changes, parse_overrides, read_yaml, unknown_key_error
 
@@ -202,8 +202,14 @@ def reproduce(config: ReproduceConfig) -> Path:
 
     Returns:
         the path of the written report.md (in `config.out_dir`).
+
+    Raises:
+        PathError: `out_dir` or `runs_dir` cannot be a writable folder (before any training).
     """
     t_start = time.perf_counter()
+    # Output paths first: a report folder that cannot be written must not cost the training.
+    make_dirs(config.out_dir, "report folder")
+    make_dirs(config.runs_dir, "runs folder")
     dims = config.train_config("mrl").get_nesting().dims
     models = {"MRL": config.train_config("mrl"), "MRL-E": config.train_config("mrl-e")}
     models.update({f"FF-{k}": config.train_config("ff", k) for k in dims})

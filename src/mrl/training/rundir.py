@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mrl.errors import PathError
-from mrl.io import atomic_open, file_lock
+from mrl.io import atomic_open, file_lock, make_dirs
 from mrl.training.checkpoint import CHECKPOINT
 from mrl.training.config import TrainConfig
 
@@ -41,16 +41,13 @@ def claim_run_dir(out_dir: str | os.PathLike, resume: bool) -> Iterator[Path]:
         LockedError: another run (or a resume of it) holds the folder.
         RunExistsError: a checkpoint is there and `resume` is False.
     """
-    run_dir = Path(out_dir)
-    _check_can_be_folder(run_dir)
+    run_dir = make_dirs(out_dir, "run folder")
     with contextlib.ExitStack() as stack:
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
             stack.enter_context(file_lock(run_dir / LOCK, what=f"run folder {run_dir}"))
         except OSError as e:  # LockedError is not an OSError: it passes through
             raise PathError(
-                f"out_dir {run_dir} is not writable ({e.strerror or e}); choose a folder you "
-                "can write to"
+                f"cannot write the run folder {run_dir} ({e.strerror or e}); choose another out_dir"
             ) from None
         if (run_dir / CHECKPOINT).exists() and not resume:
             raise RunExistsError(
@@ -58,22 +55,6 @@ def claim_run_dir(out_dir: str | os.PathLike, resume: bool) -> Iterator[Path]:
                 "another out_dir"
             )
         yield run_dir
-
-
-def _check_can_be_folder(run_dir: Path) -> None:
-    """Raise `PathError` if `run_dir` is a file or lies under one."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise PathError(
-            f"out_dir {run_dir} is a file, not a folder; remove it or choose another out_dir"
-        )
-    for parent in run_dir.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise PathError(
-                    f"out_dir {run_dir} lies under {parent}, which is a file; choose another "
-                    "out_dir"
-                )
-            return
 
 
 def prepare_run_dir(run_dir: Path, config: TrainConfig, state: dict[str, Any] | None) -> None:
