@@ -39,7 +39,7 @@ def test_unknown_key_is_named_with_the_nearest(tmp_path):
     ):
         load_config(write(tmp_path, "batchsize: 32\n"), [])
     with pytest.raises(
-        ValueError, match="unknown config key 'zzz' \\(valid keys: dataset, data_root"
+        ValueError, match="unknown config key 'zzz'; choose one of dataset, data_root"
     ):
         load_config(None, ["--zzz=1"])
 

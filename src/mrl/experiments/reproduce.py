@@ -38,7 +38,7 @@ from mrl.evaluation.evaluate import KNN_KS, RETRIEVAL_KS, evaluate_embeddings, e
 from mrl.evaluation.report import write_report
 from mrl.io import make_dirs, sha256_file
 from mrl.training import TrainConfig, load_model, train
-from mrl.training.config import model_changes, parse_overrides, read_yaml, unknown_key_error
+from mrl.training.config import model_changes, parse_overrides, read_yaml, unknown_name_error
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def load_reproduce_config(
     names = [f.name for f in dataclasses.fields(ReproduceConfig)]
     for key in values:
         if key not in names:
-            raise unknown_key_error(key, names, "reproduce key")
+            raise unknown_name_error(key, names, "reproduce key")
     return ReproduceConfig(**values)
 
 

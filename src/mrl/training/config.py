@@ -7,7 +7,7 @@ are converted first. The resolved config is saved beside the checkpoint as `conf
 a run can be rebuilt from its folder alone.
 
 This module also holds what the experiment drivers share with training: the override
-parser (`parse_overrides`), the "did you mean" error (`unknown_key_error`), YAML reading
+parser (`parse_overrides`), the "did you mean" error (`unknown_name_error`), YAML reading
 with errors that name the file and line (`read_yaml`), and the one list of keys that
 never change the trained model (`RUN_ONLY_KEYS`, `model_changes`).
 """
@@ -127,13 +127,8 @@ class TrainConfig:
             "amp_dtype": AMP_DTYPES,
         }
         for key, allowed in choices.items():
-            value = getattr(self, key)
-            if value not in allowed:
-                near = difflib.get_close_matches(value, allowed, n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise ConfigError(
-                    f"unknown {key} {value!r}{hint}; choose one of {', '.join(allowed)}"
-                )
+            if getattr(self, key) not in allowed:
+                raise unknown_name_error(getattr(self, key), allowed, key)
         positive = ("image_size", "embed_dim", "min_dim", "epochs", "batch_size")
         for key in (*positive, "eval_batch_size", "loss_check_every"):
             check_int(key, getattr(self, key))
@@ -180,7 +175,7 @@ class TrainConfig:
         converted = {}
         for key, value in values.items():
             if key not in names:
-                raise unknown_key_error(key, names)
+                raise unknown_name_error(key, names)
             converted[key] = _as_type(key, value, hints[key], True)
         return cls(**converted)
 
@@ -285,12 +280,12 @@ def parse_overrides(items: Sequence[str], flags: Collection[str] = ()) -> list[t
     return pairs
 
 
-def unknown_key_error(key: str, valid: Iterable[str], what: str = "config key") -> ConfigError:
-    """The error for an unknown `key`: names it and the nearest valid key (or lists them)."""
+def unknown_name_error(name: str, valid: Iterable[str], what: str = "config key") -> ConfigError:
+    """The error for an unknown key or choice `name`: the nearest valid one, then them all."""
     valid = list(valid)
-    near = difflib.get_close_matches(key, valid, n=1)
-    hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
-    return ConfigError(f"unknown {what} {key!r} ({hint})")
+    near = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return ConfigError(f"unknown {what} {name!r}{hint}; choose one of {', '.join(valid)}")
 
 
 def model_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
