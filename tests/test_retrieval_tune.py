@@ -8,7 +8,7 @@ from mrl.errors import ConfigError, InputError
 from mrl.evaluation import metrics
 from mrl.retrieval.index import MatryoshkaIndex
 from mrl.retrieval.plans import Rerank, SingleShot
-from mrl.retrieval.tune import neighbor_recall, pareto_front
+from mrl.retrieval.tune import default_plans, neighbor_recall, pareto_front
 
 SPEC = GeneratedNestedSpec(dim=64, num_classes=20, seed=3)
 
@@ -148,3 +148,16 @@ def test_tuner_errors_are_named(setup, make, error, match):
     index, q, yq, y = setup
     with pytest.raises(error, match=match):
         index.tune(q, **{"repeats": 1, **make(yq, y)})
+
+
+@pytest.mark.parametrize("dim, shortlist_dim", [(1, 1), (5, 2), (6, 6), (12, 12)])
+def test_default_plans_and_search_work_for_small_dims(dim, shortlist_dim):
+    """Below the halving's 8 dims, and with D_s = D (nothing to rerank), defaults still run."""
+    x = np.random.default_rng(0).standard_normal((300, dim)).astype(np.float32)
+    index = MatryoshkaIndex(shortlist_dim=shortlist_dim).build(x)
+    tuner = index.tune(x[:5], 0.9, 5, repeats=1)
+    assert SingleShot(dim) in [p for p in default_plans(dim, shortlist_dim, 5, 300)]
+    assert tuner.best_.meets_target
+    best = index.search(x[:3], 1, SingleShot(dim)).scores[:, 0]
+    np.testing.assert_allclose(best, 1.0, rtol=1e-6)  # each query finds itself (or a tie)
+    assert index.search(x[:3], 5).ids.shape == (3, 5)  # the default plan

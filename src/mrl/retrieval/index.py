@@ -22,7 +22,7 @@ import numpy as np
 from mrl.checks import check_int, check_k, check_number
 from mrl.errors import ConfigError, InputError
 from mrl.retrieval import persist, search
-from mrl.retrieval.plans import Funnel, Plan, check_plan
+from mrl.retrieval.plans import Funnel, Plan, SingleShot, check_plan
 from mrl.retrieval.search import SearchResult, check_effort
 from mrl.retrieval.storage import (
     STORAGE_DTYPES,
@@ -244,7 +244,7 @@ class MatryoshkaIndex:
             queries: [Q, D] (or one [D] query) finite floats.
             k: results per query, 1 <= k <= count.
             plan: `SingleShot`, `Rerank` or `Funnel`; default the paper's halving funnel from
-                the index's D_s (`Funnel.halving(D, D_s)`).
+                the index's D_s (`Funnel.halving(D, D_s)`), or the ANN alone when D_s = D.
             effort: ANN search effort for this call only: HNSW efSearch (raised to the
                 shortlist size) or IVF nprobe, 1..2^20; default the index's `ef_search` /
                 `ivf_probe`.
@@ -254,7 +254,10 @@ class MatryoshkaIndex:
         """
         single = np.ndim(queries) == 1
         q, k = self._check_query(queries, k)
-        plan = Funnel.halving(self.dim, self.shortlist_dim) if plan is None else plan
+        if plan is None and self.shortlist_dim == self.dim:  # nothing left to rerank
+            plan = SingleShot(self.dim, exact=False)
+        elif plan is None:
+            plan = Funnel.halving(self.dim, self.shortlist_dim)
         check_plan(plan, self.dim, k)
         if effort is not None:
             effort = check_effort(effort)

@@ -88,7 +88,8 @@ def default_plans(embed_dim: int, shortlist_dim: int, k: int, count: int) -> lis
     Shortlist sizes k, 2k, 5k, 10k, 20k, 50k (below `count`); exact full-dim single shot is
     always included so a recall target can always be met.
     """
-    dims = [m for m in Nesting.halving(embed_dim).dims if m > shortlist_dim]
+    halving = Nesting.halving(embed_dim, min_dim=min(8, embed_dim))
+    dims = [m for m in halving.dims if m > shortlist_dim]
     sizes = sorted({s for s in (k, 2 * k, 5 * k, 10 * k, 20 * k, 50 * k) if s < count})
     plans: list[Plan] = [SingleShot(shortlist_dim, exact=False), SingleShot(embed_dim)]
     for s in sizes:
