@@ -1,4 +1,4 @@
-"""`TrainConfig` and `load_config`: YAML, then `--key=value` overrides, into one typed dataclass.
+"""`TrainConfig` and `load_config`: YAML, then command-line overrides, into one typed dataclass.
 
 Every key is a field below; an unknown key is an error that names it and suggests the
 nearest. Built directly (the API), every field must already have its annotated type;
@@ -113,7 +113,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # Types first, strictly: "3" for an int or "8,16" for a list is a caller's mistake
-        # here (YAML and --key=value strings are converted by `from_dict` before this).
+        # here (YAML and override strings are converted by `from_dict` before this).
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             setattr(self, f.name, _as_type(f.name, getattr(self, f.name), hints[f.name], False))
