@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 from mrl.errors import FormatError, LockedError, MissingPathError, PathError
 
 
@@ -137,6 +135,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """`torch.save` that never leaves a half-written file at `path`."""
+    import torch  # here, so that the layers which never save tensors do not load torch
+
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
 

@@ -39,7 +39,7 @@ from mrl.checks import check_finite_rows, check_int, check_labels, require_keys
 from mrl.data import BatchLoader, LabeledDataset
 from mrl.data.npy import load_npy, npy_header
 from mrl.errors import ConfigError, FormatError, InputError, MissingPathError, PathError
-from mrl.io import atomic_path, atomic_write_json
+from mrl.io import atomic_path, atomic_write_json, make_dirs
 from mrl.models import MatryoshkaModel
 from mrl.nesting import Nesting
 
@@ -96,16 +96,7 @@ def embed_dataset(
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     batch_size = check_int("batch_size", batch_size)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise PathError(
-            f"cannot use {out} as the embeddings folder: it, or a folder above it, is a file; "
-            "give a folder path"
-        ) from None
-    except OSError as e:  # e.g. permission denied
-        raise PathError(f"cannot create embeddings folder {out}: {e.strerror}") from None
+    out = make_dirs(out_dir, "embeddings folder")
     (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until rewritten
     model.eval()
     device = next(model.parameters()).device
