@@ -672,6 +672,7 @@ def _given(args) -> tuple[tuple, None, str]:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The script's options; the defaults are the headline configuration."""
     p = argparse.ArgumentParser(
         prog="python benchmarks/retrieval.py",
         description="Figure 8 (mAP@10 vs MFLOPs) and timings vs faiss IndexFlatIP / "
@@ -728,6 +729,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark for `argv` (default: the command line); print the table; exit code."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data, tuning, title = _given(args) if args.database else _generated(args)
