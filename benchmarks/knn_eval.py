@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-queries", type=int, default=10_000)
     p.add_argument("--sizes", type=int, nargs="*", help="prefix sizes; default: halving of d")
     p.add_argument("--k", type=int, default=100, help="neighbours retrieved (max k)")
-    p.add_argument("--classes", type=int, default=1000, help="random labels for the metrics")
+    p.add_argument("--num-classes", type=int, default=1000, help="random labels for the metrics")
     p.add_argument("--chunk-size", type=int, default=65536, help="database rows per chunk")
     p.add_argument("--extrapolate-to", type=int, default=1_000_000, help="rows to scale time to")
     p.add_argument("--scratch", default=None, help="folder for the generated memmap")
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         db = generate(Path(tmp) / "db.npy", args.n_db, args.dim, seed=0)
         queries = rng.standard_normal((args.n_queries, args.dim), dtype=np.float32)
-        db_y = rng.integers(0, args.classes, args.n_db)
-        q_y = rng.integers(0, args.classes, args.n_queries)
+        db_y = rng.integers(0, args.num_classes, args.n_db)
+        q_y = rng.integers(0, args.num_classes, args.n_queries)
         print(
             f"generated {args.n_db} x {args.dim} float32 database in "
             f"{time.perf_counter() - t0:.1f} s (random normal, not real embeddings)"

@@ -99,7 +99,7 @@ def test_knn_eval_benchmark_runs_small_and_writes_json(tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "knn.json"
-    argv = ["--n-db", "300", "--dim", "8", "--n-queries", "20", "--k", "5", "--classes", "3"]
+    argv = ["--n-db", "300", "--dim", "8", "--n-queries", "20", "--k", "5", "--num-classes", "3"]
     argv += ["--sizes", "2", "8", "--bandwidth-gib", "0.001", "--extrapolate-to", "600"]
     assert bench.main([*argv, "--scratch", str(tmp_path), "--out", str(out)]) == 0
     result = json.loads(out.read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mrl.errors import PathError
@@ -13,8 +14,9 @@ def check_out(path: str, role: str, flag: str = "--out") -> Path:
     Nothing is created. Run it before any work, so a long command never fails at its end.
 
     Raises:
-        PathError: a folder where a file is wanted (or a file where a folder is), or a file
-            among its parents; the message names the flag and the path in the way.
+        PathError: a folder where a file is wanted (or a file where a folder is), a file
+            among its parents, or a nearest existing folder we may not write; the message
+            names the flag and the path in the way.
     """
     p = Path(path)
     if role == "file" and p.is_dir():
@@ -25,5 +27,9 @@ def check_out(path: str, role: str, flag: str = "--out") -> Path:
         if parent.exists():
             if not parent.is_dir():
                 raise PathError(f"{flag} {p} lies under the file {parent}; give another path")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise PathError(
+                    f"{flag} {p}: the folder {parent} is not writable; give another path"
+                )
             break
     return p
