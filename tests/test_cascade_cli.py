@@ -130,7 +130,7 @@ SAVE = ("--save-thresholds", "{tmp}/t.json")
         (("--ff", "{tmp}/nologits"), ["nologits holds no logits", "--save-logits"]),
         (("--ff", "{tmp}/nan"), ["nan: scores for size 8 contain NaN or inf; first bad row is 7"]),
         (("--ff", "{tmp}/ff", "--ff-accuracy", "8=50"), ["two references are named 'FF-8'"]),
-        (("--out", "{tmp}/afile"), ["as the report folder: it or a parent is a file", "afile"]),
+        (("--out", "{tmp}/afile"), ["as the report folder: it is a file", "afile"]),
         (("--save-thresholds", "{tmp}", "--no-report", "--target", "0.5"), ["is a folder"]),
         (("--inputs", "probabilities"), ["probabilities for size 2 must be >= 0 and sum to 1"]),
     ],

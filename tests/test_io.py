@@ -75,7 +75,7 @@ def test_read_of_a_missing_folder_or_a_file_is_named(tmp_path, make, error, mess
     "make, message",
     [
         (lambda p: (p.write_text("x"), p)[1], "is a file"),
-        (lambda p: (p.write_text("x"), p / "sub")[1], "it or a parent is a file"),
+        (lambda p: (p.write_text("x"), p / "sub")[1], "sub as the index folder: .*idx is a file"),
         (lambda p: (p.mkdir(), (p / "mine.txt").write_text("x"), p)[2], "not empty"),
     ],
 )

@@ -122,12 +122,15 @@ def test_unusable_out_dir_is_refused_before_any_training(tmp_path, cli, monkeypa
     a_file = tmp_path / "taken"
     a_file.write_text("not a folder")
     out_dir, fragments = {
-        "a-file": (a_file, [f"cannot use {a_file} as the run folder: it or a parent is a file"]),
+        "a-file": (a_file, [f"cannot use {a_file} as the run folder: it is a file"]),
         "under-a-file": (
             a_file / "run",
-            [f"cannot use {a_file / 'run'} as the run folder: it or a parent is a file"],
+            [f"cannot use {a_file / 'run'} as the run folder: {a_file} is a file"],
         ),
-        "not-writable": (None, ["cannot create the run folder", "permission denied"]),
+        "not-writable": (
+            None,
+            ["cannot create the run folder", "choose a folder you can write to"],
+        ),
     }[case]
     out_dir = out_dir or unwritable(tmp_path)
 

@@ -108,7 +108,13 @@ def check_labels(y: Any, what: str = "labels", num_classes: int | None = None) -
 
 
 def check_tag(
-    obj: Any, fmt: str, version: int, source: object, what: str, version_key: str = "version"
+    obj: Any,
+    fmt: str,
+    version: int,
+    source: object,
+    what: str,
+    version_key: str = "version",
+    error: type[FormatError] = FormatError,
 ) -> dict:
     """`obj` (a loaded manifest or state dict) if it carries our `format` tag and `version`.
 
@@ -118,25 +124,31 @@ def check_tag(
         source: the file or folder, for the message.
         what: a human name of the thing ("checkpoint", "index").
         version_key: the key holding the version number.
+        error: the FormatError subclass to raise (e.g. CheckpointError).
 
     Raises:
-        FormatError: not a mapping, another format, or another version.
+        FormatError (or `error`): not a mapping, another format, or another version.
     """
     if not isinstance(obj, dict) or obj.get("format") != fmt:
-        raise FormatError(f"{source} is not an mrl {what} (no {fmt!r} format tag)")
+        raise error(f"{source} is not an mrl {what} (no {fmt!r} format tag)")
     if obj.get(version_key) != version:
-        raise FormatError(
+        raise error(
             f"{source} is an mrl {what} of format version {obj.get(version_key)!r}; this mrl "
             f"reads version {version} (rewrite it with this version)"
         )
     return obj
 
 
-def require_keys(obj: dict, keys: tuple[str, ...] | list[str], source: object) -> None:
-    """Raise `FormatError` naming the first of `keys` missing from manifest `obj`."""
+def require_keys(
+    obj: dict,
+    keys: tuple[str, ...] | list[str],
+    source: object,
+    error: type[FormatError] = FormatError,
+) -> None:
+    """Raise `error` (a FormatError) naming the keys of `keys` missing from manifest `obj`."""
     missing = [k for k in keys if k not in obj]
     if missing:
-        raise FormatError(
+        raise error(
             f"{source} is missing the key(s) {', '.join(map(repr, missing))}; the file is "
             "damaged or was edited (rewrite it with mrl)"
         )

@@ -316,14 +316,16 @@ def make_dirs(path: str | os.PathLike, what: str = "folder") -> Path:
         PathError: `path` or a parent is a file, or the folder cannot be created or written.
     """
     path = Path(path)
+    for p in (path, *path.parents):  # name the file in the way, nearest first
+        if p.exists():
+            if not p.is_dir():
+                where = "it is a file" if p == path else f"{p} is a file"
+                raise PathError(f"cannot use {path} as the {what}: {where}; choose another path")
+            break
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
+    except OSError as e:  # permission denied, a read-only or virtual file system, ...
         raise PathError(
-            f"cannot use {path} as the {what}: it or a parent is a file; choose another path"
+            f"cannot create the {what} {path}: {e.strerror or e}; choose a folder you can write to"
         ) from None
-    except PermissionError:
-        raise PathError(f"cannot create the {what} {path}: permission denied") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise PathError(f"the {what} {path} is not writable; choose another path")
     return path

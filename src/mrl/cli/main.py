@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    # A command that takes free `--key=value` config overrides declares an `overrides`
-    # default (mrl train); for every other command an unknown flag stays an error.
+    # A command that takes free config overrides (`--key=value` or `--key value`) declares
+    # an `overrides` default (mrl train); for every other command an unknown flag stays an error.
     if extra and not hasattr(args, "overrides"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if hasattr(args, "overrides"):

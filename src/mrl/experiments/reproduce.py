@@ -31,7 +31,7 @@ import numpy as np
 
 from mrl.checks import check_int
 from mrl.data import LabeledDataset, load_dataset
-from mrl.errors import ConfigError
+from mrl.errors import ConfigError, FormatError
 from mrl.evaluation.baselines import RandomFeatures, SVDProjection
 from mrl.evaluation.embed import EmbeddingSet, embed_dataset, load_embeddings
 from mrl.evaluation.evaluate import KNN_KS, RETRIEVAL_KS, evaluate_embeddings, evaluate_sizes
@@ -159,7 +159,7 @@ def _embed_cached(
             if cached.manifest.get("checkpoint_sha256") == checkpoint_sha:
                 out[split] = cached
                 continue
-        except FileNotFoundError:
+        except (FileNotFoundError, FormatError):  # none yet, or damaged: embed again
             pass
         if model is None:
             model, _ = load_model(run_dir)

@@ -54,18 +54,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"{path} is not an mrl checkpoint, or it is truncated or corrupt ({type(e).__name__} "
             "while reading it); point to a checkpoint.pt written by mrl train, or train again"
         ) from None
-    try:
-        return check_tag(state, FORMAT, VERSION, path, "checkpoint")
-    except FormatError as e:
-        raise CheckpointError(str(e)) from None
-
-
-def require_checkpoint_keys(state: dict[str, Any], keys: tuple[str, ...], path: Path) -> None:
-    """Raise `CheckpointError` naming the first of `keys` missing from checkpoint `state`."""
-    try:
-        require_keys(state, keys, path)
-    except FormatError as e:
-        raise CheckpointError(str(e)) from None
+    return check_tag(state, FORMAT, VERSION, path, "checkpoint", error=CheckpointError)
 
 
 def rng_state() -> dict[str, Any]:
@@ -115,7 +104,7 @@ def load_model(
     path = Path(run_dir_or_checkpoint)
     path = path / CHECKPOINT if path.is_dir() else path
     state = load_checkpoint(path, map_location)
-    require_checkpoint_keys(state, ("config", "data", "model"), path)
+    require_keys(state, ("config", "data", "model"), path, error=CheckpointError)
     config = TrainConfig.from_dict(state["config"])
     data = state["data"]
     model = create_model(

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from mrl.checks import require_keys
 from mrl.data import LabeledDataset
 from mrl.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
-    require_checkpoint_keys,
     rng_state,
     set_rng_state,
 )
@@ -38,7 +38,7 @@ def load_resumable(path: Path, config: TrainConfig, device: torch.device) -> dic
             a different model (every differing key named, with both values).
     """
     state = load_checkpoint(path, map_location=device)
-    require_checkpoint_keys(state, _KEYS, path)
+    require_keys(state, _KEYS, path, error=CheckpointError)
     saved, current = state["config"], config.to_dict()
     changed = model_changes(saved, current)
     if changed:
