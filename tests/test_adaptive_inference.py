@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import NotFittedError
 
 from mrl.adaptive import AdaptiveClassifier, Cascade, max_confidence
-from mrl.errors import ConfigError
+from mrl.errors import ConfigError, NotFittedError
 from mrl.models.model import create_model
 from mrl.nesting import Nesting
 

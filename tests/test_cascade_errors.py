@@ -8,12 +8,18 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.exceptions import NotFittedError
 
 from mrl.adaptive import Cascade, cascade_exits, evaluate_splits, holdout_splits
 from mrl.adaptive import pairwise_thresholds as pairwise
 from mrl.adaptive.report import Reference, cascade_report
-from mrl.errors import ConfigError, FormatError, InputError, MissingPathError, PathError
+from mrl.errors import (
+    ConfigError,
+    FormatError,
+    InputError,
+    MissingPathError,
+    NotFittedError,
+    PathError,
+)
 from mrl.nesting import Nesting
 
 NESTING = Nesting((2, 4, 8))

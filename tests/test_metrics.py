@@ -130,3 +130,21 @@ def test_float_labels_are_rejected():
 def test_mismatched_lengths_are_a_clear_error():
     with pytest.raises(ValueError, match="logits has 3 rows but labels has 2"):
         metrics.topk_accuracy(np.zeros((3, 4)), np.array([0, 1]))
+
+
+@pytest.mark.parametrize(
+    "rel, message",
+    [
+        (np.full((2, 3), 0.5), "relevance must be bool"),
+        (np.array([[0, 2, 1]]), "relevance must be bool"),
+        (np.ones(3, dtype=bool), r"\[Q, K\] array"),
+    ],
+)
+def test_relevance_that_is_not_a_bool_matrix_is_named(rel, message):
+    with pytest.raises(ValueError, match=message):
+        metrics.map_at_k_paper(rel, 1)
+
+
+def test_relevance_as_zero_one_ints_equals_bools():
+    rel = np.array([[1, 0, 1], [0, 0, 1]])
+    assert metrics.map_at_k_paper(rel, 3) == metrics.map_at_k_paper(rel.astype(bool), 3)

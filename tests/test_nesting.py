@@ -84,6 +84,32 @@ def test_truncate_normalizes_each_prefix(to):
     np.testing.assert_array_equal(np.asarray(truncate(z, 4)), np.asarray(z)[:, :4])
 
 
-def test_truncate_rejects_bad_dim():
-    with pytest.raises(ValueError, match="prefix size 17 is outside 1..16"):
-        truncate(np.zeros((2, 16)), 17)
+@pytest.mark.parametrize(
+    "z, dim, error, message",
+    [
+        ([[1.0, 2.0]], 1, "InputError", "takes a NumPy array or a torch tensor"),
+        (np.ones(4), 2, "InputError", r"2-D \[N, d\] array"),
+        (np.ones((2, 4)), 1.5, "ConfigError", "prefix size must be an int, got 1.5"),
+        (np.ones((2, 4)), 0, "ConfigError", r"prefix size must be in 1..4, got 0"),
+        (torch.ones(2, 4), 5, "ConfigError", r"prefix size must be in 1..4, got 5"),
+    ],
+)
+def test_bad_truncation_is_named(z, dim, error, message):
+    import mrl.errors
+
+    with pytest.raises(getattr(mrl.errors, error), match=message):
+        truncate(z, dim)
+
+
+@pytest.mark.parametrize("build", ["MRLHead", "MRLEHead", "loss", "embedding-loss"])
+def test_a_list_where_a_nesting_is_needed_is_named_with_the_fix(build):
+    import mrl
+
+    make = {
+        "MRLHead": lambda n: mrl.MRLHead(n, num_classes=3),
+        "MRLEHead": lambda n: mrl.MRLEHead(n, num_classes=3),
+        "loss": lambda n: mrl.MatryoshkaLoss(n),
+        "embedding-loss": lambda n: mrl.MatryoshkaEmbeddingLoss(n, lambda a, b: (a * b).sum()),
+    }[build]
+    with pytest.raises(ConfigError, match=r"must be a Nesting, e.g. Nesting\(\(8, 16, 32\)\)"):
+        make([8, 16])

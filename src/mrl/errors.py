@@ -35,3 +35,7 @@ class MissingPathError(MrlError, FileNotFoundError):
 
 class LockedError(MrlError, RuntimeError):
     """Another process holds the lock on a run folder or an index folder."""
+
+
+class NotFittedError(MrlError, ValueError, AttributeError):
+    """An estimator (cascade, probe, tuner) used before `fit`; the bases match scikit-learn's."""

@@ -139,6 +139,16 @@ def _sequence(what: str, values: object, of: str) -> tuple:
     return tuple(values)
 
 
+def check_nesting(nesting: object, what: str = "nesting") -> Nesting:
+    """`nesting` if it is a `Nesting`; a named error (with the fix) for a bare list of sizes."""
+    if not isinstance(nesting, Nesting):
+        raise ConfigError(
+            f"{what} must be a Nesting, e.g. Nesting((8, 16, 32)) or Nesting.halving(2048), "
+            f"got {type(nesting).__name__} {nesting!r:.60}"
+        )
+    return nesting
+
+
 def truncate(z: Array, dim: int, normalize: bool = False, eps: float = 1e-12) -> Array:
     """The first `dim` coordinates of each row of `z`, optionally L2-normalised per prefix.
 
@@ -153,11 +163,15 @@ def truncate(z: Array, dim: int, normalize: bool = False, eps: float = 1e-12) ->
     Returns:
         [N, dim] prefix; float32 for NumPy input when normalised (float16 norms overflow).
     """
+    if not isinstance(z, (np.ndarray, torch.Tensor)):
+        raise InputError(
+            f"truncate takes a NumPy array or a torch tensor [N, d], got {type(z).__name__} "
+            "(wrap it with np.asarray)"
+        )
     if z.ndim != 2:
         raise InputError(f"expected a 2-D [N, d] array, got shape {tuple(z.shape)}")
     d = z.shape[1]
-    if not 1 <= dim <= d:
-        raise ConfigError(f"prefix size {dim} is outside 1..{d} (the embedding size)")
+    dim = check_int("prefix size", dim, 1, d)
     prefix = z[:, :dim]
     if not normalize:
         return prefix

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
 
 from mrl.adaptive.confidence import INPUTS, correctness, max_confidence
 from mrl.adaptive.thresholds import (
@@ -37,9 +36,9 @@ from mrl.adaptive.thresholds import (
     target_key,
 )
 from mrl.checks import check_int, check_number, check_tag, require_keys
-from mrl.errors import ConfigError, FormatError, MissingPathError, PathError
+from mrl.errors import ConfigError, FormatError, MissingPathError, NotFittedError, PathError
 from mrl.io import atomic_write_json
-from mrl.nesting import Nesting
+from mrl.nesting import Nesting, check_nesting
 
 POLICIES = ("pairwise", "joint", "shared")
 CAP_SEARCH = "search"  # Cascade(cap=...): fit every cap and keep the best on the holdout
@@ -159,11 +158,7 @@ class Cascade(BaseEstimator):
 
     def _check_params(self) -> None:
         """Every parameter's type and range (ConfigError naming it), as `fit` requires."""
-        if not isinstance(self.nesting, Nesting):
-            raise ConfigError(
-                f"nesting must be a Nesting, e.g. Nesting((8, 16, 32)), got "
-                f"{type(self.nesting).__name__}"
-            )
+        check_nesting(self.nesting)
         _check_choice("policy", self.policy, POLICIES)
         _check_choice("cost", self.cost, COSTS)
         _check_choice("inputs", self.inputs, INPUTS)

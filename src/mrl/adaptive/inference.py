@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from sklearn.exceptions import NotFittedError
 
 from mrl.adaptive.cascade import Cascade
-from mrl.errors import ConfigError
+from mrl.errors import ConfigError, NotFittedError
 from mrl.models.model import MatryoshkaModel
 
 

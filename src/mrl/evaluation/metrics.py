@@ -114,15 +114,31 @@ def count_relevant(query_labels: np.ndarray, database_labels: np.ndarray) -> np.
     return np.bincount(database_labels, minlength=size)[query_labels]
 
 
+def _check_relevance(rel: np.ndarray, k: int) -> np.ndarray:
+    """`rel` as a [Q, K] bool array (0/1 ints accepted), after checking k against K."""
+    rel = np.asarray(rel)
+    if rel.ndim != 2:
+        raise InputError(f"relevance must be a [Q, K] array, got shape {rel.shape}")
+    if rel.dtype != bool:
+        if not np.issubdtype(rel.dtype, np.integer) or not np.isin(rel, (0, 1)).all():
+            raise InputError(
+                f"relevance must be bool (or 0/1), got dtype {rel.dtype}; build it with "
+                "relevance(neighbor_labels, query_labels)"
+            )
+        rel = rel.astype(bool)
+    check_k(k, rel.shape[1], "neighbours")
+    return rel
+
+
 def precision_at_k(rel: np.ndarray, k: int) -> float:
     """Mean over queries of (relevant items among the top k) / k. `rel` is [Q, K] bool."""
-    check_k(k, rel.shape[1], "neighbours")
+    rel = _check_relevance(rel, k)
     return float(rel[:, :k].mean(1).mean())
 
 
 def hit_rate_at_k(rel: np.ndarray, k: int) -> float:
     """Fraction of queries with at least one relevant item in the top k (the paper's "top-k")."""
-    check_k(k, rel.shape[1], "neighbours")
+    rel = _check_relevance(rel, k)
     return float(rel[:, :k].any(1).mean())
 
 
@@ -142,7 +158,7 @@ def recall_at_k(rel: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
     Returns:
         mean recall over queries with at least one relevant item (NaN if there are none).
     """
-    check_k(k, rel.shape[1], "neighbours")
+    rel = _check_relevance(rel, k)
     check_same_length(rel, num_relevant, "relevance", "num_relevant")
     hits = rel[:, :k].sum(1)
     return _mean_defined(hits / np.maximum(num_relevant, 1), num_relevant)
@@ -161,7 +177,7 @@ def map_at_k_paper(rel: np.ndarray, k: int) -> float:
     This is what RAIVNLab/MRL `compute_mAP_recall_at_k` computes; it is at most
     precision@k-ish and lower than the usual AP@k whenever a query has fewer than k hits.
     """
-    check_k(k, rel.shape[1], "neighbours")
+    rel = _check_relevance(rel, k)
     return float((_precision_sum_at_hits(rel, k) / k).mean())
 
 
@@ -176,7 +192,7 @@ def map_at_k(rel: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
     Returns:
         mean AP@k over queries with at least one relevant item (NaN if there are none).
     """
-    check_k(k, rel.shape[1], "neighbours")
+    rel = _check_relevance(rel, k)
     check_same_length(rel, num_relevant, "relevance", "num_relevant")
     denom = np.maximum(np.minimum(num_relevant, k), 1)
     return _mean_defined(_precision_sum_at_hits(rel, k) / denom, num_relevant)

@@ -7,7 +7,7 @@ from torch import nn
 
 from mrl.errors import ConfigError
 from mrl.models.backbones import create_backbone
-from mrl.nesting import Nesting
+from mrl.nesting import Nesting, check_nesting
 from mrl.nn.heads import create_head
 
 
@@ -29,7 +29,7 @@ class MatryoshkaModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
-        self.nesting = nesting
+        self.nesting = check_nesting(nesting)
 
     @property
     def head_dims(self) -> tuple[int, ...]:

@@ -18,7 +18,7 @@ from torch import nn
 
 from mrl.checks import check_int
 from mrl.errors import ConfigError, InputError
-from mrl.nesting import Nesting, truncate
+from mrl.nesting import Nesting, check_nesting, truncate
 
 
 class _Head(nn.Module):
@@ -48,7 +48,7 @@ class _NestedHead(_Head):
     """A head over every size of a `Nesting` (MRL, MRL-E)."""
 
     def __init__(self, nesting: Nesting, num_classes: int) -> None:
-        super().__init__(nesting.embed_dim, num_classes)
+        super().__init__(check_nesting(nesting).embed_dim, num_classes)
         self.nesting = nesting
 
     @property

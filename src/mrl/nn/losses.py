@@ -13,7 +13,7 @@ from torch import nn
 
 from mrl.checks import check_labels
 from mrl.errors import ConfigError, InputError
-from mrl.nesting import Nesting, truncate
+from mrl.nesting import Nesting, check_nesting, truncate
 
 LogitsLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -49,7 +49,7 @@ class MatryoshkaLoss(nn.Module):
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if base_loss is not None and label_smoothing:
             raise ConfigError("label_smoothing applies to the default cross-entropy only")
-        self.nesting = nesting
+        self.nesting = check_nesting(nesting)
         self.base_loss = base_loss
         self.label_smoothing = label_smoothing
         # Label ranges are checked on every CPU batch, but on an accelerator only on the first:
@@ -108,7 +108,7 @@ class MatryoshkaEmbeddingLoss(nn.Module):
         self, nesting: Nesting, base_loss: Callable[..., torch.Tensor], normalize: bool = False
     ) -> None:
         super().__init__()
-        self.nesting = nesting
+        self.nesting = check_nesting(nesting)
         self.base_loss = base_loss
         self.normalize = normalize
 
