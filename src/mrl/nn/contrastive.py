@@ -1,0 +1,233 @@
+"""Matryoshka contrastive loss: symmetric InfoNCE at every nested size from one encoder pass.
+
+`prefix_similarities` gives the cosine similarity of every pair at every prefix size, each
+prefix L2-normalised on its own, stacked as [G, Na, Nb]. The fused path splits the d dims into
+the nesting's blocks [0, m_1), [m_1, m_2), ..., takes one dot-product matrix per block and
+cumulative-sums them: prefix dot products and prefix squared norms are both cumulative sums
+over blocks, so all G similarity matrices cost the flops of ONE full [Na, d] @ [d, Nb] matmul
+(one matmul per size costs sum_m m / d of that: about 2x for a halving nesting).
+
+`MatryoshkaContrastiveLoss` applies InfoNCE with in-batch negatives (plus optional hard
+negatives) to each size and returns sum_m c_m * loss_m.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mrl.checks import check_int, check_number
+from mrl.errors import ConfigError, InputError
+from mrl.nesting import Nesting, check_nesting, truncate
+
+_EPS = 1e-12  # the norm floor of `truncate` / F.normalize: an all-zero prefix stays zero
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor, nesting: Nesting, a_name: str, b_name: str):
+    for name, t in ((a_name, a), (b_name, b)):
+        if not isinstance(t, torch.Tensor):
+            raise InputError(f"{name} must be a torch tensor [N, d], got {type(t).__name__}")
+        if t.ndim != 2:
+            raise InputError(f"{name} must be a 2-D [N, d] tensor, got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise InputError(f"{name} must be floating point, got dtype {t.dtype}")
+        nesting.check_embed_dim(t.shape[1])
+    if a.dtype != b.dtype or a.device != b.device:
+        raise InputError(
+            f"{a_name} ({a.dtype}, {a.device}) and {b_name} ({b.dtype}, {b.device}) must share "
+            "dtype and device; cast one with .to(other)"
+        )
+
+
+def prefix_similarities(
+    a: torch.Tensor, b: torch.Tensor, nesting: Nesting, fused: bool = True
+) -> torch.Tensor:
+    """Cosine similarity of every (a_i, b_j) pair at every nested size.
+
+    Args:
+        a: [Na, d] embeddings, d = nesting.embed_dim.
+        b: [Nb, d] embeddings.
+        nesting: the prefix sizes m_1 < ... < m_G = d.
+        fused: one block matmul per nesting block plus cumulative sums (the flops of a single
+            full matmul); False computes one matmul of normalised prefixes per size (the plain
+            reference, about 2x the flops for a halving nesting).
+
+    Returns:
+        [G, Na, Nb] cosine similarities; entry [g] uses each row's first m_g dims, each prefix
+        normalised on its own (an all-zero prefix gives similarity 0, as `truncate` does).
+
+    Example:
+        >>> s = prefix_similarities(torch.randn(3, 16), torch.randn(5, 16), Nesting((4, 8, 16)))
+        >>> s.shape
+        torch.Size([3, 3, 5])
+    """
+    nesting = check_nesting(nesting)
+    _check_pair(a, b, nesting, "a", "b")
+    if not fused:
+        return torch.stack([truncate(a, m, True) @ truncate(b, m, True).T for m in nesting])
+    widths = [hi - lo for lo, hi in zip((0, *nesting.dims), nesting.dims, strict=False)]
+    a_blocks, b_blocks = a.split(widths, dim=1), b.split(widths, dim=1)
+    dots = torch.stack(
+        [ak @ bk.T for ak, bk in zip(a_blocks, b_blocks, strict=True)]
+    )  # (G, Na, Nb)
+    dots = dots.cumsum(dim=0)
+    # Squared norms per block, then per prefix; the floor is applied to the squared norm so
+    # that an all-zero prefix has a finite gradient (sqrt'(0) is infinite).
+    a_sq = torch.stack([(ak * ak).sum(1) for ak in a_blocks]).cumsum(0)  # (G, Na)
+    b_sq = torch.stack([(bk * bk).sum(1) for bk in b_blocks]).cumsum(0)  # (G, Nb)
+    a_norm = a_sq.clamp_min(_EPS**2).sqrt()
+    b_norm = b_sq.clamp_min(_EPS**2).sqrt()
+    return dots / (a_norm[:, :, None] * b_norm[:, None, :])
+
+
+class MatryoshkaContrastiveLoss(nn.Module):
+    """sum_m c_m * InfoNCE(prefix_m(queries), prefix_m(positives)), in-batch negatives.
+
+    For each nested size m the prefixes are L2-normalised on their own, logits are the cosine
+    similarities divided by `temperature`, and the target of query i is positive i (the
+    diagonal). Hard negatives join the candidates of the query -> positive direction only;
+    `symmetric=True` averages it with the positive -> query direction over the in-batch
+    queries, as sentence-transformers' `MultipleNegativesSymmetricRankingLoss` does.
+
+    Args:
+        nesting: sizes and their weights c_m.
+        temperature: logit scale 1 / temperature; 0.05 is sentence-transformers' scale 20.
+        symmetric: average the query -> positive and positive -> query losses.
+        n_dims_per_step: if set, each forward uses a uniform random subset of this many sizes
+            (1..G), drawn from the loss's own generator seeded with `seed`, so runs repeat.
+            As in sentence-transformers' `MatryoshkaLoss`, the full size is not forced into the
+            subset and the weights are not renormalised: the step's loss is the sum of c_m *
+            loss_m over the drawn sizes (in expectation k / G of the full loss).
+        seed: seed of that generator.
+        fused: how `prefix_similarities` computes the similarities; the default is the faster
+            on CPU in `benchmarks/contrastive_fused.py`.
+
+    References:
+        Kusupati et al., NeurIPS 2022, arXiv 2205.13147 (MRL; ALIGN with per-prefix norms);
+        van den Oord et al., arXiv 1807.03748 (InfoNCE); Henderson et al., arXiv 1705.00652
+        (in-batch negatives, MultipleNegativesRankingLoss).
+
+    Example:
+        >>> loss_fn = MatryoshkaContrastiveLoss(Nesting((8, 16)), temperature=0.05)
+        >>> q, p = torch.randn(4, 16), torch.randn(4, 16)
+        >>> loss_fn(q, p).shape, loss_fn.per_size(q, p).shape
+        (torch.Size([]), torch.Size([2]))
+    """
+
+    def __init__(
+        self,
+        nesting: Nesting,
+        temperature: float = 0.05,
+        symmetric: bool = True,
+        n_dims_per_step: int | None = None,
+        seed: int = 0,
+        fused: bool = True,
+    ) -> None:
+        super().__init__()
+        self.nesting = check_nesting(nesting)
+        self.temperature = check_number("temperature", temperature, low=0, low_open=True)
+        if not isinstance(symmetric, bool) or not isinstance(fused, bool):
+            raise ConfigError(
+                f"symmetric and fused must be True or False, got {symmetric!r} and {fused!r}"
+            )
+        self.symmetric = symmetric
+        self.fused = fused
+        g = len(self.nesting)
+        self.n_dims_per_step = (
+            None
+            if n_dims_per_step is None
+            else check_int(
+                f"n_dims_per_step (sizes per step, nesting has {g})", n_dims_per_step, 1, g
+            )
+        )
+        self.seed = check_int("seed", seed, low=0)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def draw_sizes(self) -> torch.Tensor:
+        """Indices (ascending, into the nesting) of the sizes used by the next forward."""
+        g = len(self.nesting)
+        if self.n_dims_per_step is None or self.n_dims_per_step == g:
+            return torch.arange(g)
+        return torch.randperm(g, generator=self.generator)[: self.n_dims_per_step].sort().values
+
+    def per_size(
+        self,
+        queries: torch.Tensor,
+        positives: torch.Tensor,
+        negatives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Unweighted InfoNCE of every size, shape [G] (all sizes, whatever n_dims_per_step).
+
+        Args:
+            queries: [N, d] query embeddings.
+            positives: [N, d], positives[i] matches queries[i].
+            negatives: optional hard negatives, [N, d] (one per query) or [N, H, d]; every
+                query sees all N * H of them as extra candidates.
+        """
+        return self._losses(queries, positives, negatives, self.nesting)
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        positives: torch.Tensor,
+        negatives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """sum_m c_m * loss_m over all sizes (or over the drawn subset), a scalar."""
+        nesting = self.nesting
+        if self.n_dims_per_step is not None:
+            nesting = nesting.subset([nesting.dims[i] for i in self.draw_sizes().tolist()])
+        losses = self._losses(queries, positives, negatives, nesting)
+        return nesting.weight_tensor(losses) @ losses
+
+    def _losses(self, queries, positives, negatives, nesting: Nesting) -> torch.Tensor:
+        candidates = self._candidates(queries, positives, negatives)
+        n = len(queries)
+        # Only the prefixes of the sizes in `nesting` are needed: its last size bounds the dims.
+        d = nesting.embed_dim
+        sims = prefix_similarities(
+            truncate(queries, d), truncate(candidates, d), nesting, self.fused
+        )
+        logits = sims / self.temperature  # (G, N, N + N*H)
+        g = len(nesting)
+        target = torch.arange(n, device=queries.device).repeat(g)
+        loss = (
+            nn.functional.cross_entropy(logits.reshape(g * n, -1), target, reduction="none")
+            .view(g, n)
+            .mean(1)
+        )
+        if self.symmetric:
+            backward = logits[:, :, :n].transpose(1, 2).reshape(g * n, n)  # positive -> query
+            loss_back = nn.functional.cross_entropy(backward, target, reduction="none")
+            loss = (loss + loss_back.view(g, n).mean(1)) / 2
+        return loss
+
+    def _candidates(self, queries, positives, negatives) -> torch.Tensor:
+        """[N + N*H, d]: the positives, then every hard negative; inputs checked."""
+        _check_pair(queries, positives, self.nesting, "queries", "positives")
+        if queries.shape != positives.shape:
+            raise InputError(
+                f"queries {tuple(queries.shape)} and positives {tuple(positives.shape)} must "
+                "have the same shape: one positive per query"
+            )
+        n, d = queries.shape
+        if negatives is None:
+            if n < 2:
+                raise InputError(
+                    "a batch of 1 pair without hard negatives has no in-batch negative (the "
+                    "loss would be 0); use a batch of at least 2 pairs or pass negatives"
+                )
+            return positives
+        if not isinstance(negatives, torch.Tensor) or negatives.ndim not in (2, 3):
+            shape = tuple(negatives.shape) if isinstance(negatives, torch.Tensor) else None
+            raise InputError(
+                f"negatives must be a tensor [N, d] or [N, H, d], got "
+                f"{shape if shape is not None else type(negatives).__name__}"
+            )
+        if negatives.shape[0] != n or negatives.shape[-1] != d or negatives.numel() == 0:
+            raise InputError(
+                f"negatives {tuple(negatives.shape)} must be [N, d] or [N, H, d] with N = {n} "
+                f"queries, H >= 1 and d = {d}"
+            )
+        negatives = negatives.reshape(-1, d)
+        _check_pair(queries, negatives, self.nesting, "queries", "negatives")
+        return torch.cat([positives, negatives])
