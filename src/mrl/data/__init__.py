@@ -1,5 +1,6 @@
 """Real datasets already on disk (no downloads), an IDX reader, a checked .npy reader, a fast
-batch loader, and seeded generated nested embeddings (for retrieval benchmarks and tests).
+batch loader, seeded generated nested embeddings (for retrieval benchmarks and tests), and
+text corpora (the Debian package records and their split, user pair and label files).
 
 Names load on first use, so `mrl.data.generated` and `mrl.data.npy` (NumPy only) never load
 torch or torchvision.
@@ -14,10 +15,15 @@ _EXPORTS = {
     "ImageFolderDataset": "mrl.data.datasets",
     "InMemoryDataset": "mrl.data.datasets",
     "LabeledDataset": "mrl.data.datasets",
+    "TextPair": "mrl.data.text",
+    "debian_split": "mrl.data.text",
     "generated_nested_embeddings": "mrl.data.generated",
     "load_dataset": "mrl.data.datasets",
+    "load_debian_packages": "mrl.data.text",
     "load_npy": "mrl.data.npy",
     "read_idx": "mrl.data.idx",
+    "read_labelled_texts": "mrl.data.text",
+    "read_pairs": "mrl.data.text",
     "write_generated_nested_embeddings": "mrl.data.generated",
 }
 __all__ = sorted(_EXPORTS)
