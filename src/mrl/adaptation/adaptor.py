@@ -297,7 +297,8 @@ class MatryoshkaAdaptor:
         return history
 
     def _tensor(self, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(rows, dtype=np.float32)).to(self.device)
+        """Rows as a float32 tensor on our device (copied: a read-only memmap stays intact)."""
+        return torch.from_numpy(np.array(rows, dtype=np.float32)).to(self.device)
 
     def _unsupervised_loss(self, x: torch.Tensor) -> torch.Tensor:
         """sum_m c_m (rank_weight * KL + sim_weight * squared error), as the module says."""
