@@ -88,6 +88,15 @@ def test_encode_sorts_by_length_and_restores_the_order(tiny, one_thread):
     assert tiny.encode([]).shape == (0, 32)
 
 
+def test_encode_shows_progress_for_large_inputs(tiny, capsys, one_thread):
+    tiny.encode(TEXTS, batch_size=1)
+    assert "encode" not in capsys.readouterr().err  # 4 batches: no bar
+    tiny.encode(TEXTS * 2, batch_size=1)
+    assert "encode" in capsys.readouterr().err  # 8 batches: a bar
+    tiny.encode(TEXTS * 2, batch_size=1, progress=False)
+    assert "encode" not in capsys.readouterr().err
+
+
 def test_encode_restores_train_mode(tiny, one_thread):
     tiny.train()
     tiny.encode(TEXTS[:1])
