@@ -96,6 +96,8 @@ def test_apply_npy_with_and_without_labels(cli, data, one_thread):
     assert not (data / "bare" / "labels.npy").exists()
     manifest = json.loads((data / "bare" / "manifest.json").read_text())
     assert manifest["files"]["labels"] is None and manifest["nesting"]["dims"] == [8, 16, 32]
+    r = cli("index", "build", data / "bare", "--out", data / "index", "--shortlist-dim", "8")
+    assert r.code == 0, r.err
 
 
 def test_supervised_fit(cli, data, one_thread):
