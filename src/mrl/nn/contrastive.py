@@ -63,21 +63,30 @@ def prefix_similarities(
     """
     nesting = check_nesting(nesting)
     _check_pair(a, b, nesting, "a", "b")
+    return _scaled_similarities(a, b, nesting, 1.0, fused)
+
+
+def _scaled_similarities(
+    a: torch.Tensor, b: torch.Tensor, nesting: Nesting, scale: float, fused: bool
+) -> torch.Tensor:
+    """`scale` * prefix cosine similarities [G, Na, Nb]; the scale rides on the small [G, N]
+    inverse norms (not on the [G, Na, Nb] result), which saves a full pass and its backward."""
     if not fused:
-        return torch.stack([truncate(a, m, True) @ truncate(b, m, True).T for m in nesting])
+        return torch.stack([truncate(a, m, True) * scale @ truncate(b, m, True).T for m in nesting])
     widths = [hi - lo for lo, hi in zip((0, *nesting.dims), nesting.dims, strict=False)]
     a_blocks, b_blocks = a.split(widths, dim=1), b.split(widths, dim=1)
     dots = torch.stack(
         [ak @ bk.T for ak, bk in zip(a_blocks, b_blocks, strict=True)]
     )  # (G, Na, Nb)
     dots = dots.cumsum(dim=0)
-    # Squared norms per block, then per prefix; the floor is applied to the squared norm so
-    # that an all-zero prefix has a finite gradient (sqrt'(0) is infinite).
+    # Squared norms per block, then per prefix. 1 / max(norm, eps) as rsqrt(max(norm^2, eps^2)):
+    # the same floor as `truncate`, with a finite gradient at an all-zero prefix.
     a_sq = torch.stack([(ak * ak).sum(1) for ak in a_blocks]).cumsum(0)  # (G, Na)
     b_sq = torch.stack([(bk * bk).sum(1) for bk in b_blocks]).cumsum(0)  # (G, Nb)
-    a_norm = a_sq.clamp_min(_EPS**2).sqrt()
-    b_norm = b_sq.clamp_min(_EPS**2).sqrt()
-    return dots / (a_norm[:, :, None] * b_norm[:, None, :])
+    a_inv = a_sq.clamp_min(_EPS**2).rsqrt() * scale
+    b_inv = b_sq.clamp_min(_EPS**2).rsqrt()
+    # Two broadcast multiplies: measured faster than dividing by the outer product of norms.
+    return dots * a_inv[:, :, None] * b_inv[:, None, :]
 
 
 class MatryoshkaContrastiveLoss(nn.Module):
@@ -184,21 +193,16 @@ class MatryoshkaContrastiveLoss(nn.Module):
         n = len(queries)
         # Only the prefixes of the sizes in `nesting` are needed: its last size bounds the dims.
         d = nesting.embed_dim
-        sims = prefix_similarities(
-            truncate(queries, d), truncate(candidates, d), nesting, self.fused
-        )
-        logits = sims / self.temperature  # (G, N, N + N*H)
-        g = len(nesting)
-        target = torch.arange(n, device=queries.device).repeat(g)
-        loss = (
-            nn.functional.cross_entropy(logits.reshape(g * n, -1), target, reduction="none")
-            .view(g, n)
-            .mean(1)
-        )
-        if self.symmetric:
-            backward = logits[:, :, :n].transpose(1, 2).reshape(g * n, n)  # positive -> query
-            loss_back = nn.functional.cross_entropy(backward, target, reduction="none")
-            loss = (loss + loss_back.view(g, n).mean(1)) / 2
+        logits = _scaled_similarities(
+            truncate(queries, d), truncate(candidates, d), nesting, 1 / self.temperature, self.fused
+        )  # (G, N, N + N*H)
+        # InfoNCE with the diagonal as target, as logsumexp - target logit: the same value as
+        # cross_entropy, without its gather and (for the backward direction) without a
+        # transposed copy of the logits; measured faster on CPU.
+        target = logits.diagonal(dim1=1, dim2=2).mean(1)  # (G,)
+        loss = logits.logsumexp(dim=2).mean(1) - target
+        if self.symmetric:  # positive -> query: column-wise over the in-batch queries
+            loss = (loss + logits[:, :, :n].logsumexp(dim=1).mean(1) - target) / 2
         return loss
 
     def _candidates(self, queries, positives, negatives) -> torch.Tensor:
