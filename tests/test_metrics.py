@@ -1,8 +1,11 @@
 """mrl.evaluation.metrics: hand-built cases with known answers and naive loop references."""
 
+import math
+
 import numpy as np
 import pytest
 
+from mrl.errors import InputError
 from mrl.evaluation import metrics
 
 # Two queries (labels 0 and 1) against a database with 3 items of class 0 and 1 of class 1.
@@ -148,3 +151,100 @@ def test_relevance_that_is_not_a_bool_matrix_is_named(rel, message):
 def test_relevance_as_zero_one_ints_equals_bools():
     rel = np.array([[1, 0, 1], [0, 0, 1]])
     assert metrics.map_at_k_paper(rel, 3) == metrics.map_at_k_paper(rel.astype(bool), 3)
+
+
+def naive_text_metrics(rel, num_relevant, k):
+    """Loop reference: (MRR@k over all queries, MRR@k, nDCG@k, recall@k over defined ones)."""
+    rr_all, rr, ndcg, rec = [], [], [], []
+    for row, n_rel in zip(rel.tolist(), num_relevant.tolist(), strict=True):
+        first = next((i for i in range(k) if row[i]), None)
+        rr_all.append(0.0 if first is None else 1.0 / (first + 1))
+        if n_rel == 0:
+            continue
+        rr.append(rr_all[-1])
+        dcg = sum(1.0 / math.log2(i + 2) for i in range(k) if row[i])
+        ideal = sum(1.0 / math.log2(i + 2) for i in range(min(n_rel, k)))
+        ndcg.append(dcg / ideal)
+        rec.append(sum(row[:k]) / n_rel)
+    return tuple(sum(v) / len(v) if v else float("nan") for v in (rr_all, rr, ndcg, rec))
+
+
+@pytest.mark.parametrize("several", [False, True], ids=["one-relevant", "several-relevant"])
+def test_mrr_ndcg_recall_match_naive_loops(several):
+    rng = np.random.default_rng(3)
+    q, big_k = 60, 20
+    if several:  # up to 5 relevant per query, some absent from the top K, some queries with none
+        rel = rng.random((q, big_k)) < 0.15
+        num_relevant = rel.sum(1) + rng.integers(0, 3, q)
+        num_relevant[:4] = 0
+        rel[:4] = False
+    else:  # one relevant item per query (a text pair), found at a random rank or not at all
+        rel = np.zeros((q, big_k), dtype=bool)
+        found = rng.random(q) < 0.7
+        rel[np.flatnonzero(found), rng.integers(0, big_k, found.sum())] = True
+        num_relevant = np.ones(q, dtype=np.int64)
+    for k in (1, 3, 10, 20):
+        rr_all, rr, ndcg, rec = naive_text_metrics(rel, num_relevant, k)
+        assert metrics.mrr_at_k(rel, k) == pytest.approx(rr_all)
+        assert metrics.mrr_at_k(rel, k, num_relevant) == pytest.approx(rr)
+        assert metrics.ndcg_at_k(rel, num_relevant, k) == pytest.approx(ndcg)
+        assert metrics.recall_at_k(rel, num_relevant, k) == pytest.approx(rec)
+
+
+def test_text_metrics_hand_built():
+    rel = np.array([[False, True, False], [True, False, True]])
+    n_rel = np.array([1, 3])
+    assert metrics.mrr_at_k(rel, 3) == pytest.approx((1 / 2 + 1) / 2)
+    ideal_2 = 1 + 1 / math.log2(3) + 1 / 2  # 3 relevant, k = 3
+    expected = (1 / math.log2(3) / 1 + (1 + 1 / 2) / ideal_2) / 2
+    assert metrics.ndcg_at_k(rel, n_rel, 3) == pytest.approx(expected)
+    assert metrics.ndcg_at_k(np.ones((1, 2), dtype=bool), np.array([5]), 2) == 1.0
+
+
+def test_queries_without_relevant_items_are_left_out_like_recall_and_map():
+    rel = np.array([[True, False], [False, False]])
+    n_rel = np.array([1, 0])
+    assert metrics.ndcg_at_k(rel, n_rel, 2) == 1.0
+    assert metrics.mrr_at_k(rel, 2, n_rel) == 1.0
+    assert metrics.mrr_at_k(rel, 2) == 0.5  # without num_relevant every query counts
+    none = np.zeros(2, dtype=np.int64)
+    for value in (
+        metrics.ndcg_at_k(rel & False, none, 2),
+        metrics.mrr_at_k(rel & False, 2, none),
+        metrics.recall_at_k(rel & False, none, 2),
+        metrics.map_at_k(rel & False, none, 2),
+    ):
+        assert math.isnan(value)
+
+
+@pytest.mark.parametrize(
+    "fn", [metrics.ndcg_at_k, metrics.recall_at_k, metrics.map_at_k, metrics.mrr_at_k]
+)
+@pytest.mark.parametrize(
+    "num_relevant, match",
+    [
+        (np.array([1.0, 2.0]), "num_relevant must be a 1-D int array"),
+        (np.array([[1, 2]]), "num_relevant must be a 1-D int array"),
+        (np.array([1, 2, 3]), "relevance has 2 rows but num_relevant has 3"),
+        (np.array([1, 0]), r"query 0 has 2 relevant results but num_relevant\[0\] = 1"),
+    ],
+)
+def test_bad_num_relevant_is_named(fn, num_relevant, match):
+    rel = np.array([[True, True], [False, False]])
+    with pytest.raises(InputError, match=match):
+        if fn is metrics.mrr_at_k:
+            fn(rel, 2, num_relevant)
+        else:
+            fn(rel, num_relevant, 2)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda rel, k: metrics.ndcg_at_k(rel, np.array([1]), k), metrics.mrr_at_k],
+    ids=["ndcg", "mrr"],
+)
+def test_text_metrics_check_k_and_relevance(call):
+    with pytest.raises(ValueError, match="exceeds the 2 neighbours"):
+        call(np.ones((1, 2), dtype=bool), 3)
+    with pytest.raises(ValueError, match="relevance must be bool"):
+        call(np.full((1, 2), 0.5), 1)

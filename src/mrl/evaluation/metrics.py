@@ -2,16 +2,18 @@
 
 Classification: `topk_accuracy` on logits. k-NN: `knn_predict` / `knn_accuracy` on the labels
 of each query's nearest database items, nearest first. Retrieval ("relevant" = same label as the
-query): `precision_at_k`, `recall_at_k`, `hit_rate_at_k` and two mAP@k variants, named apart
-because they differ by a large factor:
+query, or any [Q, K] relevance with one or several relevant items per query, as in text
+retrieval): `precision_at_k`, `recall_at_k`, `hit_rate_at_k`, `mrr_at_k`, `ndcg_at_k` (binary
+gains) and two mAP@k variants, named apart because they differ by a large factor:
 
 - `map_at_k_paper`: sum over hits i <= k of precision@i, divided by k, as in the paper's
   `compute_mAP_recall_at_k` ("corrected mAP@k").
 - `map_at_k`: the usual AP@k, the same sum divided by min(k, number of relevant items).
 
-Recall@k and AP@k count each query's relevant items from the database labels (never a
-constant such as the official notebook's 1300). A query whose class has no item in the database
-has no defined recall or AP@k and is left out of those two means.
+Recall@k, AP@k and nDCG@k count each query's relevant items from the database labels (never a
+constant such as the official notebook's 1300). A query with no relevant item in the database
+has no defined recall, AP@k or nDCG@k and is left out of those means (NaN if no query is left);
+MRR@k does the same when given `num_relevant`.
 
 All functions take the [Q, K] neighbour-label matrix from one search with the largest k, so
 every smaller k is a column prefix of it (one `topk(max_k)`, as in dinov2's k-NN eval).
@@ -147,8 +149,31 @@ def _mean_defined(values: np.ndarray, num_relevant: np.ndarray) -> float:
     return float(values[defined].mean()) if defined.any() else float("nan")
 
 
+def _check_num_relevant(rel: np.ndarray, num_relevant: np.ndarray) -> np.ndarray:
+    """`num_relevant` as [Q] int64 counts that agree with `rel` (no row has more hits)."""
+    num_relevant = np.asarray(num_relevant)
+    if num_relevant.ndim != 1 or not np.issubdtype(num_relevant.dtype, np.integer):
+        raise InputError(
+            f"num_relevant must be a 1-D int array (relevant items per query), got shape "
+            f"{num_relevant.shape} dtype {num_relevant.dtype}; build it with count_relevant"
+        )
+    check_same_length(rel, num_relevant, "relevance", "num_relevant")
+    over = np.flatnonzero(rel.sum(1) > num_relevant)
+    if len(over):
+        q = int(over[0])
+        raise InputError(
+            f"query {q} has {int(rel[q].sum())} relevant results but num_relevant[{q}] = "
+            f"{int(num_relevant[q])}; num_relevant must count every relevant item of the "
+            "database (count_relevant)"
+        )
+    return num_relevant.astype(np.int64)
+
+
 def recall_at_k(rel: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
     """Mean over queries of (relevant items in the top k) / (relevant items in the database).
+
+    One relevant item per query (a text pair) gives the fraction of queries with it in the
+    top k; several (a label, or several positives) give the usual fraction found.
 
     Args:
         rel: [Q, K] bool relevance of each query's neighbours, nearest first.
@@ -159,7 +184,7 @@ def recall_at_k(rel: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
         mean recall over queries with at least one relevant item (NaN if there are none).
     """
     rel = _check_relevance(rel, k)
-    check_same_length(rel, num_relevant, "relevance", "num_relevant")
+    num_relevant = _check_num_relevant(rel, num_relevant)
     hits = rel[:, :k].sum(1)
     return _mean_defined(hits / np.maximum(num_relevant, 1), num_relevant)
 
@@ -193,9 +218,50 @@ def map_at_k(rel: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
         mean AP@k over queries with at least one relevant item (NaN if there are none).
     """
     rel = _check_relevance(rel, k)
-    check_same_length(rel, num_relevant, "relevance", "num_relevant")
+    num_relevant = _check_num_relevant(rel, num_relevant)
     denom = np.maximum(np.minimum(num_relevant, k), 1)
     return _mean_defined(_precision_sum_at_hits(rel, k) / denom, num_relevant)
+
+
+def mrr_at_k(rel: np.ndarray, k: int, num_relevant: np.ndarray | None = None) -> float:
+    """Mean reciprocal rank: mean over queries of 1 / (rank of the first relevant item <= k).
+
+    Args:
+        rel: [Q, K] bool relevance, nearest first.
+        k: 1 <= k <= K; a query with no relevant item in its top k scores 0.
+        num_relevant: optional [Q] relevant items per query in the database; if given,
+            queries with none are left out (as recall and AP@k do; NaN if none is left).
+
+    Returns:
+        MRR@k in [0, 1].
+    """
+    rel = _check_relevance(rel, k)
+    top = rel[:, :k]
+    first = top.argmax(1)  # index of the first hit (0 when there is none; masked below)
+    rr = np.where(top.any(1), 1.0 / (first + 1), 0.0)
+    if num_relevant is None:
+        return float(rr.mean())
+    return _mean_defined(rr, _check_num_relevant(rel, num_relevant))
+
+
+def ndcg_at_k(rel: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
+    """nDCG@k with binary gains: DCG = sum_{hits at rank i <= k} 1 / log2(i + 1), over the
+    ideal DCG of min(num_relevant, k) hits at the top ranks, averaged over queries.
+
+    Args:
+        rel: [Q, K] bool relevance, nearest first.
+        num_relevant: [Q] relevant items per query in the database (the ideal ranking).
+        k: 1 <= k <= K.
+
+    Returns:
+        mean nDCG@k in [0, 1] over queries with at least one relevant item (NaN if none).
+    """
+    rel = _check_relevance(rel, k)
+    num_relevant = _check_num_relevant(rel, num_relevant)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))  # (k,) rank i = 1..k -> 1 / log2(i + 1)
+    dcg = rel[:, :k] @ discount
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])[np.minimum(num_relevant, k)]
+    return _mean_defined(dcg / np.where(ideal > 0, ideal, 1.0), num_relevant)
 
 
 def retrieval_metrics(
