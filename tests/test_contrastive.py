@@ -201,3 +201,15 @@ def test_batch_of_one_with_hard_negatives_is_allowed():
 def test_bad_similarity_inputs_are_named(a, b, match):
     with pytest.raises(InputError, match=match):
         prefix_similarities(a, b, NESTING)
+
+
+def test_state_dict_resumes_the_size_draws():
+    loss_fn = MatryoshkaContrastiveLoss(NESTING, n_dims_per_step=2, seed=3)
+    for _ in range(3):
+        loss_fn.draw_sizes()
+    state = loss_fn.state_dict()
+    expected = [loss_fn.draw_sizes() for _ in range(4)]
+    resumed = MatryoshkaContrastiveLoss(NESTING, n_dims_per_step=2, seed=3)
+    resumed.load_state_dict(state)
+    for want in expected:
+        assert torch.equal(resumed.draw_sizes(), want)
