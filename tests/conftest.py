@@ -50,3 +50,15 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_path(tmp_path_factory):
+    """Folder of a tiny random BERT (hidden 32, 2 layers) with MiniLM's tokenizer (text tests)."""
+    transformers = pytest.importorskip("transformers")
+    from text_helpers import tiny_bert
+
+    from mrl.models.text import default_text_model_path
+
+    vocab = transformers.AutoTokenizer.from_pretrained(default_text_model_path())
+    return tiny_bert(tmp_path_factory.mktemp("tiny-bert"), len(vocab))

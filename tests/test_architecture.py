@@ -19,6 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mrl"
 BASE = {"_lazy", "errors", "checks", "io", "nesting"}
 ALL = {
     "adaptation",
+    "export",
     "nn",
     "models",
     "data",
@@ -35,13 +36,48 @@ FORBIDDEN = {
     "nn": ALL - {"nn"},
     "models": ALL - {"nn", "models"},
     "data": ALL - {"data"},
-    "training": {"evaluation", "adaptive", "adaptation", "retrieval", "experiments", "cli"},
-    "evaluation": {"training", "adaptive", "adaptation", "retrieval", "experiments", "cli"},
-    "adaptive": {"training", "adaptation", "retrieval", "experiments", "cli"},
+    "training": {
+        "evaluation",
+        "adaptive",
+        "adaptation",
+        "export",
+        "retrieval",
+        "experiments",
+        "cli",
+    },
+    "evaluation": {
+        "training",
+        "adaptive",
+        "adaptation",
+        "export",
+        "retrieval",
+        "experiments",
+        "cli",
+    },
+    "adaptive": {"training", "adaptation", "export", "retrieval", "experiments", "cli"},
     # retrieval works on any nested embeddings: it never needs the training stack
-    "retrieval": {"nn", "models", "training", "adaptive", "adaptation", "experiments", "cli"},
+    "retrieval": {
+        "nn",
+        "models",
+        "training",
+        "adaptive",
+        "adaptation",
+        "export",
+        "experiments",
+        "cli",
+    },
     # post-hoc adaptors of frozen embeddings: above nn, beside evaluation
-    "adaptation": {"training", "adaptive", "retrieval", "experiments", "cli"},
+    "adaptation": {"training", "adaptive", "export", "retrieval", "experiments", "cli"},
+    # writing models in other tools' formats: above models, below the drivers
+    "export": {
+        "training",
+        "evaluation",
+        "adaptive",
+        "adaptation",
+        "retrieval",
+        "experiments",
+        "cli",
+    },
     "experiments": {"cli"},
     "cli": set(),
 }

@@ -5,7 +5,6 @@ import logging
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,18 +12,14 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from text_helpers import TOKENIZER_FILES, tiny_bert  # noqa: E402
+
 from mrl.errors import ConfigError, FormatError, InputError, MissingPathError, PathError  # noqa: E402
 from mrl.models import MatryoshkaModel  # noqa: E402
 from mrl.models.text import TextEncoder, default_text_model_path  # noqa: E402
 from mrl.nesting import Nesting  # noqa: E402
 from mrl.nn.heads import create_head  # noqa: E402
 
-TOKENIZER_FILES = (
-    "vocab.txt",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-)
 TEXTS = [
     "a text editor",
     "Real-time strategy game of ancient warfare with many units and a large map",
@@ -33,31 +28,9 @@ TEXTS = [
 ]
 
 
-def _tiny_bert(folder: Path, vocab_size: int) -> Path:
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=vocab_size,
-        max_position_embeddings=64,
-    )
-    transformers.BertModel(config).save_pretrained(folder)
-    for name in TOKENIZER_FILES:
-        shutil.copy(Path(default_text_model_path()) / name, folder / name)
-    return folder
-
-
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    vocab = transformers.AutoTokenizer.from_pretrained(default_text_model_path())
-    return _tiny_bert(tmp_path_factory.mktemp("tiny-bert"), len(vocab))
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_path):
-    return TextEncoder(tiny_path, max_seq_length=16)
+def tiny(tiny_bert_path):
+    return TextEncoder(tiny_bert_path, max_seq_length=16)
 
 
 def test_shape_no_nan_and_a_gradient_for_every_parameter(tiny, one_thread):
@@ -119,10 +92,10 @@ def test_truncation_is_counted_and_said_once(tiny, caplog, one_thread):
     assert tiny.count_truncated([fits])[1] == 0 and tiny.count_truncated([fits + " word"])[1] == 1
 
 
-def test_max_seq_length_defaults_to_the_folder_value(tiny_path, tmp_path):
-    assert TextEncoder(tiny_path).max_seq_length == 64  # 128, capped at the model's positions
+def test_max_seq_length_defaults_to_the_folder_value(tiny_bert_path, tmp_path):
+    assert TextEncoder(tiny_bert_path).max_seq_length == 64  # 128, capped at the model's positions
     folder = tmp_path / "st"
-    shutil.copytree(tiny_path, folder)
+    shutil.copytree(tiny_bert_path, folder)
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 24}))
     assert TextEncoder(folder).max_seq_length == 24
 
@@ -153,9 +126,9 @@ def test_bad_texts_are_named(tiny, name):
         (1.5, r"max_seq_length must be an int"),
     ],
 )
-def test_max_seq_length_out_of_range(tiny_path, value, message):
+def test_max_seq_length_out_of_range(tiny_bert_path, value, message):
     with pytest.raises(ConfigError, match=message):
-        TextEncoder(tiny_path, max_seq_length=value)
+        TextEncoder(tiny_bert_path, max_seq_length=value)
 
 
 def test_batch_size_is_checked(tiny):
@@ -163,7 +136,7 @@ def test_batch_size_is_checked(tiny):
         tiny.encode(TEXTS, batch_size=0)
 
 
-def test_bad_model_folders(tmp_path, tiny_path):
+def test_bad_model_folders(tmp_path, tiny_bert_path):
     with pytest.raises(MissingPathError, match="model folder .*nope does not exist"):
         TextEncoder(tmp_path / "nope")
     (tmp_path / "file").write_text("x")
@@ -173,7 +146,7 @@ def test_bad_model_folders(tmp_path, tiny_path):
     with pytest.raises(FormatError, match=r"not a Hugging Face model folder \(no config.json\)"):
         TextEncoder(tmp_path / "empty")
     no_tokenizer = tmp_path / "no-tokenizer"
-    shutil.copytree(tiny_path, no_tokenizer)
+    shutil.copytree(tiny_bert_path, no_tokenizer)
     for name in TOKENIZER_FILES:
         (no_tokenizer / name).unlink()
     # transformers 5 builds a 5-token tokenizer from no files: refused by its size
@@ -189,10 +162,10 @@ DAMAGED_FOLDERS = {
 
 
 @pytest.mark.parametrize("name", DAMAGED_FOLDERS)
-def test_damaged_model_folders_one_line(tiny_path, tmp_path, name):
+def test_damaged_model_folders_one_line(tiny_bert_path, tmp_path, name):
     filename, content, message = DAMAGED_FOLDERS[name]
     folder = tmp_path / name
-    shutil.copytree(tiny_path, folder)
+    shutil.copytree(tiny_bert_path, folder)
     if content is None:
         (folder / filename).unlink()
     else:
@@ -203,7 +176,7 @@ def test_damaged_model_folders_one_line(tiny_path, tmp_path, name):
 
 
 def test_a_tokenizer_of_another_model_is_refused(tmp_path):
-    small = _tiny_bert(tmp_path / "small-vocab", vocab_size=1000)
+    small = tiny_bert(tmp_path / "small-vocab", vocab_size=1000)
     with pytest.raises(FormatError, match="tokenizer has 30522 tokens but the model's embedding"):
         TextEncoder(small)
 

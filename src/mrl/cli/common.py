@@ -1,11 +1,12 @@
-"""What several `mrl` command modules share: checking an output path before any work."""
+"""What several `mrl` command modules share: output-path checks, the --nesting spelling."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from mrl.errors import PathError
+from mrl.errors import ConfigError, PathError
+from mrl.nesting import Nesting
 
 
 def check_out(path: str, role: str, flag: str = "--out") -> Path:
@@ -33,3 +34,15 @@ def check_out(path: str, role: str, flag: str = "--out") -> Path:
                 )
             break
     return p
+
+
+def parse_nesting(value: str, flag: str = "--nesting") -> Nesting:
+    """ "12,24,48" -> Nesting((12, 24, 48)); a named error for anything else."""
+    try:
+        return Nesting(tuple(int(x) for x in value.split(",")))
+    except ConfigError as e:
+        raise ConfigError(f"{flag} {value!r}: {e}") from None
+    except ValueError:
+        raise ConfigError(
+            f"{flag} expects comma-separated ints like 12,24,48, got {value!r}"
+        ) from None

@@ -9,10 +9,11 @@ it, so a sentence-transformers folder (all-MiniLM-L6-v2) gives the same vectors 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,8 @@ class TextEncoder(nn.Module):
         except ImportError as e:  # pragma: no cover - depends on the install
             raise ImportError("text encoders need transformers: pip install 'mrl[text]'") from e
         try:
-            model = AutoModel.from_pretrained(str(folder), local_files_only=True)
+            with _quiet_loading():
+                model = AutoModel.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError, KeyError) as e:
             raise FormatError(
                 f"{folder}: transformers cannot load the model ({_one_line(e)})"
@@ -215,6 +217,20 @@ class TextEncoder(nn.Module):
         finally:
             self.train(was_training)
         return out
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" progress bar from transformers (its state is restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _check_model_folder(path: str | os.PathLike) -> Path:
