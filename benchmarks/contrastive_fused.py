@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from mrl.checks import check_int
 from mrl.nesting import Nesting
 from mrl.nn import MatryoshkaContrastiveLoss, prefix_similarities
 
@@ -87,7 +88,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="JSON path (default under results/)")
     args = parser.parse_args(argv)
+    check_int("--threads", args.threads)
+    check_int("--repeats", args.repeats)
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        report = run(args)
+    finally:
+        torch.set_num_threads(threads)  # a caller's (or a test's) thread count is left alone
+    default = f"contrastive_fused_{report['device'].split(':')[0]}.json"
+    out = Path(args.out or Path(__file__).parent / "results" / default)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return report
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Print the table row by row; return the report (settings, timings, environment)."""
     device = torch.device(args.device)
     rows = []
     header = (
@@ -118,11 +136,6 @@ def main(argv: list[str] | None = None) -> dict:
         "processor": platform.processor(),
         "rows": rows,
     }
-    default = f"contrastive_fused_{device.type}.json"
-    out = Path(args.out or Path(__file__).parent / "results" / default)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
     return report
 
 

@@ -1,5 +1,9 @@
 """mrl.nn.contrastive: the fused loss against a hand-written per-size InfoNCE, and bad input."""
 
+import importlib.util
+import json
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,6 +12,7 @@ from mrl.errors import ConfigError, InputError
 from mrl.nesting import Nesting
 from mrl.nn import MatryoshkaContrastiveLoss, prefix_similarities
 
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "contrastive_fused.py"
 NESTING = Nesting((2, 4, 8, 16), (1.0, 0.5, 2.0, 1.0))
 
 
@@ -213,3 +218,17 @@ def test_state_dict_resumes_the_size_draws():
     resumed.load_state_dict(state)
     for want in expected:
         assert torch.equal(resumed.draw_sizes(), want)
+
+
+def test_benchmark_runs_once_and_restores_threads(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("benchmarks_contrastive_fused", BENCHMARK)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    out = tmp_path / "fused.json"
+    bench.main(["--repeats", "1", "--threads", "1", "--out", str(out)])
+    assert torch.get_num_threads() == threads
+    report = json.loads(out.read_text())
+    assert [(r["batch"], r["embed_dim"]) for r in report["rows"]] == bench.SETTINGS
+    assert all(r["loss_fused"] > 0 and r["sim_per_size"] > 0 for r in report["rows"])
+    assert "loss fused ms" in capsys.readouterr().out
