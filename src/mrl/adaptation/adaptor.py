@@ -11,7 +11,8 @@ rotation of the training embeddings (centred, components by decreasing variance,
 baseline, and training moves it only where the loss says it is better. Orthonormal rows let
 the prefixes choose directions but never reweight them: an unconstrained map learned to
 inflate the first coordinates (which sharpens small prefixes) and so distorted the full size
-(recall@10 at 64 of 64 dims fell from 0.99 to 0.94 on the test set of tests/test_adaptor.py).
+(recall@10 at 64 of 64 dims 0.94-0.96, against 0.99 with the constraint, on the clustered set
+of tests/test_adaptor.py).
 `hidden > 0` adds a residual MLP on top, z + MLP(z), with the MLP's last layer initialised at
 zero (the paper's skip connection), which again starts at PCA; `hidden = 0` is linear only:
 cheap to apply, and unable to overfit a small corpus the way an MLP can.
@@ -32,6 +33,12 @@ L2-normalised on its own (`prefix_similarities`), diagonals excluded.
   rotation keeps the output space fixed.
 - supervised (`fit(queries, positives)`): `MatryoshkaContrastiveLoss` (symmetric InfoNCE with
   in-batch negatives at every size, temperature t) on the adapted pairs.
+
+Measured (all-MiniLM-L6-v2, 4,000 train-side Debian descriptions, 5 epochs, 28 s on 2 CPU
+cores; 2,000 test-side summary -> description queries, MRR@10 at 12/24/48/96/192/384 dims):
+truncation .207/.439/.641/.763/.814/.834, PCA .284/.493/.679/.779/.828/.837, unsupervised
+adaptor .336/.564/.704/.785/.822/.832, supervised (4,000 train pairs, lr 1e-3)
+.418/.632/.751/.816/.838/.840.
 
 References:
     Yoon et al., "Matryoshka-Adaptor: Unsupervised and Supervised Tuning for Smaller Embedding
