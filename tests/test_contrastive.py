@@ -86,6 +86,20 @@ def test_fused_similarities_equal_one_matmul_per_size(nesting):
         )
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_rows_of_large_norm_do_not_overflow(dtype):
+    # Rows of norm ~2000: float16 squared norms and block dot products would overflow (65504).
+    g = torch.Generator().manual_seed(2)
+    a, b = 100 * torch.randn(6, 16, generator=g), 100 * torch.randn(6, 16, generator=g)
+    reference = prefix_similarities(a.double(), b.double(), NESTING)
+    fused = prefix_similarities(a.to(dtype), b.to(dtype), NESTING)
+    assert fused.dtype == torch.float32
+    torch.testing.assert_close(fused.double(), reference, atol=2e-2, rtol=0)
+    x = a.to(dtype).requires_grad_()
+    MatryoshkaContrastiveLoss(NESTING)(x, b.to(dtype)).backward()
+    assert torch.isfinite(x.grad).all()
+
+
 def test_zero_prefix_has_finite_gradients():
     a = torch.zeros(3, 16, requires_grad=True)
     b = torch.randn(3, 16)

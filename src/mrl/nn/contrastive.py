@@ -59,6 +59,8 @@ def prefix_similarities(
     Returns:
         [G, Na, Nb] cosine similarities; entry [g] uses each row's first m_g dims, each prefix
         normalised on its own (an all-zero prefix gives similarity 0, as `truncate` does).
+        The fused path returns float32 for float16 / bfloat16 input (its sums over blocks are
+        kept in float32; the softmax that follows runs in float32 under autocast anyway).
 
     Example:
         >>> s = prefix_similarities(torch.randn(3, 16), torch.randn(5, 16), Nesting((4, 8, 16)))
@@ -77,18 +79,35 @@ def _scaled_similarities(
     inverse norms (not on the [G, Na, Nb] result), which saves a full pass and its backward."""
     if not fused:
         return torch.stack([truncate(a, m, True) * scale @ truncate(b, m, True).T for m in nesting])
+    low_precision = a.element_size() < 4
+    if low_precision:
+        # float16 block dot products and squared norms overflow (65504) for rows of norm > 256;
+        # rows scaled to unit norm first (prefix cosines do not change) keep them <= 1, and
+        # the sums over blocks are kept in float32.
+        a, b = (
+            t / t.norm(dim=1, keepdim=True, dtype=torch.float32).clamp_min(_EPS).to(t.dtype)
+            for t in (a, b)
+        )
     widths = [hi - lo for lo, hi in zip((0, *nesting.dims), nesting.dims, strict=False)]
     a_blocks, b_blocks = a.split(widths, dim=1), b.split(widths, dim=1)
     # (G, Na, Nb): block dot products, then prefix dot products.
-    dots = torch.stack([ak @ bk.T for ak, bk in zip(a_blocks, b_blocks, strict=True)]).cumsum(0)
+    dots = torch.stack([ak @ bk.T for ak, bk in zip(a_blocks, b_blocks, strict=True)])
+    dots = (dots.float() if low_precision else dots).cumsum(0)
     # Squared norms per block, then per prefix. 1 / max(norm, eps) as rsqrt(max(norm^2, eps^2)):
-    # the same floor as `truncate`, with a finite gradient at an all-zero prefix.
-    a_sq = torch.stack([(ak * ak).sum(1) for ak in a_blocks]).cumsum(0)  # (G, Na)
-    b_sq = torch.stack([(bk * bk).sum(1) for bk in b_blocks]).cumsum(0)  # (G, Nb)
+    # the same floor as `truncate`, with a finite gradient at an all-zero prefix (its 1 / eps
+    # scale still overflows a float16 input gradient, as it does through F.normalize).
+    a_sq = torch.stack([_sq_norms(ak, dots.dtype) for ak in a_blocks]).cumsum(0)  # (G, Na)
+    b_sq = torch.stack([_sq_norms(bk, dots.dtype) for bk in b_blocks]).cumsum(0)  # (G, Nb)
     a_inv = a_sq.clamp_min(_EPS**2).rsqrt() * scale
     b_inv = b_sq.clamp_min(_EPS**2).rsqrt()
     # Two broadcast multiplies: measured faster than dividing by the outer product of norms.
     return dots * a_inv[:, :, None] * b_inv[:, None, :]
+
+
+def _sq_norms(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[N] squared L2 norms of the rows of `x`, summed in `dtype`."""
+    x = x.to(dtype)
+    return (x * x).sum(1)
 
 
 class MatryoshkaContrastiveLoss(nn.Module):
