@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from mrl.errors import FormatError, LockedError, MissingPathError, PathError
 
 
@@ -110,6 +112,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_npy(path: str | os.PathLike, shape: tuple[int, ...], dtype: str) -> Iterator[Any]:
+    """A writable .npy memmap on a temp name beside `path`, renamed over it on clean exit.
+
+    Arrays larger than RAM are filled chunk by chunk and never appear half-written at `path`.
+    """
+    with atomic_path(path) as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        yield arr
+        arr.flush()
+        del arr
 
 
 @contextlib.contextmanager

@@ -28,8 +28,15 @@ from mrl.adaptation.adaptor import MatryoshkaAdaptor
 from mrl.checks import check_finite_rows, check_labels
 from mrl.data.npy import load_npy
 from mrl.errors import ConfigError, InputError
-from mrl.evaluation.embed import DTYPES, EMBEDDINGS, LABELS, MANIFEST, load_embeddings
-from mrl.io import atomic_open, atomic_path, atomic_write_json, make_dirs
+from mrl.evaluation.embed import (
+    DTYPES,
+    EMBEDDINGS,
+    LABELS,
+    MANIFEST,
+    embeddings_manifest,
+    load_embeddings,
+)
+from mrl.io import atomic_npy, atomic_write_json, make_dirs
 
 _CHUNK = 65536  # rows adapted and written at once
 _CARRIED = ("model", "dataset", "split")  # manifest fields of the input kept in the output
@@ -99,37 +106,29 @@ def adapt_folder(
     out = make_dirs(out_dir, "adapted embeddings folder")
     (out / MANIFEST).unlink(missing_ok=True)  # incomplete until the manifest is rewritten
     n, nesting = len(x), adaptor.nesting_
-    with atomic_path(out / EMBEDDINGS) as tmp:
-        z = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, nesting.embed_dim))
+    with atomic_npy(out / EMBEDDINGS, (n, nesting.embed_dim), dtype) as z:
         for s in tqdm(range(0, n, _CHUNK), desc="adapt", disable=not progress, unit="chunk"):
             z[s : s + _CHUNK] = adaptor.transform(np.asarray(x[s : s + _CHUNK]))
-        z.flush()
-        del z
     if labels is not None:
-        with atomic_open(out / LABELS, "wb") as f:
-            np.save(f, np.asarray(labels, dtype=np.int64))
+        with atomic_npy(out / LABELS, (n,), "int64") as y:
+            y[:] = labels
     else:
         (out / LABELS).unlink(missing_ok=True)  # a stale one would pair with other vectors
     if manifest is not None:
         num_classes = manifest["num_classes"]
     else:
         num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else None
-    out_manifest = {
-        **{k: manifest[k] for k in _CARRIED if manifest and k in manifest},
-        "count": n,
-        "dtype": dtype,
-        "embed_dim": nesting.embed_dim,
-        "nesting": nesting.to_dict(),
-        "dims": list(nesting.dims),
-        "num_classes": num_classes,
-        "head": None,
-        "files": {
-            "embeddings": EMBEDDINGS,
-            "labels": LABELS if labels is not None else None,
-            "logits": None,
-        },
-        "source": str(source),
-        **(info or {}),
-    }
+    carried = {k: manifest[k] for k in _CARRIED if manifest and k in manifest}
+    out_manifest = embeddings_manifest(
+        n,
+        dtype,
+        nesting,
+        nesting.dims,
+        num_classes,
+        None,
+        labels is not None,
+        False,
+        {**carried, "source": str(source), **(info or {})},
+    )
     atomic_write_json(out / MANIFEST, out_manifest)
     return out

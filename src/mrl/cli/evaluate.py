@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from mrl.cli.common import check_out
+from mrl.cli.common import check_out, parse_nesting
 from mrl.data import load_dataset
-from mrl.evaluation.embed import DTYPES, embed_dataset, load_embeddings
+from mrl.data.text import read_texts_and_labels
+from mrl.evaluation.embed import DTYPES, embed_dataset, embed_texts, load_embeddings
 from mrl.evaluation.evaluate import KNN_KS, RETRIEVAL_KS, evaluate_embeddings
 from mrl.io import atomic_write_json
 from mrl.training import load_model
@@ -15,11 +16,20 @@ from mrl.training import load_model
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "embed",
-        help="write a trained model's representations of a split to .npy files",
+        help="write a trained model's representations of a split (or of texts) to .npy files",
         description="Run RUN_DIR's model over a dataset split; write embeddings.npy [N, d], "
-        "labels.npy [N] int64, optional logits.npy [G, N, C] and manifest.json to --out.",
+        "labels.npy [N] int64, optional logits.npy [G, N, C] and manifest.json to --out. "
+        "With --texts, RUN_DIR is a text model folder (Hugging Face or sentence-transformers) "
+        "and the texts of the file are embedded (with their labels, if it has a label field).",
     )
     p.add_argument("run_dir", help="training run folder (config.yaml + checkpoint.pt)")
+    p.add_argument(
+        "--texts",
+        help=".txt (one text a line), or JSONL/CSV with a text (and optional label) field",
+    )
+    p.add_argument(
+        "--nesting", help="text models: comma-separated sizes (default: halving down to 8)"
+    )
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dataset", help="dataset name (default: the run's)")
@@ -49,6 +59,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def run_embed(args: argparse.Namespace) -> int:
     check_out(args.out, "folder")  # before the model is loaded
+    if args.texts:
+        return run_embed_texts(args)
     model, config = load_model(args.run_dir)
     dataset_name = args.dataset or config.dataset
     root = args.data_root or config.data_root
@@ -60,6 +72,26 @@ def run_embed(args: argparse.Namespace) -> int:
     print(
         f"wrote {len(dataset)} embeddings of {args.run_dir} ({dataset_name} {args.split}) to {out}"
     )
+    return 0
+
+
+def run_embed_texts(args: argparse.Namespace) -> int:
+    from mrl.models.text import TextEncoder
+
+    nesting = parse_nesting(args.nesting) if args.nesting else None
+    texts, labels, classes = read_texts_and_labels(args.texts)
+    encoder = TextEncoder(args.run_dir)
+    out = embed_texts(
+        encoder,
+        texts,
+        args.out,
+        nesting,
+        labels,
+        args.batch_size,
+        args.dtype,
+        {"model": str(args.run_dir), "texts": str(args.texts), "classes": classes},
+    )
+    print(f"wrote {len(texts)} embeddings of {args.texts} by {args.run_dir} to {out}")
     return 0
 
 

@@ -24,6 +24,8 @@ _EXPORTS = {
     "read_idx": "mrl.data.idx",
     "read_labelled_texts": "mrl.data.text",
     "read_pairs": "mrl.data.text",
+    "read_texts": "mrl.data.text",
+    "read_texts_and_labels": "mrl.data.text",
     "write_generated_nested_embeddings": "mrl.data.generated",
 }
 __all__ = sorted(_EXPORTS)

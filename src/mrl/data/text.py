@@ -37,6 +37,7 @@ DEBIAN_DEFAULT = Path("../shared/data/debian-packages.jsonl.gz")
 DEBIAN_FIELDS = ("package", "source", "section", "summary", "description", "tags")
 SPLITS = ("train", "test")
 _SUFFIXES = (".jsonl", ".csv", ".jsonl.gz", ".csv.gz")
+_TXT_SUFFIXES = (".txt", ".txt.gz", *_SUFFIXES)  # what `read_texts` takes
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,44 @@ def read_labelled_texts(
     return LabelledTexts(texts, labels, tuple(classes))
 
 
+def read_texts(path: str | os.PathLike) -> list[str]:
+    """The texts of a file to embed: a .txt (one text a line) or JSONL/CSV with a "text" field.
+
+    Raises:
+        as `read_pairs`; an empty line of a .txt file is named by its line.
+    """
+    path = Path(path)
+    if not path.name.endswith(_TXT_SUFFIXES):
+        return [row["text"] for _, row in _rows(path, ("text",))]
+    texts = _read_text(path, _TXT_SUFFIXES).splitlines()
+    while texts and not texts[-1].strip():
+        texts.pop()  # trailing newlines hold no text
+    for line, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise InputError(f"{path}:{line}: empty line; a .txt file holds one text a line")
+    if not texts:
+        raise InputError(f"{path} holds no texts; expected one text a line")
+    return texts
+
+
+def read_texts_and_labels(
+    path: str | os.PathLike,
+) -> tuple[list[str], np.ndarray | None, tuple[str, ...] | None]:
+    """(texts, labels, classes) of a file to embed; labels when its records have a "label".
+
+    A .txt file, or JSONL/CSV whose first record has no "label" field, gives (texts, None,
+    None); otherwise every record needs a label (`read_labelled_texts`).
+    """
+    path = Path(path)
+    if not path.name.endswith(_SUFFIXES):
+        return read_texts(path), None, None
+    _, first = next(_rows(path, ("text",)))
+    if "label" not in first:
+        return read_texts(path), None, None
+    labelled = read_labelled_texts(path)
+    return labelled.texts, labelled.labels, labelled.classes
+
+
 def _rows(
     path: Path,
     required: tuple[str, ...],
@@ -259,14 +298,14 @@ def _rows(
         raise InputError(f"{path} holds no records; expected {', '.join(required + labels)}")
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, suffixes: tuple[str, ...] = _SUFFIXES) -> str:
     """The whole file as text (gunzipped if .gz), refusing bytes that are not UTF-8 by line."""
-    if not path.name.endswith(_SUFFIXES):
+    if not path.name.endswith(suffixes):
         raise FormatError(
-            f"{path}: unknown extension; text corpora are {', '.join(_SUFFIXES)} files"
+            f"{path}: unknown extension; text corpora are {', '.join(suffixes)} files"
         )
     if path.is_dir():
-        raise PathError(f"{path} is a folder; expected a {', '.join(_SUFFIXES)} file")
+        raise PathError(f"{path} is a folder; expected a {', '.join(suffixes)} file")
     if not path.exists():
         raise MissingPathError(f"{path} does not exist")
     try:

@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +38,11 @@ from mrl.checks import check_finite_rows, check_int, check_labels, require_keys
 from mrl.data import BatchLoader, LabeledDataset
 from mrl.data.npy import load_npy, npy_header
 from mrl.errors import ConfigError, FormatError, InputError, MissingPathError, PathError
-from mrl.io import atomic_path, atomic_write_json, make_dirs
+from mrl.evaluation import metrics
+from mrl.io import atomic_npy, atomic_write_json, make_dirs
 from mrl.models import MatryoshkaModel
-from mrl.nesting import Nesting
+from mrl.models.text import TextEncoder
+from mrl.nesting import Nesting, check_nesting
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,6 @@ DTYPES = ("float32", "float16")
 RERUN = "run `mrl embed` again"  # the fix for a damaged or edited embeddings folder
 FILES = {"embeddings": EMBEDDINGS, "labels": LABELS, "logits": LOGITS}  # manifest "files"
 MANIFEST_KEYS = ("count", "dtype", "embed_dim", "nesting", "dims", "num_classes", "files")
-
-
-@contextlib.contextmanager
-def _atomic_memmap(path: Path, shape: tuple[int, ...], dtype: str) -> Iterator[np.memmap]:
-    """A writable .npy memmap on a temp name beside `path`, renamed over it on clean exit."""
-    with atomic_path(path) as tmp:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-        yield arr
-        arr.flush()
-        del arr
 
 
 @torch.no_grad()
@@ -104,12 +95,12 @@ def embed_dataset(
     num_classes = model.head.num_classes
     loader = BatchLoader(dataset, batch_size)  # dataset order, whole-tensor slices
     with contextlib.ExitStack() as stack:
-        z_out = stack.enter_context(_atomic_memmap(out / EMBEDDINGS, (n, d), dtype))
-        y_out = stack.enter_context(_atomic_memmap(out / LABELS, (n,), "int64"))
+        z_out = stack.enter_context(atomic_npy(out / EMBEDDINGS, (n, d), dtype))
+        y_out = stack.enter_context(atomic_npy(out / LABELS, (n,), "int64"))
         logit_out = None
         if save_logits:
             shape = (len(dims), n, num_classes)
-            logit_out = stack.enter_context(_atomic_memmap(out / LOGITS, shape, "float32"))
+            logit_out = stack.enter_context(atomic_npy(out / LOGITS, shape, "float32"))
         start = 0
         for x, y in tqdm(loader, desc=f"embed {out.name}", disable=not progress, unit="batch"):
             z = model.forward_features(x.to(device))  # (B, d)
@@ -123,23 +114,105 @@ def embed_dataset(
             start = stop
         if start != n:
             raise InputError(f"dataset yielded {start} items but reports len() == {n}")
-    manifest = {
-        "count": n,
+    manifest = embeddings_manifest(
+        n, dtype, model.nesting, dims, num_classes, model.head.kind, True, save_logits, info
+    )
+    atomic_write_json(out / MANIFEST, manifest)
+    log.info("wrote %d x %d %s embeddings to %s", n, d, dtype, out)
+    return out
+
+
+def embeddings_manifest(
+    count: int,
+    dtype: str,
+    nesting: Nesting,
+    dims: tuple[int, ...] | list[int],
+    num_classes: int | None,
+    head: str | None,
+    has_labels: bool,
+    has_logits: bool,
+    info: dict | None = None,
+) -> dict:
+    """The manifest.json of an embeddings folder: one definition for every writer.
+
+    Args:
+        count, dtype: rows and storage dtype of embeddings.npy.
+        nesting: the representation's nesting (its last size is the width).
+        dims: the head sizes (the nesting when there are no heads).
+        num_classes: classes of the labels, or None for a folder without labels.
+        head: the head kind ("mrl", "mrl-e", "ff") or None (an encoder or an adaptor).
+        has_labels, has_logits: which of labels.npy and logits.npy the folder holds.
+        info: extra fields (model, dataset, split, source, ...).
+    """
+    return {
+        "count": count,
         "dtype": dtype,
-        "embed_dim": d,
-        "nesting": model.nesting.to_dict(),
+        "embed_dim": nesting.embed_dim,
+        "nesting": nesting.to_dict(),
         "dims": list(dims),
         "num_classes": num_classes,
-        "head": model.head.kind,
+        "head": head,
         "files": {
             "embeddings": EMBEDDINGS,
-            "labels": LABELS,
-            "logits": LOGITS if save_logits else None,
+            "labels": LABELS if has_labels else None,
+            "logits": LOGITS if has_logits else None,
         },
         **(info or {}),
     }
+
+
+def embed_texts(
+    encoder: TextEncoder,
+    texts: list[str],
+    out_dir: str | os.PathLike,
+    nesting: Nesting | None = None,
+    labels: np.ndarray | None = None,
+    batch_size: int = 64,
+    dtype: str = "float32",
+    info: dict | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write a text encoder's embeddings of `texts` (and their labels) as an embeddings folder.
+
+    The same layout as `embed_dataset` (read by `mrl eval`, `mrl index build`, `mrl adapt`),
+    with no logits: a bare encoder has no heads.
+
+    Args:
+        encoder: a `TextEncoder`.
+        texts: the strings, in the order rows are written.
+        out_dir: folder to create or overwrite.
+        nesting: the encoder's nested sizes (default: halving of its width down to 8).
+        labels: [N] class ids, or None for a folder without labels.
+        batch_size, dtype, info, progress: as `embed_dataset`.
+
+    Raises:
+        ConfigError: dtype, batch_size, or a nesting that does not end at the encoder's width.
+        InputError: labels of another length than the texts, or not class ids; bad texts.
+    """
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    nesting = Nesting.halving(encoder.embed_dim) if nesting is None else check_nesting(nesting)
+    nesting.check_embed_dim(encoder.embed_dim)
+    if labels is not None:
+        labels = check_labels(labels, "labels")
+        metrics.check_same_length(texts, labels, "texts", "labels")
+    out = make_dirs(out_dir, "embeddings folder")
+    (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until rewritten
+    z = encoder.encode(texts, batch_size=batch_size, progress=progress)  # (N, d) float32
+    check_finite_rows(z, "text embeddings")
+    with atomic_npy(out / EMBEDDINGS, z.shape, dtype) as z_out:
+        z_out[:] = z
+    if labels is not None:
+        with atomic_npy(out / LABELS, labels.shape, "int64") as y_out:
+            y_out[:] = labels
+    else:
+        (out / LABELS).unlink(missing_ok=True)  # a stale one would pair with other vectors
+    num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else None
+    manifest = embeddings_manifest(
+        len(z), dtype, nesting, nesting.dims, num_classes, None, labels is not None, False, info
+    )
     atomic_write_json(out / MANIFEST, manifest)
-    log.info("wrote %d x %d %s embeddings to %s", n, d, dtype, out)
+    log.info("wrote %d x %d %s text embeddings to %s", len(z), z.shape[1], dtype, out)
     return out
 
 
@@ -149,15 +222,24 @@ class EmbeddingSet:
 
     Attributes:
         embeddings: [N, d] (a read-only memmap when loaded with mmap=True).
-        labels: [N] int64.
+        labels: [N] int64, or None for a folder written without labels.
         logits: [G, N, C] float32 or None.
         manifest: the manifest dict.
     """
 
     embeddings: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     logits: np.ndarray | None
     manifest: dict
+
+    def require_labels(self, purpose: str) -> np.ndarray:
+        """The labels, or a named error saying that `purpose` needs a folder with labels."""
+        if self.labels is None:
+            raise InputError(
+                f"{self.manifest.get('source') or 'this embeddings folder'} has no labels; "
+                f"{purpose} needs them (write the folder with labels)"
+            )
+        return self.labels
 
     @property
     def nesting(self) -> Nesting:
@@ -197,7 +279,7 @@ def load_embeddings(folder: str | os.PathLike, mmap: bool = True) -> EmbeddingSe
     files = manifest["files"]
     headers = {}  # file key -> (shape, dtype) from the .npy header
     for key, name in FILES.items():
-        if key != "logits" or files.get("logits") is not None:
+        if key == "embeddings" or files.get(key) is not None:
             if files.get(key) != name:
                 raise FormatError(f"{path}: files.{key} is {files.get(key)!r}, expected {name!r}")
             if not (folder / name).is_file():
@@ -205,9 +287,10 @@ def load_embeddings(folder: str | os.PathLike, mmap: bool = True) -> EmbeddingSe
             headers[key] = npy_header(folder / name, RERUN)[:2]
     _check_manifest_against_files(manifest, headers, path)
     z = load_npy(folder / EMBEDDINGS, mmap, RERUN)
-    y = check_labels(
-        load_npy(folder / LABELS, False, RERUN), str(folder / LABELS), manifest["num_classes"]
-    )
+    y = None
+    if "labels" in headers:
+        y = load_npy(folder / LABELS, False, RERUN)
+        y = check_labels(y, str(folder / LABELS), manifest["num_classes"])
     logits = load_npy(folder / LOGITS, mmap, RERUN) if "logits" in headers else None
     return EmbeddingSet(z, y, logits, manifest)
 
@@ -222,7 +305,12 @@ def _read_manifest(path: Path) -> dict:
     if not isinstance(manifest, dict):
         raise FormatError(f"{path} holds a {type(manifest).__name__}, not a manifest object")
     require_keys(manifest, MANIFEST_KEYS, path)
-    for key, low in (("count", 0), ("embed_dim", 1), ("num_classes", 1)):
+    files = manifest["files"]
+    if isinstance(files, dict) and files.get("labels") is None and manifest["num_classes"] is None:
+        checked = (("count", 0), ("embed_dim", 1))  # a folder without labels has no classes
+    else:
+        checked = (("count", 0), ("embed_dim", 1), ("num_classes", 1))
+    for key, low in checked:
         if not _is_int(manifest[key], low):
             raise FormatError(f"{path}: {key} is {manifest[key]!r}, expected an int >= {low}")
     dims = manifest["dims"]

@@ -139,9 +139,9 @@ def evaluate_embeddings(
         logits = np.stack([np.asarray(test.logits[head_dims.index(m)]) for m in dims])
     return evaluate_sizes(
         train.embeddings,
-        train.labels,
+        train.require_labels("evaluation (the k-NN database's classes)"),
         test.embeddings,
-        test.labels,
+        test.require_labels("evaluation (the queries' classes)"),
         dims,
         test_logits=logits,
         probe=probe or logits is None,
