@@ -8,11 +8,10 @@ import numpy as np
 
 from mrl.adaptation.adaptor import MODES, MatryoshkaAdaptor
 from mrl.adaptation.folders import adapt_folder, load_vectors
-from mrl.cli.common import check_out
+from mrl.cli.common import check_out, parse_nesting
 from mrl.data.npy import load_npy
 from mrl.errors import ConfigError
 from mrl.evaluation.embed import DTYPES
-from mrl.nesting import Nesting
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -67,18 +66,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--labels", help=".npy [N] int labels for a .npy input")
     a.add_argument("--dtype", default="float32", choices=DTYPES)
     a.set_defaults(func=run_apply)
-
-
-def parse_nesting(value: str) -> Nesting:
-    """ "12,24,48" -> Nesting((12, 24, 48)); a named error for anything else."""
-    try:
-        return Nesting(tuple(int(x) for x in value.split(",")))
-    except ValueError as e:
-        if isinstance(e, ConfigError):
-            raise ConfigError(f"--nesting {value!r}: {e}") from None
-        raise ConfigError(
-            f"--nesting expects comma-separated ints like 12,24,48, got {value!r}"
-        ) from None
 
 
 def run_fit(args: argparse.Namespace) -> int:
