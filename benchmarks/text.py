@@ -1,0 +1,275 @@
+"""Text retrieval per size on the Debian corpus: the FROZEN-model rows of the text benchmark.
+
+Queries are the package summaries of the test side of THE Debian split (`debian_split`, by
+source package), the corpus is the test side's long descriptions, and each query's one
+relevant item is its own package's description. At every size m of the nesting it reports
+MRR@10, nDCG@10 and R@100 from exact search (each prefix L2-normalised, cosine, top-100 by
+a chunked matmul) for these rows:
+
+- truncated:    the base encoder (all-MiniLM-L6-v2 by default), plain prefixes;
+- pca:          PCA rotate-then-truncate (`SVDProjection` fitted on train-side descriptions);
+- adaptor_unsup: `MatryoshkaAdaptor` fitted on train-side descriptions (unsupervised);
+- adaptor_sup:  `MatryoshkaAdaptor` fitted on train-side (summary, description) pairs.
+
+The fine-tuned rows of the issue (non-MRL fine-tune, our Matryoshka contrastive loss, the
+sentence-transformers `MatryoshkaLoss` anchor, pairs/s) are NOT here yet: they come in a
+later session. Only the train side is used for fitting; the fit rows are a seeded sample.
+
+Base embeddings are cached as .npy under --cache, keyed by the role, the text count, a digest
+of the texts and of the model folder and max_seq_length, so a rerun does not re-encode.
+
+    python benchmarks/text.py                                   # ~12k queries, ~5 min on 2 cores
+    python benchmarks/text.py --max-queries 2000 --max-corpus 4000   # a quick seeded subsample
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mrl.adaptation import MatryoshkaAdaptor
+from mrl.checks import check_int
+from mrl.data.text import DEBIAN_DEFAULT, debian_split, load_debian_packages
+from mrl.evaluation.baselines import SVDProjection
+from mrl.evaluation.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from mrl.io import atomic_open, atomic_write_json, make_dirs
+from mrl.models.text import TextEncoder, default_text_model_path
+from mrl.nesting import Nesting
+
+ROWS = ("truncated", "pca", "adaptor_unsup", "adaptor_sup")
+LABELS = {
+    "truncated": "base, truncated",
+    "pca": "base + PCA",
+    "adaptor_unsup": "base + adaptor (unsupervised)",
+    "adaptor_sup": "base + adaptor (supervised)",
+}
+METRICS = ("mrr_at_10", "ndcg_at_10", "recall_at_100")
+TOP_K = 100  # neighbours retrieved per query (R@100 needs 100; fewer when the corpus is smaller)
+FINE_TUNED_NOTE = "fine-tuned rows (non-MRL, ours, sentence-transformers anchor) come later"
+
+
+def cached_embeddings(
+    encoder: TextEncoder, texts: list[str], role: str, cache: Path, batch_size: int
+) -> np.ndarray:
+    """[N, d] base embeddings of `texts`, read from `cache` if this exact set was encoded."""
+    digest = hashlib.sha1()
+    digest.update(f"{encoder.path}\0{encoder.max_seq_length}\0".encode())
+    for text in texts:
+        digest.update(text.encode() + b"\0")
+    path = cache / f"{role}-{len(texts)}-{digest.hexdigest()[:12]}.npy"
+    if path.is_file():
+        print(f"{role}: {len(texts)} texts from {path}", flush=True)
+        return np.load(path)
+    print(f"{role}: encoding {len(texts)} texts", flush=True)
+    X = encoder.encode(texts, batch_size=batch_size, progress=True)
+    with atomic_open(path, "wb") as f:
+        np.save(f, X)
+    return X
+
+
+def unit_prefix(X: np.ndarray, m: int) -> np.ndarray:
+    """The first m coordinates of each row, L2-normalised (cosine = dot product)."""
+    z = np.ascontiguousarray(X[:, :m], dtype=np.float32)
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+
+def exact_top_k(queries: np.ndarray, corpus: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """[Q, k] corpus ids by decreasing dot product, by a torch matmul over query chunks."""
+    c = torch.from_numpy(corpus)
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for s in range(0, len(queries), chunk):
+        scores = torch.from_numpy(queries[s : s + chunk]) @ c.T  # (chunk, N)
+        out[s : s + chunk] = torch.topk(scores, k, dim=1).indices.numpy()
+    return out
+
+
+def size_metrics(queries: np.ndarray, corpus: np.ndarray, relevant: np.ndarray, m: int) -> dict:
+    """MRR@10, nDCG@10, R@100 of exact cosine search with m-dim prefixes."""
+    k = min(TOP_K, len(corpus))
+    ids = exact_top_k(unit_prefix(queries, m), unit_prefix(corpus, m), k)
+    rel = ids == relevant[:, None]  # (Q, k): one relevant item per query
+    one = np.ones(len(rel), dtype=np.int64)
+    return {
+        "mrr_at_10": mrr_at_k(rel, min(10, k)),
+        "ndcg_at_10": ndcg_at_k(rel, one, min(10, k)),
+        "recall_at_100": recall_at_k(rel, one, k),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEBIAN_DEFAULT), help="debian-packages.jsonl.gz")
+    parser.add_argument("--model", default=None, help="model folder (default all-MiniLM-L6-v2)")
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--nesting", default=None, help="sizes, e.g. 12,24,48 (default halving)")
+    parser.add_argument("--max-queries", type=int, default=None, help="seeded query sample")
+    parser.add_argument("--max-corpus", type=int, default=None, help="seeded corpus sample")
+    parser.add_argument("--fit-rows", type=int, default=4000, help="train-side rows to fit on")
+    parser.add_argument("--epochs", type=int, default=5, help="adaptor epochs")
+    parser.add_argument("--sup-lr", type=float, default=1e-3, help="supervised adaptor lr")
+    parser.add_argument("--batch-size", type=int, default=64, help="texts per encoder pass")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--cache", default="runs/text-bench", help="base embedding cache")
+    parser.add_argument("--out", default="reports/text", help="results.json/md/png folder")
+    args = parser.parse_args(argv)
+    for name in ("max_seq_length", "fit_rows", "epochs", "batch_size", "threads"):
+        check_int(f"--{name.replace('_', '-')}", getattr(args, name))
+    for name in ("max_queries", "max_corpus"):
+        if getattr(args, name) is not None:
+            check_int(f"--{name.replace('_', '-')}", getattr(args, name))
+    out = make_dirs(args.out, "--out")  # a bad output path fails before the long work
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        report = run(args)
+    finally:
+        torch.set_num_threads(threads)  # a caller's (or a test's) thread count is left alone
+    atomic_write_json(out / "results.json", report)
+    with atomic_open(out / "results.md", "w") as f:
+        f.write(markdown(report))
+    plot(report, out / "mrr_at_10.png")
+    print(f"wrote {out}/results.json, results.md, mrr_at_10.png")
+    return report
+
+
+def sample(n: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted ids of a seeded sample of `limit` of range(n) (all of them if limit is None)."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=limit, replace=False))
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Encode (or read) the base embeddings, fit the baselines, print the table; the report."""
+    start = time.perf_counter()
+    rng = np.random.default_rng(args.seed)
+    records = load_debian_packages(args.data)
+    test, train = debian_split(records, "test"), debian_split(records, "train")
+    # Corpus first, then queries among the corpus items: every query's positive is searchable.
+    corpus_ids = sample(len(test.pairs), args.max_corpus, rng)
+    query_rows = sample(len(corpus_ids), args.max_queries, rng)  # positions in the corpus
+    fit_ids = sample(len(train.pairs), args.fit_rows, rng)
+
+    encoder = TextEncoder(args.model or default_text_model_path(), args.max_seq_length)
+    nesting = (
+        Nesting(tuple(int(s) for s in args.nesting.split(",")))
+        if args.nesting
+        else Nesting.halving(encoder.embed_dim, min_dim=12)
+    )
+    cache = make_dirs(args.cache, "--cache")
+
+    def embed(texts: list[str], role: str) -> np.ndarray:
+        return cached_embeddings(encoder, texts, role, cache, args.batch_size)
+
+    corpus = embed([test.pairs[i].positive for i in corpus_ids], "corpus")
+    queries = embed([test.pairs[corpus_ids[j]].query for j in query_rows], "queries")
+    fit_docs = embed([train.pairs[i].positive for i in fit_ids], "train-descriptions")
+    fit_queries = embed([train.pairs[i].query for i in fit_ids], "train-summaries")
+    encode_s = time.perf_counter() - start
+
+    fit_s = {}
+    t = time.perf_counter()
+    pca = SVDProjection().fit(fit_docs)
+    fit_s["pca"] = time.perf_counter() - t
+    adaptors = {
+        "adaptor_unsup": MatryoshkaAdaptor(nesting, epochs=args.epochs, seed=args.seed),
+        "adaptor_sup": MatryoshkaAdaptor(
+            nesting, epochs=args.epochs, lr=args.sup_lr, seed=args.seed
+        ),
+    }
+    fit_data = {"adaptor_unsup": (fit_docs,), "adaptor_sup": (fit_queries, fit_docs)}
+    for name, adaptor in adaptors.items():
+        t = time.perf_counter()
+        adaptor.fit(*fit_data[name])
+        fit_s[name] = time.perf_counter() - t
+    maps = {
+        "truncated": lambda X: X,
+        "pca": pca.transform,
+        **{name: a.transform for name, a in adaptors.items()},
+    }
+
+    results = {}
+    for row in ROWS:
+        q, c = maps[row](queries), maps[row](corpus)
+        results[row] = {str(m): size_metrics(q, c, query_rows, m) for m in nesting.dims}
+    report = {
+        "benchmark": "text",
+        "note": f"frozen-model rows only; {FINE_TUNED_NOTE}",
+        "model": encoder.path,
+        "max_seq_length": encoder.max_seq_length,
+        "nesting": list(nesting.dims),
+        "n_queries": len(queries),
+        "n_corpus": len(corpus),
+        "n_fit": len(fit_docs),
+        "top_k": min(TOP_K, len(corpus)),
+        "adaptor_epochs": args.epochs,
+        "supervised_lr": args.sup_lr,
+        "seed": args.seed,
+        "threads": torch.get_num_threads(),
+        "encode_s": encode_s,
+        "fit_s": fit_s,
+        "wall_s": time.perf_counter() - start,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "rows": results,
+    }
+    print(markdown(report), flush=True)
+    return report
+
+
+def markdown(report: dict) -> str:
+    """One table per metric: rows x sizes."""
+    sizes = [str(m) for m in report["nesting"]]
+    lines = [
+        f"Debian test side: {report['n_queries']} summary queries, {report['n_corpus']} "
+        f"descriptions; fit on {report['n_fit']} train-side rows; {report['note']}.",
+        "",
+    ]
+    for metric in METRICS:
+        lines += [
+            f"### {metric}",
+            "",
+            "| row | " + " | ".join(sizes) + " |",
+            "|---|" + "---:|" * len(sizes),
+        ]
+        for row in ROWS:
+            cells = (f"{report['rows'][row][m][metric]:.3f}" for m in sizes)
+            lines.append(f"| {LABELS[row]} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    """MRR@10 against size (log2 axis), one line per row, written atomically as PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), tight_layout=True)
+    ax = fig.add_subplot()
+    sizes = report["nesting"]
+    for row in ROWS:
+        ax.plot(
+            sizes,
+            [report["rows"][row][str(m)]["mrr_at_10"] for m in sizes],
+            "o-",
+            label=LABELS[row],
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(m) for m in sizes])
+    ax.set_xlabel("embedding size m")
+    ax.set_ylabel("MRR@10")
+    ax.set_title(f"Debian summary -> description, {report['n_queries']} queries")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""benchmarks/text.py end to end on a tiny Debian file and a tiny random BERT."""
+
+import gzip
+import importlib.util
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from mrl.data.text import debian_split, load_debian_packages
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "text.py"
+WORDS = "editor game library shell network audio image font server python kernel".split()
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("text_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def debian_file(path: Path, n_test: int = 16, n_train: int = 44) -> Path:
+    """A gzipped JSONL of package records whose sources put n_test on the test side."""
+    rng = np.random.default_rng(0)
+    rows, counts, i = [], {True: 0, False: 0}, 0
+    while counts[True] < n_test or counts[False] < n_train:
+        source = f"src{i}"
+        i += 1
+        test = zlib.crc32(source.encode()) % 10 < 2
+        if counts[test] >= (n_test if test else n_train):
+            continue
+        counts[test] += 1
+        words = rng.choice(WORDS, size=12)
+        rows.append(
+            {
+                "package": f"pkg{i}",
+                "source": source,
+                "section": str(rng.choice(["utils", "games", "libs"])),
+                "summary": " ".join(words[:3]),
+                "description": " ".join(words),
+                "tags": [],
+            }
+        )
+    with gzip.open(path, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return path
+
+
+def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_thread):
+    data = debian_file(tmp_path / "debian.jsonl.gz")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = [
+        "--data", str(data), "--model", str(tiny_bert_path), "--max-seq-length", "32",
+        "--nesting", "8,16,32", "--fit-rows", "30", "--epochs", "1", "--threads", "1",
+        "--cache", str(cache), "--out", str(out),
+    ]  # fmt: skip
+    bench = load_script()
+    report = bench.main(argv)
+
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["rows"] == report["rows"]
+    assert set(saved["rows"]) == set(bench.ROWS)
+    for sizes in saved["rows"].values():
+        assert set(sizes) == {"8", "16", "32"}
+        for metrics in sizes.values():
+            assert set(metrics) == set(bench.METRICS)
+            assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    assert (out / "results.md").read_text().count("| base, truncated |") == 3
+    assert (out / "mrr_at_10.png").read_bytes()[:4] == b"\x89PNG"
+
+    # MRR@10 of the truncated row at full size, brute force from the cached embeddings.
+    test = debian_split(load_debian_packages(data), "test")
+    n = len(test.pairs)
+    corpus = np.load(next(cache.glob(f"corpus-{n}-*.npy")))
+    queries = np.load(next(cache.glob(f"queries-{n}-*.npy")))
+    c = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    reciprocal = []
+    for i in range(n):
+        order = np.argsort(-(c @ q[i]), kind="stable")
+        rank = int(np.flatnonzero(order == i)[0]) + 1
+        reciprocal.append(1.0 / rank if rank <= 10 else 0.0)
+    assert np.isclose(saved["rows"]["truncated"]["32"]["mrr_at_10"], np.mean(reciprocal))
+
+    # A rerun reads the cache instead of encoding again.
+    files = sorted(cache.iterdir())
+    assert len(files) == 4
+    again = bench.main(argv)
+    assert sorted(cache.iterdir()) == files
+    assert again["rows"]["truncated"] == report["rows"]["truncated"]
