@@ -18,8 +18,8 @@ later session. Only the train side is used for fitting; the fit rows are a seede
 Base embeddings are cached as .npy under --cache, keyed by the role, the text count, a digest
 of the texts and of the model folder and max_seq_length, so a rerun does not re-encode.
 
-    python benchmarks/text.py                                   # ~12k queries, ~5 min on 2 cores
-    python benchmarks/text.py --max-queries 2000 --max-corpus 4000   # a quick seeded subsample
+    python benchmarks/text.py                          # 12,830 queries, ~8 min on 2 cores
+    python benchmarks/text.py --max-queries 2000 --max-corpus 4000  # seeded subsample
 """
 
 from __future__ import annotations
