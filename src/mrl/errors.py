@@ -39,3 +39,18 @@ class LockedError(MrlError, RuntimeError):
 
 class NotFittedError(MrlError, ValueError, AttributeError):
     """An estimator (cascade, probe, tuner) used before `fit`; the bases match scikit-learn's."""
+
+
+class NotFoundError(MrlError, KeyError):
+    """A named thing (a collection, an item id) that does not exist; HTTP 404 in the service."""
+
+    def __str__(self) -> str:  # KeyError would quote the message; show it as written
+        return str(self.args[0]) if self.args else ""
+
+
+class ConflictError(MrlError, ValueError):
+    """A create or add that clashes with what exists (a collection name, an id); HTTP 409."""
+
+
+class UnavailableError(MrlError, ConnectionError):
+    """A backend (the database) cannot be reached now; retry later. HTTP 503 in the service."""
