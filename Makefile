@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch + torchvision first, from this machine's disk, so nothing pulls another build
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev,vision,text,serve,postgres]'
+	$(PY) -m pip install -q -e '.[dev,vision,text,serve,postgres,bench]'
 	touch $(STAMP)
 
 # --resume: a second `make demo` reprints the finished run's table instead of refusing
