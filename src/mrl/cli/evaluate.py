@@ -6,9 +6,12 @@ import argparse
 
 from mrl.cli.common import check_out, parse_nesting
 from mrl.data import load_dataset
-from mrl.data.text import read_texts_and_labels
+from mrl.data.text import read_pairs, read_texts_and_labels
+from mrl.errors import ConfigError
 from mrl.evaluation.embed import DTYPES, embed_dataset, embed_texts, load_embeddings
 from mrl.evaluation.evaluate import KNN_KS, RETRIEVAL_KS, evaluate_embeddings
+from mrl.evaluation.ranking import RANKING_KS, Qrels, ranking_metrics, read_qrels
+from mrl.evaluation.report import RANKING_PLOTS, RANKING_TABLES, write_report
 from mrl.io import atomic_write_json
 from mrl.training import load_model
 
@@ -28,6 +31,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help=".txt (one text a line), or JSONL/CSV with a text (and optional label) field",
     )
     p.add_argument(
+        "--pair-side",
+        choices=("query", "positive"),
+        help="--texts is a (query, positive) pairs file: embed this side of every pair",
+    )
+    p.add_argument(
         "--nesting", help="text models: comma-separated sizes (default: halving down to 8)"
     )
     p.add_argument("--split", default="test", choices=("train", "test"))
@@ -42,18 +50,27 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
         help="every metric at every size from two `mrl embed` folders",
-        description="Top-1/5 (heads, or a linear probe), k-NN accuracy and retrieval metrics "
-        "(both mAP@k variants, P@k, R@k, hit rate) per nested size. Database: --train; "
-        "queries: --test. Prints a table; --out writes JSON (fractions).",
+        description="Labelled sets (--train, --test): top-1/5 (heads, or a linear probe), "
+        "k-NN accuracy and retrieval metrics (both mAP@k variants, P@k, R@k, hit rate) per "
+        "nested size; database --train, queries --test. Judged text search (--queries, "
+        "--corpus, optional --qrels): MRR@10, nDCG@10, AP@10, R@10, R@100 per size. Prints a "
+        "table; --out writes JSON (fractions); --report writes report.md and PNGs per size.",
     )
-    p.add_argument("--train", required=True, help="`mrl embed` folder of the train split")
-    p.add_argument("--test", required=True, help="`mrl embed` folder of the test split")
+    p.add_argument("--train", help="`mrl embed` folder of the train split (the database)")
+    p.add_argument("--test", help="`mrl embed` folder of the test split (the queries)")
+    p.add_argument("--queries", help="`mrl embed` folder of search queries (text search)")
+    p.add_argument("--corpus", help="`mrl embed` folder of the searched corpus")
+    p.add_argument(
+        "--qrels",
+        help='JSONL {"query": row, "relevant": [row, ...]}; default query i <-> corpus row i',
+    )
     p.add_argument("--dims", type=int, nargs="+", help="sizes (default: the model's head sizes)")
     p.add_argument("--probe", action="store_true", help="also fit linear probes")
     p.add_argument("--knn-k", type=int, nargs="+", default=list(KNN_KS))
     p.add_argument("--retrieval-k", type=int, nargs="+", default=list(RETRIEVAL_KS))
     p.add_argument("--chunk-size", type=int, default=65536, help="database rows per search chunk")
     p.add_argument("--out", help="write results as JSON here")
+    p.add_argument("--report", help="write report.md, results.json and PNGs to this folder")
     p.set_defaults(func=run_eval)
 
 
@@ -79,7 +96,11 @@ def run_embed_texts(args: argparse.Namespace) -> int:
     from mrl.models.text import TextEncoder
 
     nesting = parse_nesting(args.nesting) if args.nesting else None
-    texts, labels, classes = read_texts_and_labels(args.texts)
+    if args.pair_side:
+        texts = [getattr(pair, args.pair_side) for pair in read_pairs(args.texts)]
+        labels, classes = None, None
+    else:
+        texts, labels, classes = read_texts_and_labels(args.texts)
     encoder = TextEncoder(args.run_dir)
     out = embed_texts(
         encoder,
@@ -96,18 +117,52 @@ def run_embed_texts(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    ranking = _eval_mode(args)
     if args.out:
         check_out(args.out, "file")
-    train, test = load_embeddings(args.train), load_embeddings(args.test)  # checked, not read
-    results = evaluate_embeddings(
-        train, test, args.dims, args.probe, args.knn_k, args.retrieval_k, args.chunk_size
-    )
+    if args.report:
+        check_out(args.report, "folder")
+    if ranking:
+        corpus, queries = load_embeddings(args.corpus), load_embeddings(args.queries)
+        qrels = read_qrels(args.qrels, len(queries.embeddings)) if args.qrels else None
+        qrels = qrels or Qrels.paired(len(queries.embeddings))
+        dims = args.dims or list(corpus.nesting.dims)
+        results = ranking_metrics(
+            corpus.embeddings, queries.embeddings, qrels, dims, RANKING_KS, args.chunk_size
+        )
+        sources = {"corpus": args.corpus, "queries": args.queries, "qrels": args.qrels}
+    else:
+        train, test = load_embeddings(args.train), load_embeddings(args.test)  # checked only
+        results = evaluate_embeddings(
+            train, test, args.dims, args.probe, args.knn_k, args.retrieval_k, args.chunk_size
+        )
+        sources = {"train": args.train, "test": args.test}
     keys = list(next(iter(results.values())))
     print("| size | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for m, row in results.items():
         print(f"| {m} | " + " | ".join(f"{100 * row[k]:.2f}" for k in keys) + " |")
     if args.out:
-        atomic_write_json(args.out, {"train": args.train, "test": args.test, "sizes": results})
+        atomic_write_json(args.out, {**sources, "sizes": results})
         print(f"wrote {args.out}")
+    if args.report:
+        name = sources.get("corpus") or sources["train"]
+        report = {"methods": {str(name): results}, "setup": sources}
+        figures = {"plots": RANKING_PLOTS, "tables": RANKING_TABLES} if ranking else {}
+        print(f"wrote {write_report(report, args.report, 'Per-size evaluation', **figures)}")
     return 0
+
+
+def _eval_mode(args: argparse.Namespace) -> bool:
+    """True for judged text search (--queries/--corpus), False for labelled sets."""
+    labelled, ranking = (args.train, args.test), (args.queries, args.corpus)
+    if any(labelled) and any(ranking):
+        raise ConfigError("give --train/--test (labelled sets) or --queries/--corpus, not both")
+    if all(ranking):
+        return True
+    if all(labelled) and not args.qrels:
+        return False
+    raise ConfigError(
+        "give --train and --test (labelled sets), or --queries and --corpus (text search, "
+        "with optional --qrels)"
+    )

@@ -55,12 +55,33 @@ TABLES = (
     ),
 )
 
+# Ranked retrieval with judged relevant items (text search; `mrl.evaluation.ranking`).
+RANKING_PLOTS = (
+    ("mrr10_vs_size", "MRR@10", ("mrr_at_10",)),
+    ("ndcg10_vs_size", "nDCG@10", ("ndcg_at_10",)),
+    ("recall100_vs_size", "Recall@100", ("recall_at_100",)),
+)
+RANKING_NOTE = "Exact cosine search over each L2-normalised prefix; judged relevant items."
+RANKING_TABLES = (
+    ("MRR@10 (%)", ("mrr_at_10",), RANKING_NOTE),
+    ("nDCG@10 (%)", ("ndcg_at_10",), ""),
+    ("AP@10 (%)", ("map_at_10",), ""),
+    ("Recall@10 (%)", ("recall_at_10",), ""),
+    ("Recall@100 (%)", ("recall_at_100",), ""),
+)
+
 
 def _value(metrics: dict | None, keys: tuple[str, ...]) -> float | None:
     for key in keys:
         if metrics and key in metrics:
             return metrics[key]
     return None
+
+
+def _has(results: Results, keys: tuple[str, ...]) -> bool:
+    """Whether any method has a value for one of `keys` at some size."""
+    per_sizes = results["methods"].values()
+    return any(_value(v, keys) is not None for s in per_sizes for v in s.values())
 
 
 def _sizes(results: Results) -> list[int]:
@@ -108,13 +129,20 @@ def plot_metric(
 
 
 def write_report(
-    results: Results, out_dir: str | os.PathLike, title: str = "MRL vs baselines"
+    results: Results,
+    out_dir: str | os.PathLike,
+    title: str = "MRL vs baselines",
+    plots: tuple = PLOTS,
+    tables: tuple = TABLES,
 ) -> Path:
     """Write report.md, results.json and the PNG plots to `out_dir`.
 
     Args:
         results: {"methods": {name: {size: {metric: fraction}}}, "setup": {...}, "notes": [...]}.
         out_dir: created if missing; files are replaced atomically.
+        plots, tables: what to draw and tabulate (`PLOTS`/`TABLES` for classification and
+            label retrieval, `RANKING_PLOTS`/`RANKING_TABLES` for judged text retrieval);
+            a plot or table no method has a value for is left out.
 
     Returns:
         the path of report.md.
@@ -122,7 +150,8 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "results.json", results)
-    for stem, plot_title, keys in PLOTS:
+    plots = [p for p in plots if _has(results, p[2])]
+    for stem, plot_title, keys in plots:
         plot_metric(results, keys, plot_title, out / f"{stem}.png")
     parts = [f"# {title}", ""]
     if results.get("setup"):
@@ -136,10 +165,10 @@ def write_report(
         ]
     for note in results.get("notes", []):
         parts += [note, ""]
-    for heading, keys, note in TABLES:
+    for heading, keys, note in (t for t in tables if _has(results, t[1])):
         parts += [f"## {heading}", ""] + ([note, ""] if note else [])
         parts += [markdown_table(results, keys), ""]
-    parts += ["## Plots", ""] + [f"![{t}]({stem}.png)" for stem, t, _ in PLOTS] + [""]
+    parts += ["## Plots", ""] + [f"![{t}]({stem}.png)" for stem, t, _ in plots] + [""]
     with atomic_open(out / "report.md", "w") as f:
         f.write("\n".join(parts))
     return out / "report.md"
