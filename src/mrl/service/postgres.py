@@ -1,0 +1,586 @@
+"""`PostgresBackend`: collections of nested vectors in PostgreSQL + pgvector, searched in SQL.
+
+Each collection is one table, `id bigint PRIMARY KEY, embedding vector(D), payload jsonb`
+(`halfvec(D)` above 2,000 dims or for float16 storage), with an HNSW index on its D_s-prefix;
+plans run as nested SQL subqueries (`mrl.service.sql`), so the funnel never leaves the
+database. A catalog table (`mrl_collections`) holds every collection's spec and live count;
+each write takes its collection's catalog row `FOR UPDATE`, so writes to one collection are
+serialised and the count is exact (`k` is checked against it without a scan).
+
+The database is an embedded PostgreSQL in a folder the service owns (`mrl.service.embedded`)
+or any PostgreSQL with pgvector >= 0.7 named by a DSN. Every call borrows a connection from a
+psycopg pool for one transaction: a batch that fails (a duplicate id, a bad row) leaves
+nothing behind; a database that cannot be reached raises `UnavailableError` naming why, and
+the pool replaces its dead connections once the database is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import re
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.adapt import Dumper
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import Format
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from mrl.checks import check_int, check_k, check_number
+from mrl.errors import ConfigError, ConflictError, InputError, NotFoundError, UnavailableError
+from mrl.nesting import Nesting
+from mrl.retrieval.plans import Plan, SingleShot, check_plan, parse_plan
+from mrl.retrieval.search import check_effort
+from mrl.retrieval.storage import as_ids, as_rows, check_new_ids
+from mrl.service import sql as plans_sql
+from mrl.service.backend import METRICS, STORAGE_DTYPES, CollectionSpec, SearchHits
+from mrl.service.embedded import EmbeddedPostgres
+
+log = logging.getLogger(__name__)
+
+CATALOG = "mrl_collections"
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MIN_PGVECTOR = (0, 7)  # subvector() and halfvec arrived in pgvector 0.7.0
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+
+
+def check_spec(spec: CollectionSpec) -> CollectionSpec:
+    """`spec` with its nesting as a tuple of ints, or a `ConfigError` naming the bad field."""
+    if not isinstance(spec, CollectionSpec):
+        raise ConfigError(
+            f"a collection is described by a CollectionSpec, got {type(spec).__name__}"
+        )
+    if not isinstance(spec.name, str) or not _NAME.fullmatch(spec.name):
+        raise ConfigError(
+            f"collection name {spec.name!r} is not allowed; use 1-64 characters of "
+            "A-Z, a-z, 0-9, '_' and '-'"
+        )
+    dim = check_int("dim", spec.dim)
+    nesting = Nesting(spec.nesting)
+    nesting.check_embed_dim(dim)
+    shortlist_dim = check_int("shortlist_dim", spec.shortlist_dim, 1, dim)
+    nesting.index(shortlist_dim)
+    if spec.metric not in METRICS:
+        raise ConfigError(f"unknown metric {spec.metric!r}; choose one of {list(METRICS)}")
+    if spec.dtype not in STORAGE_DTYPES:
+        raise ConfigError(f"unknown dtype {spec.dtype!r}; choose one of {list(STORAGE_DTYPES)}")
+    plans_sql.check_dims(dim, shortlist_dim, spec.dtype)
+    spec = dataclasses.replace(
+        spec, dim=dim, nesting=nesting.dims, shortlist_dim=shortlist_dim, backend="postgres"
+    )
+    default_plan(spec)
+    return spec
+
+
+def default_plan(spec: CollectionSpec) -> Plan:
+    """The plan a search without one runs: `spec.default_plan` read by `parse_plan`.
+
+    "funnel" with D_s = D has nothing to rerank: the HNSW index alone, as `MatryoshkaIndex`.
+    """
+    if spec.default_plan == "funnel" and spec.shortlist_dim == spec.dim:
+        return SingleShot(spec.dim, exact=False)
+    return parse_plan(spec.default_plan, spec.dim, spec.shortlist_dim)
+
+
+class _Vec:
+    """A query or stored vector on its way to PostgreSQL, already in pgvector's binary form."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, x: np.ndarray, kind: str):
+        dt = ">f2" if kind == "halfvec" else ">f4"
+        self.data = struct.pack(">HH", len(x), 0) + x.astype(dt).tobytes()
+
+
+def _vec_dumper(oid: int) -> type[Dumper]:
+    class VecDumper(Dumper):
+        format = Format.BINARY
+
+        def dump(self, obj: _Vec) -> bytes:
+            return obj.data
+
+    VecDumper.oid = oid
+    return VecDumper
+
+
+class _HalfVec(_Vec):
+    __slots__ = ()
+
+
+def _copy_stream(ids: np.ndarray, x: np.ndarray, kind: str, payloads: list[bytes | None]) -> bytes:
+    """Rows (id, embedding, payload) in PostgreSQL's binary COPY format, header to trailer.
+
+    The fixed part of every row is one NumPy structured array (no Python loop over floats);
+    only the payloads, when given, are joined row by row.
+    """
+    n, d = x.shape
+    item = ">f2" if kind == "halfvec" else ">f4"
+    fields = [
+        ("nfields", ">i2"),
+        ("id_len", ">i4"),
+        ("id", ">i8"),
+        ("vec_len", ">i4"),
+        ("dim", ">u2"),
+        ("unused", ">u2"),
+        ("vec", item, (d,)),
+    ]
+    rows = np.zeros(n, dtype=fields)
+    rows["nfields"], rows["id_len"], rows["id"] = 3, 8, ids
+    rows["vec_len"], rows["dim"], rows["vec"] = 4 + np.dtype(item).itemsize * d, d, x
+    if all(p is None for p in payloads):
+        null = np.full(n, -1, dtype=">i4")
+        fixed = np.empty(n, dtype=[("row", rows.dtype), ("payload", ">i4")])
+        fixed["row"], fixed["payload"] = rows, null
+        return _COPY_HEADER + fixed.tobytes() + _COPY_TRAILER
+    parts = [_COPY_HEADER]
+    for row, p in zip(rows, payloads, strict=True):
+        parts.append(row.tobytes())
+        # jsonb's binary form: a version byte (1), then the JSON text
+        parts.append(
+            struct.pack(">i", -1) if p is None else struct.pack(">i", len(p) + 1) + b"\x01" + p
+        )
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
+
+
+def _payload_bytes(payloads, n: int) -> list[bytes | None]:
+    """Payloads as JSON bytes (None stays None); `InputError` naming the first bad one."""
+    if payloads is None:
+        return [None] * n
+    payloads = list(payloads)
+    if len(payloads) != n:
+        raise InputError(
+            f"got {len(payloads)} payloads for {n} vectors; give one (or null) per vector"
+        )
+    out: list[bytes | None] = []
+    for i, p in enumerate(payloads):
+        if p is None:
+            out.append(None)
+            continue
+        if not isinstance(p, dict):
+            raise InputError(f"payload {i} must be a JSON object or null, got {type(p).__name__}")
+        try:
+            text = json.dumps(p, allow_nan=False, ensure_ascii=False)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"payload {i} is not JSON ({e}); give JSON values only") from None
+        if "\\u0000" in text:
+            raise InputError(f"payload {i} holds a NUL character, which jsonb cannot store")
+        out.append(text.encode())
+    return out
+
+
+def _where(dsn: str) -> str:
+    """The server a DSN points at, for messages (never its password)."""
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the configured PostgreSQL"
+    host = info.get("host") or "localhost"
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"PostgreSQL {host}{port}/{info.get('dbname', '')}"
+
+
+class PostgresBackend:
+    """The service's PostgreSQL + pgvector backend (see the module docstring).
+
+    Args:
+        dsn: a libpq connection string or URI of a PostgreSQL with pgvector >= 0.7 (the
+            extension is created if missing); None starts the embedded server in `data_dir`.
+        data_dir: the folder of the embedded server (created if missing, locked while open);
+            only without `dsn`.
+        pool_size: most connections held (concurrent calls beyond it wait), 1..1024.
+        timeout: seconds a call waits for a connection before `UnavailableError`, > 0.
+        hnsw_m: HNSW graph degree of new collections' indexes (pgvector's `m`), 2..100.
+        ef_construction: HNSW build beam of new indexes, 4..1000, >= 2 * hnsw_m.
+        ef_search: least HNSW search beam (raised to each plan's shortlist), 1..1000.
+
+    Raises:
+        ConfigError: a bad argument, both or neither of `dsn` / `data_dir`, or a pgvector
+            older than 0.7.
+        UnavailableError: the database cannot be reached (the message says why).
+
+    Example:
+        >>> backend = PostgresBackend(data_dir="runs/pg")  # doctest: +SKIP
+        >>> backend.create(CollectionSpec("docs", 64, (8, 16, 32, 64), 16))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        data_dir: str | Path | None = None,
+        pool_size: int = 8,
+        timeout: float = 5.0,
+        hnsw_m: int = 16,
+        ef_construction: int = 64,
+        ef_search: int = plans_sql.DEFAULT_EF_SEARCH,
+    ):
+        if (dsn is None) == (data_dir is None):
+            raise ConfigError(
+                "give PostgresBackend either dsn (a PostgreSQL with pgvector) or data_dir "
+                "(a folder for the embedded server), not both or neither"
+            )
+        if dsn is not None and not isinstance(dsn, str):
+            raise ConfigError(f"dsn must be a connection string, got {type(dsn).__name__}")
+        self.pool_size = check_int("pool_size", pool_size, 1, 1024)
+        self.timeout = check_number("timeout", timeout, 0, low_open=True)
+        self.hnsw_m = check_int("hnsw_m", hnsw_m, 2, 100)
+        self.ef_construction = check_int("ef_construction", ef_construction, 4, 1000)
+        if self.ef_construction < 2 * self.hnsw_m:
+            raise ConfigError(
+                f"ef_construction={ef_construction} must be >= 2 * hnsw_m = {2 * self.hnsw_m} "
+                "(pgvector's rule); raise it or lower hnsw_m"
+            )
+        self.ef_search = check_int("ef_search", ef_search, 1, plans_sql.MAX_EF_SEARCH)
+        self.server = None if data_dir is None else EmbeddedPostgres(data_dir)
+        try:
+            self.dsn = dsn if self.server is None else self.server.start()
+            self._setup()
+            self.pool = ConnectionPool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.timeout,
+                kwargs={"connect_timeout": max(1, round(self.timeout))},
+                configure=self._configure,
+                check=ConnectionPool.check_connection,
+                name="mrl-postgres",
+                open=True,
+            )
+        except BaseException:
+            if self.server is not None:
+                self.server.close()
+            raise
+
+    # ------------------------------------------------------------------ connections
+    def _setup(self) -> None:
+        """Create the extension and the catalog (once per database); learn pgvector's oids."""
+        try:
+            conn = psycopg.connect(self.dsn, connect_timeout=max(1, round(self.timeout)))
+        except psycopg.OperationalError as e:
+            raise UnavailableError(self._down(e)) from e
+        with conn, conn.transaction():
+            # one creator at a time: IF NOT EXISTS alone races between two new services
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (CATALOG,))
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, "
+                    "no bigint GENERATED ALWAYS AS IDENTITY UNIQUE, spec jsonb NOT NULL, "
+                    "count bigint NOT NULL DEFAULT 0)"
+                ).format(sql.Identifier(CATALOG))
+            )
+            version = conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ).fetchone()[0]
+            if tuple(int(v) for v in re.findall(r"\d+", version)[:2]) < _MIN_PGVECTOR:
+                raise ConfigError(
+                    f"pgvector {version} in {_where(self.dsn)} is too old (subvector and halfvec "
+                    "need 0.7); run ALTER EXTENSION vector UPDATE"
+                )
+            self._oids = conn.execute(
+                "SELECT 'vector'::regtype::oid, 'halfvec'::regtype::oid"
+            ).fetchone()
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.adapters.register_dumper(_Vec, _vec_dumper(self._oids[0]))
+        conn.adapters.register_dumper(_HalfVec, _vec_dumper(self._oids[1]))
+
+    def _down(self, error: BaseException | None = None) -> str:
+        """Why the database cannot be used now, in one line (asks it directly if unknown)."""
+        if error is None:
+            try:
+                psycopg.connect(self.dsn, connect_timeout=max(1, round(self.timeout))).close()
+                why = f"all {self.pool_size} connections stayed busy for {self.timeout:g} s"
+            except psycopg.Error as e:
+                error = e
+        if error is not None:
+            why = " ".join(str(error).split()) or type(error).__name__
+        return f"{_where(self.dsn)} is unavailable: {why}; retry once the database is up"
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection inside one transaction (committed on success, else rolled back)."""
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except PoolTimeout as e:
+            raise UnavailableError(self._down()) from e
+        except PoolClosed as e:
+            raise UnavailableError("the PostgreSQL backend is closed; open a new one") from e
+        except psycopg.OperationalError as e:  # the server went away mid-call
+            raise UnavailableError(self._down(e)) from e
+        except psycopg.errors.DataException as e:  # a value pgvector or jsonb refused
+            raise InputError(f"the database refused a value: {' '.join(str(e).split())}") from e
+
+    def _lookup(
+        self, conn: psycopg.Connection, name: str, lock: bool = False
+    ) -> tuple[str, CollectionSpec, int]:
+        """(table, spec, count) of collection `name`; `lock` holds its row until commit."""
+        if not isinstance(name, str):
+            raise NotFoundError(f"collection names are strings, got {type(name).__name__}")
+        row = conn.execute(
+            sql.SQL("SELECT no, spec, count FROM {} WHERE name = %s{}").format(
+                sql.Identifier(CATALOG), sql.SQL(" FOR UPDATE" if lock else "")
+            ),
+            (name,),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"collection {name!r} does not exist; create it first")
+        no, spec, count = row
+        spec["nesting"] = tuple(spec["nesting"])
+        return f"mrl_items_{no}", CollectionSpec(**spec), count
+
+    # ------------------------------------------------------------------ collections
+    def create(self, spec: CollectionSpec) -> None:
+        """Create an empty collection: its table and its HNSW index over the D_s-prefix."""
+        spec = check_spec(spec)
+        kind = plans_sql.column_type(spec.dim, spec.dtype)
+        with self._transaction() as conn:
+            try:
+                no = conn.execute(
+                    sql.SQL("INSERT INTO {} (name, spec) VALUES (%s, %s) RETURNING no").format(
+                        sql.Identifier(CATALOG)
+                    ),
+                    (spec.name, Jsonb(dataclasses.asdict(spec))),
+                ).fetchone()[0]
+            except psycopg.errors.UniqueViolation:
+                raise ConflictError(
+                    f"collection {spec.name!r} already exists; drop it first or pick another name"
+                ) from None
+            table = f"mrl_items_{no}"
+            conn.execute(plans_sql.create_table(table, kind, spec.dim))
+            conn.execute(
+                plans_sql.create_ann_index(
+                    table, kind, spec.shortlist_dim, self.hnsw_m, self.ef_construction
+                )
+            )
+
+    def collections(self) -> list[CollectionSpec]:
+        with self._transaction() as conn:
+            names = conn.execute(
+                sql.SQL("SELECT name FROM {} ORDER BY name").format(sql.Identifier(CATALOG))
+            ).fetchall()
+            return [self._lookup(conn, name)[1] for (name,) in names]
+
+    def info(self, name: str) -> dict[str, Any]:
+        """Spec, live count and on-disk sizes: `memory_bytes` is the table with its indexes.
+
+        Also `table_bytes` (heap + TOAST), `index_bytes` (every index) and `ann_index_bytes`
+        (the HNSW index alone), from `pg_table_size` / `pg_indexes_size` / `pg_relation_size`.
+        """
+        with self._transaction() as conn:
+            table, spec, count = self._lookup(conn, name)
+            sizes = conn.execute(
+                "SELECT pg_total_relation_size(%(t)s::regclass), pg_table_size(%(t)s::regclass), "
+                "pg_indexes_size(%(t)s::regclass), pg_relation_size(%(a)s::regclass)",
+                {"t": table, "a": f"{table}_ann"},
+            ).fetchone()
+        total, table_bytes, index_bytes, ann_bytes = sizes
+        return {
+            "spec": spec,
+            "count": count,
+            "memory_bytes": total,
+            "table_bytes": table_bytes,
+            "index_bytes": index_bytes,
+            "ann_index_bytes": ann_bytes,
+        }
+
+    def drop(self, name: str) -> None:
+        with self._transaction() as conn:
+            table, _, _ = self._lookup(conn, name, lock=True)
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE name = %s").format(sql.Identifier(CATALOG)), (name,)
+            )
+            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
+
+    # ------------------------------------------------------------------ items
+    def add(
+        self,
+        name: str,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        payloads: list[dict[str, Any] | None] | None = None,
+    ) -> None:
+        """Store a batch in one transaction (binary COPY): all of it, or nothing.
+
+        Raises:
+            NotFoundError: no such collection.
+            InputError: bad vectors (wrong width, NaN/inf, beyond float16 for halfvec), bad
+                or repeated ids, payloads that are not JSON objects.
+            ConflictError: an id already in the collection (named, with its position).
+        """
+        with self._transaction() as conn:
+            table, spec, _ = self._lookup(conn, name, lock=True)
+            kind = plans_sql.column_type(spec.dim, spec.dtype)
+            x = as_rows(vectors, spec.dim, "vectors", "float16" if kind == "halfvec" else "float32")
+            ids = check_new_ids(ids, len(x))
+            texts = _payload_bytes(payloads, len(x))
+            clash = conn.execute(
+                sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
+                (ids.tolist(),),
+            ).fetchall()
+            if clash:
+                pos = int(np.flatnonzero(np.isin(ids, [i for (i,) in clash]))[0])
+                raise ConflictError(
+                    f"id {int(ids[pos])} at position {pos} is already in collection {name!r}; "
+                    "delete it first or give a new id"
+                )
+            try:
+                with conn.cursor().copy(
+                    sql.SQL("COPY {} (id, embedding, payload) FROM STDIN (FORMAT BINARY)").format(
+                        sql.Identifier(table)
+                    )
+                ) as copy:
+                    copy.write(_copy_stream(ids, x, kind, texts))
+            except psycopg.errors.UniqueViolation as e:  # a concurrent writer of the same id
+                raise ConflictError(
+                    f"{e.diag.message_detail or 'an id is already present'} in collection "
+                    f"{name!r}; give new ids"
+                ) from None
+            self._count(conn, name, len(ids))
+
+    def _count(self, conn: psycopg.Connection, name: str, delta: int) -> None:
+        conn.execute(
+            sql.SQL("UPDATE {} SET count = count + %s WHERE name = %s").format(
+                sql.Identifier(CATALOG)
+            ),
+            (delta, name),
+        )
+
+    def get(self, name: str, item_id: int) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """One item's full vector ([D] float32) and payload."""
+        (item_id,) = as_ids([item_id], "item id").tolist()
+        with self._transaction() as conn:
+            table, _, _ = self._lookup(conn, name)
+            row = conn.execute(
+                sql.SQL("SELECT embedding::real[], payload FROM {} WHERE id = %s").format(
+                    sql.Identifier(table)
+                ),
+                (item_id,),
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"id {item_id} is not in collection {name!r}")
+        return np.asarray(row[0], dtype=np.float32), row[1]
+
+    def delete(self, name: str, ids: np.ndarray) -> int:
+        """Delete every id given, in one transaction; none if one is absent (NotFoundError)."""
+        ids = as_ids(ids, "ids to delete")
+        with self._transaction() as conn:
+            table, _, _ = self._lookup(conn, name, lock=True)
+            gone = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE id = ANY(%s) RETURNING id").format(
+                    sql.Identifier(table)
+                ),
+                (ids.tolist(),),
+            ).fetchall()
+            missing = np.flatnonzero(~np.isin(ids, [i for (i,) in gone]))
+            if len(missing):  # raising rolls the whole delete back
+                pos = int(missing[0])
+                raise NotFoundError(
+                    f"id {int(ids[pos])} at position {pos} is not in collection {name!r}; "
+                    "nothing was deleted"
+                )
+            self._count(conn, name, -len(gone))
+        return len(gone)
+
+    def payloads(self, name: str, ids: np.ndarray) -> list[dict[str, Any] | None]:
+        """Payloads of `ids` in order; None for a -1 (not found) id, a null payload, or an id
+        deleted since the search that returned it."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        with self._transaction() as conn:
+            table, _, _ = self._lookup(conn, name)
+            found = dict(
+                conn.execute(
+                    sql.SQL("SELECT id, payload FROM {} WHERE id = ANY(%s)").format(
+                        sql.Identifier(table)
+                    ),
+                    (ids[ids >= 0].tolist(),),
+                ).fetchall()
+            )
+        return [found.get(int(i)) for i in ids]
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        name: str,
+        queries: np.ndarray,
+        k: int,
+        plan: Plan | None = None,
+        effort: int | None = None,
+    ) -> SearchHits:
+        """Top-k of each query under `plan`, run in SQL (one statement a query, pipelined).
+
+        Args:
+            name: the collection.
+            queries: [Q, D] (or [D]) finite floats.
+            k: results per query, 1..count.
+            plan: `SingleShot`, `Rerank` or `Funnel` (None: the collection's default plan).
+                ANN plans must shortlist at the collection's D_s (its HNSW index).
+            effort: least `hnsw.ef_search` for this call (raised to the shortlist),
+                1..1000; default the backend's `ef_search`.
+
+        Returns:
+            `SearchHits`: [Q, k] ids and cosine scores (at the plan's last dim), best first,
+            ties by smaller id; -1 / -inf pad rows an ANN scan could not fill. `stats` has
+            `seconds` (the SQL part), `shortlist` and `ef_search`.
+        """
+        if effort is not None:
+            effort = min(check_effort(effort), plans_sql.MAX_EF_SEARCH)
+        with self._transaction() as conn:
+            table, spec, count = self._lookup(conn, name)
+            if count == 0:
+                raise InputError(f"collection {name!r} is empty; add items before searching")
+            kind = plans_sql.column_type(spec.dim, spec.dtype)
+            q = as_rows(queries, spec.dim, "queries", "float32")
+            k = check_k(k, count, f"items in collection {name!r}")
+            plan = default_plan(spec) if plan is None else plan
+            check_plan(plan, spec.dim, k)
+            statement = plans_sql.search_statement(
+                table, kind, spec.dim, spec.shortlist_dim, plan, k
+            )
+            settings = plans_sql.settings(plan, k, self.ef_search if effort is None else effort)
+            t0 = time.perf_counter()
+            for key, value in settings.items():
+                conn.execute("SELECT set_config(%s, %s, true)", (key, value))
+            wrap = _HalfVec if kind == "halfvec" else _Vec
+            with conn.pipeline():
+                cursors = [conn.execute(statement, {"q": wrap(v, kind)}) for v in q]
+            results = [cur.fetchall() for cur in cursors]
+            seconds = time.perf_counter() - t0
+        ids = np.full((len(q), k), -1, dtype=np.int64)
+        scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+        for i, rows in enumerate(results):
+            if rows:
+                got = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+                ids[i, : len(rows)] = [r[0] for r in rows]
+                scores[i, : len(rows)] = 1.0 - got[:, 1]
+        stats = {
+            "seconds": seconds,
+            "shortlist": float(plan.shortlist_size(k)),
+            "ef_search": float(settings.get("hnsw.ef_search", 0)),
+        }
+        return SearchHits(ids, scores, stats)
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Close the pool, then stop the embedded server (if this backend started one)."""
+        self.pool.close()
+        if self.server is not None:
+            self.server.close()
+
+    def __enter__(self) -> PostgresBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
