@@ -28,6 +28,7 @@ ALL = {
     "adaptive",
     "retrieval",
     "experiments",
+    "service",
     "cli",
 }
 # For each layer, the mrl layers it must never load, directly or through another module.
@@ -43,6 +44,7 @@ FORBIDDEN = {
         "export",
         "retrieval",
         "experiments",
+        "service",
         "cli",
     },
     "evaluation": {
@@ -52,9 +54,10 @@ FORBIDDEN = {
         "export",
         "retrieval",
         "experiments",
+        "service",
         "cli",
     },
-    "adaptive": {"training", "adaptation", "export", "retrieval", "experiments", "cli"},
+    "adaptive": {"training", "adaptation", "export", "retrieval", "experiments", "service", "cli"},
     # retrieval works on any nested embeddings: it never needs the training stack
     "retrieval": {
         "nn",
@@ -64,10 +67,19 @@ FORBIDDEN = {
         "adaptation",
         "export",
         "experiments",
+        "service",
         "cli",
     },
     # post-hoc adaptors of frozen embeddings: above nn, beside evaluation
-    "adaptation": {"training", "adaptive", "export", "retrieval", "experiments", "cli"},
+    "adaptation": {
+        "training",
+        "adaptive",
+        "export",
+        "retrieval",
+        "experiments",
+        "service",
+        "cli",
+    },
     # writing models in other tools' formats: above models, below the drivers
     "export": {
         "training",
@@ -76,9 +88,21 @@ FORBIDDEN = {
         "adaptation",
         "retrieval",
         "experiments",
+        "service",
         "cli",
     },
-    "experiments": {"cli"},
+    "experiments": {"service", "cli"},
+    # the HTTP service: a thin layer over retrieval (and, inside its routes, the text encoder)
+    "service": {
+        "nn",
+        "models",
+        "training",
+        "adaptive",
+        "adaptation",
+        "export",
+        "experiments",
+        "cli",
+    },
     "cli": set(),
 }
 
@@ -174,11 +198,15 @@ def _loaded_after_import(module: str) -> set[str]:
                 "mrl.adaptive",
                 "mrl.experiments",
                 "mrl.cli",
+                "mrl.service",
                 "mrl.evaluation.report",
                 "matplotlib",
                 "sklearn",
+                "fastapi",
             },
         ),
+        # the service's models and backends load no web framework and no training stack
+        ("mrl.service.backend", {"fastapi", "mrl.training", "mrl.models", "transformers"}),
         ("mrl.evaluation.metrics", {"torch", "mrl.training", "matplotlib"}),
     ],
 )
