@@ -90,4 +90,4 @@ def check_search_k(k: object, count: int, name: str) -> int:
     """k for a search of collection `name` holding `count` items (empty: a named error)."""
     if count == 0:
         raise InputError(f"collection {name!r} is empty: add items before searching it")
-    return check_k(k, count, f"items in collection {name!r}")
+    return check_k(k, count, f"items of collection {name!r}")
