@@ -3,6 +3,8 @@
 Any `--key=value` or `--key value` flag overrides that key of the YAML config (a bare
 `--amp` sets a bool key to true; unknown keys are errors that suggest the nearest).
 Multi-process: `torchrun --nproc_per_node=N $(which mrl) train ...`.
+Text: `mrl train --config configs/minilm_debian.yaml` fine-tunes a Hugging Face encoder
+(backbone: text, text_model: FOLDER or null for all-MiniLM-L6-v2).
 """
 
 from __future__ import annotations
@@ -37,12 +39,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_top1(result: TrainResult) -> str:
-    """A per-size table of test top-1 from the last epoch."""
+    """A per-size table of the last epoch: test top-1 (a head), MRR@10 (text pairs)."""
     m = result.metrics
-    lines = [
-        f"run {result.run_dir}: epoch {m['epoch']}, step {m['step']}, "
-        f"test loss {m['test_loss']:.4f}",
-        f"{'dim':>6}  {'top-1 %':>8}",
-    ]
-    lines += [f"{dim:>6}  {100 * acc:>8.2f}" for dim, acc in m["top1"].items()]
+    head = f"run {result.run_dir}: epoch {m['epoch']}, step {m['step']}"
+    if "test_loss" in m:
+        head += f", test loss {m['test_loss']:.4f}"
+    head += f", {m['examples_per_s']:.1f} examples/s" if "examples_per_s" in m else ""
+    columns = [(key, title) for key, title in _COLUMNS if key in m]
+    sizes = next(iter(m[key] for key, _ in columns))
+    lines = [head, f"{'dim':>6}" + "".join(f"  {title:>8}" for _, title in columns)]
+    for dim in sizes:
+        lines.append(f"{dim:>6}" + "".join(f"  {100 * m[key][dim]:>8.2f}" for key, _ in columns))
     return "\n".join(lines)
+
+
+_COLUMNS = (("top1", "top-1 %"), ("mrr10", "MRR@10 %"))  # metrics key, column title

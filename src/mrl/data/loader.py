@@ -128,3 +128,83 @@ def _without_worker_traceback(error: MrlError) -> MrlError:
         if line.startswith(prefix):
             return type(error)(line[len(prefix) :])
     return error
+
+
+class LengthSortedBatches:
+    """Seeded, shardable batches of row ids that group rows of similar length (less padding).
+
+    Epoch e: a permutation of the N rows by (seed, e); its first `len(self) * batch_size`
+    rows (drop_last) are cut into chunks of `chunk_batches` batches, each chunk sorted by
+    length and cut into batches; then the batch order is shuffled (by (seed, e) too), so long
+    and short batches alternate instead of the epoch running from long to short. A pure
+    function of (seed, epoch), like `BatchLoader`: resuming needs the epoch and the batches
+    taken, and every rank agrees without communicating. Rank r takes every world_size-th id
+    of each global batch, so the ranks' shards have similar lengths too.
+
+    Args:
+        lengths: [N] a length per row (e.g. token counts); only their order matters.
+        batch_size: the GLOBAL batch.
+        chunk_batches: batches per sorted chunk; 1 sorts within each batch only (no gain),
+            larger cuts more padding but makes batches less random.
+        shuffle: a fresh permutation per epoch; False keeps row order (no sorting: evaluation).
+        drop_last: skip the final partial batch (training: equal batches on every rank).
+        seed, rank, world_size: as `BatchLoader`.
+
+    Example:
+        >>> batches = LengthSortedBatches(np.array([5, 1, 9, 3]), 2, shuffle=True)
+        >>> sorted(int(i) for b in batches.iter_batches(0) for i in b)
+        [0, 1, 2, 3]
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        *,
+        chunk_batches: int = 16,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.batch_size = check_int("batch_size", batch_size)
+        self.chunk_batches = check_int("chunk_batches", chunk_batches)
+        world_size = check_int("world_size", world_size)
+        self.rank = check_int("rank", rank, 0, world_size - 1)
+        if drop_last and batch_size % world_size:
+            raise ConfigError(
+                f"batch_size {batch_size} (the global batch) must be divisible by the "
+                f"{world_size} processes"
+            )
+        self.lengths = np.asarray(lengths)
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.seed, self.world_size = seed, world_size
+
+    def __len__(self) -> int:
+        """Number of global batches per epoch."""
+        n, b = len(self.lengths), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def global_batches(self, epoch: int) -> list[np.ndarray]:
+        """Every global batch of epoch `epoch`, in the order they are taken (all ranks)."""
+        n, b = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            return [np.arange(i, min(i + b, n)) for i in range(0, len(self) * b, b)]
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(n)[: len(self) * b if self.drop_last else n]
+        chunk = b * self.chunk_batches
+        batches = []
+        for start in range(0, len(order), chunk):
+            rows = order[start : start + chunk]
+            rows = rows[np.argsort(self.lengths[rows], kind="stable")]
+            batches += [rows[i : i + b] for i in range(0, len(rows), b)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def iter_batches(self, epoch: int = 0, start: int = 0) -> Iterator[np.ndarray]:
+        """This rank's row ids [b / world_size] int64 of each batch of `epoch`, from `start`."""
+        for rows in self.global_batches(epoch)[start:]:
+            yield rows[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.iter_batches(0)

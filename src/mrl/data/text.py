@@ -36,8 +36,8 @@ DEBIAN_ENV = "MRL_DEBIAN_PACKAGES"
 DEBIAN_DEFAULT = Path("../shared/data/debian-packages.jsonl.gz")
 DEBIAN_FIELDS = ("package", "source", "section", "summary", "description", "tags")
 SPLITS = ("train", "test")
-_SUFFIXES = (".jsonl", ".csv", ".jsonl.gz", ".csv.gz")
-_TXT_SUFFIXES = (".txt", ".txt.gz", *_SUFFIXES)  # what `read_texts` takes
+CORPUS_SUFFIXES = (".jsonl", ".csv", ".jsonl.gz", ".csv.gz")
+_TXT_SUFFIXES = (".txt", ".txt.gz", *CORPUS_SUFFIXES)  # what `read_texts` takes
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def read_texts_and_labels(
     None); otherwise every record needs a label (`read_labelled_texts`).
     """
     path = Path(path)
-    if not path.name.endswith(_SUFFIXES):
+    if not path.name.endswith(CORPUS_SUFFIXES):
         return read_texts(path), None, None
     _, first = next(_rows(path, ("text",)))
     if "label" not in first:
@@ -298,7 +298,7 @@ def _rows(
         raise InputError(f"{path} holds no records; expected {', '.join(required + labels)}")
 
 
-def _read_text(path: Path, suffixes: tuple[str, ...] = _SUFFIXES) -> str:
+def _read_text(path: Path, suffixes: tuple[str, ...] = CORPUS_SUFFIXES) -> str:
     """The whole file as text (gunzipped if .gz), refusing bytes that are not UTF-8 by line."""
     if not path.name.endswith(suffixes):
         raise FormatError(

@@ -18,7 +18,7 @@ import torch
 from mrl.checks import check_tag, require_keys
 from mrl.errors import FormatError, MissingPathError
 from mrl.io import atomic_torch_save
-from mrl.models import MatryoshkaModel, create_model
+from mrl.models import MatryoshkaModel, create_model, create_text_model
 from mrl.training.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -93,6 +93,9 @@ def load_model(
     """Rebuild a trained model from its run folder (or checkpoint file), in eval mode.
 
     Works for checkpoints of multi-process runs too: they hold the unwrapped module's weights.
+    A text run's model is a `TextEncoder` backbone (`model.backbone.encode(texts)` gives the
+    run's vectors) with its head, or none; it is rebuilt from the run's `text_model` folder
+    (architecture, tokenizer), which must still be there.
 
     Args:
         run_dir_or_checkpoint: a run folder holding `checkpoint.pt`, or the file itself.
@@ -107,13 +110,23 @@ def load_model(
     require_keys(state, ("config", "data", "model"), path, error=CheckpointError)
     config = TrainConfig.from_dict(state["config"])
     data = state["data"]
-    model = create_model(
-        config.backbone,
-        tuple(data["in_shape"]),
-        config.get_nesting(),
-        data["num_classes"],
-        config.head,
-        config.ff_dim,
-    )
+    if config.is_text:  # the folder of `text_model` gives the architecture and the tokenizer
+        model = create_text_model(
+            config.text_model,
+            config.get_nesting(),
+            data["num_classes"] if config.classification_weight > 0 else None,
+            config.head,
+            config.ff_dim,
+            config.max_seq_length,
+        )
+    else:
+        model = create_model(
+            config.backbone,
+            tuple(data["in_shape"]),
+            config.get_nesting(),
+            data["num_classes"],
+            config.head,
+            config.ff_dim,
+        )
     model.load_state_dict(state["model"])
     return model.to(map_location).eval(), config

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from mrl.checks import check_int, check_number
-from mrl.data import DATASETS
+from mrl.data import DATASETS, TEXT_DATASETS
 from mrl.errors import ConfigError, MissingPathError, PathError
 from mrl.io import atomic_open
 from mrl.models import BACKBONES
@@ -38,6 +38,30 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("bf16", "fp16")
+TEXT_BACKBONE = "text"  # a Hugging Face encoder (`text_model`) reading a text dataset
+
+# What `None` resolves to for the optimisation keys, by kind of backbone. Vision: the paper's
+# SGD recipe from random weights. Text: fine-tuning a pretrained encoder, as
+# sentence-transformers does (AdamW, lr 2e-5, weight decay 0.01, 10% warm-up); the heads start
+# random, and at 2e-5 a linear head barely moves in one epoch, so they take 1e-3.
+RECIPES = {
+    "vision": {
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "head_lr": None,
+        "weight_decay": 5e-4,
+        "warmup_epochs": 1.0,
+    },
+    "text": {
+        "optimizer": "adamw",
+        "lr": 2e-5,
+        "head_lr": 1e-3,
+        "weight_decay": 0.01,
+        "warmup_epochs": 0.1,
+    },
+}
+# Which objectives each text set can train: pairs give the contrastive loss, labels the heads.
+_TEXT_HAS = {"debian": ("pairs", "labels"), "text-pairs": ("pairs",), "text-labels": ("labels",)}
 
 # TrainConfig keys that never change the trained weights: where and how fast a run executes,
 # how often it reads losses and saves, and where it stops (`max_steps`: the schedule spans
@@ -78,7 +102,8 @@ class TrainConfig:
     image_size: int = 64  # imagefolder only: images are resized and centre-cropped to this side
     num_workers: int = 0  # DataLoader workers for lazily read sets; in-memory sets need none
     # --- model
-    backbone: str = "cnn"  # a key of mrl.models.BACKBONES (cnn, mlp, resnet18, resnet50)
+    backbone: str = "cnn"  # a key of mrl.models.BACKBONES (cnn, mlp, resnet18, resnet50), or
+    # "text" (a Hugging Face encoder, `text_model`; embed_dim must be its width)
     embed_dim: int = 64  # d, the representation size; the last nested size
     nesting: list[int] | None = None  # nested sizes; None -> consistent halving of embed_dim
     nesting_weights: list[float] | None = None  # c_m per size; None -> all 1, as in the paper
@@ -86,16 +111,32 @@ class TrainConfig:
     head: str = "mrl"  # mrl (a classifier per size), mrl-e (one shared W) or ff (one size)
     ff_dim: int | None = None  # ff head: the k of FF-k; None -> embed_dim
     sync_bn: bool = False  # multi-GPU: share BatchNorm statistics across processes (CUDA only)
-    # --- optimisation
+    # --- text (backbone "text" on a text dataset: debian, text-pairs, text-labels)
+    text_model: str | None = None  # local Hugging Face model folder; None: all-MiniLM-L6-v2
+    max_seq_length: int | None = None  # tokens kept per text; None: the folder's (else 128)
+    contrastive_weight: float | None = None  # Matryoshka InfoNCE on pairs; None: 1 for a set
+    # of pairs (debian, text-pairs), else 0
+    classification_weight: float | None = None  # the heads' Matryoshka CE on labels; None: 1
+    # for vision and text-labels, 0 for sets of pairs (debian trains both when both are > 0)
+    temperature: float = 0.05  # InfoNCE logit scale 1/temperature (sentence-transformers: 20)
+    symmetric_loss: bool = True  # also the positive -> query direction of InfoNCE
+    n_dims_per_step: int | None = None  # contrastive: a seeded random subset of this many
+    # sizes per step (sentence-transformers' option); None: every size every step
+    max_train_examples: int | None = None  # text: train on this many rows drawn by `seed`
+    # (the same rows for every run with that seed); None: the whole train split
+    max_eval_examples: int | None = 2000  # text: score the first N test rows per epoch (MRR@10
+    # over N queries x N documents, bounded time); None: the whole test split
+    # --- optimisation (None: the backbone kind's recipe, `RECIPES`)
     epochs: int = 10
     batch_size: int = 128  # the GLOBAL batch; each of W processes takes batch_size / W
     eval_batch_size: int = 512  # global batch for the per-epoch test pass (no gradients)
-    optimizer: str = "sgd"  # sgd (with momentum, the paper's) or adamw
-    lr: float = 0.1  # peak learning rate, reached at the end of warm-up
+    optimizer: str | None = None  # sgd (with momentum, the paper's) or adamw
+    lr: float | None = None  # peak learning rate, reached at the end of warm-up
+    head_lr: float | None = None  # the heads' peak lr when it differs from the backbone's
     momentum: float = 0.9  # SGD momentum (AdamW ignores it)
-    weight_decay: float = 5e-4  # applied to weight matrices only, not to biases or BatchNorm
+    weight_decay: float | None = None  # on weight matrices only, not biases or norms
     schedule: str = "cosine"  # per-step decay after warm-up: cosine or linear, to 0
-    warmup_epochs: float = 1.0  # linear warm-up length; fractions of an epoch are fine
+    warmup_epochs: float | None = None  # linear warm-up length; fractions of an epoch are fine
     label_smoothing: float = 0.1  # as in the paper's ResNet-50 recipe
     seed: int = 0  # fixes the initialisation and the data order (with the epoch)
     amp: bool = True  # mixed precision on CUDA (ignored on the CPU, where it rarely helps)
@@ -117,9 +158,10 @@ class TrainConfig:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             setattr(self, f.name, _as_type(f.name, getattr(self, f.name), hints[f.name], False))
+        self._resolve_defaults()
         choices = {
-            "dataset": tuple(DATASETS),
-            "backbone": tuple(BACKBONES),
+            "dataset": (*DATASETS, *TEXT_DATASETS),
+            "backbone": (*BACKBONES, TEXT_BACKBONE),
             "head": HEADS,
             "optimizer": OPTIMIZERS,
             "schedule": SCHEDULES,
@@ -137,6 +179,8 @@ class TrainConfig:
                 check_int(f"{key} (an int or null)", getattr(self, key))
         check_int("num_workers", self.num_workers, low=0)
         check_number("lr", self.lr, low=0, low_open=True)
+        if self.head_lr is not None:
+            check_number("head_lr", self.head_lr, low=0, low_open=True)
         check_number("weight_decay", self.weight_decay, low=0)
         check_number("warmup_epochs", self.warmup_epochs, low=0)
         for key in ("momentum", "label_smoothing"):
@@ -153,7 +197,80 @@ class TrainConfig:
             raise ConfigError(
                 f"ff_dim {self.ff_dim} must be within 1..{self.embed_dim} (embed_dim)"
             )
-        self.get_nesting()  # validates nesting, weights and embed_dim together
+        nesting = self.get_nesting()  # validates nesting, weights and embed_dim together
+        self._check_text(nesting)
+
+    @property
+    def is_text(self) -> bool:
+        """A text run: backbone "text" on a text dataset."""
+        return self.backbone == TEXT_BACKBONE
+
+    def _resolve_defaults(self) -> None:
+        """Fill the None optimisation keys and objective weights for this kind of run."""
+        text = self.backbone == TEXT_BACKBONE
+        for key, value in RECIPES["text" if text else "vision"].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        has = _TEXT_HAS.get(self.dataset, ("labels",))  # vision sets are labelled
+        if self.contrastive_weight is None:
+            self.contrastive_weight = 1.0 if "pairs" in has else 0.0
+        if self.classification_weight is None:
+            self.classification_weight = 0.0 if "pairs" in has else 1.0
+
+    def _check_text(self, nesting: Nesting) -> None:
+        """The text keys agree with the backbone and the dataset (names the key and the fix)."""
+        text_set = self.dataset in TEXT_DATASETS
+        if self.is_text and not text_set:
+            raise ConfigError(
+                f"backbone 'text' reads a text dataset ({', '.join(TEXT_DATASETS)}), not "
+                f"{self.dataset!r}; choose a text dataset or a vision backbone"
+            )
+        if text_set and not self.is_text:
+            raise ConfigError(
+                f"dataset {self.dataset!r} holds texts; set backbone: text (backbone "
+                f"{self.backbone!r} reads images or features)"
+            )
+        if not self.is_text:
+            for key in ("text_model", "max_seq_length"):
+                if getattr(self, key) is not None:
+                    raise ConfigError(
+                        f"{key} applies to backbone 'text' only (backbone is "
+                        f"{self.backbone!r}); remove {key} or set backbone: text"
+                    )
+        if self.text_model is not None and not self.text_model.strip():
+            raise ConfigError("text_model is empty; give a model folder or null for MiniLM")
+        if self.max_seq_length is not None:
+            check_int("max_seq_length (an int or null)", self.max_seq_length)
+        for key in ("max_train_examples", "max_eval_examples"):
+            if getattr(self, key) is not None:
+                check_int(f"{key} (an int or null)", getattr(self, key))
+        check_number("temperature", self.temperature, low=0, low_open=True)
+        if self.n_dims_per_step is not None:
+            check_int(
+                f"n_dims_per_step (sizes per step, nesting has {len(nesting)})",
+                self.n_dims_per_step,
+                1,
+                len(nesting),
+            )
+        for key in ("contrastive_weight", "classification_weight"):
+            check_number(key, getattr(self, key), low=0)
+        has = _TEXT_HAS.get(self.dataset, ("labels",))
+        if self.contrastive_weight > 0 and "pairs" not in has:
+            raise ConfigError(
+                f"contrastive_weight {self.contrastive_weight:g} needs pairs, and dataset "
+                f"{self.dataset!r} has none; set contrastive_weight: 0 or use debian or text-pairs"
+            )
+        if self.classification_weight > 0 and "labels" not in has:
+            raise ConfigError(
+                f"classification_weight {self.classification_weight:g} needs labels, and "
+                f"dataset {self.dataset!r} has none; set classification_weight: 0 or use "
+                "debian or text-labels"
+            )
+        if self.contrastive_weight == 0 and self.classification_weight == 0:
+            raise ConfigError(
+                "contrastive_weight and classification_weight are both 0: nothing to train; "
+                "set one of them above 0"
+            )
 
     def get_nesting(self) -> Nesting:
         """The `Nesting` this config trains: `nesting` if given, else halving of `embed_dim`."""

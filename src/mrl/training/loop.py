@@ -41,6 +41,7 @@ from mrl.training.monitor import LossMonitor
 from mrl.training.optim import amp_dtype, build_optimizer, build_scheduler, optimizer_step
 from mrl.training.resume import RunState, load_resumable
 from mrl.training.rundir import append_metrics, claim_run_dir, prepare_run_dir
+from mrl.training.text import TextTask
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,12 @@ class TrainResult:
         run_dir: the run folder (config.yaml, checkpoint.pt, metrics.jsonl).
         metrics: the last epoch's metrics (also the last line of metrics.jsonl): epoch
             (1-based), step (optimizer steps so far), train_loss (the epoch's mean training
-            objective, sum_m c_m * CE_m with label smoothing), test_loss (the same without
-            smoothing), top1 {size as str: accuracy in [0, 1]}, lr, time_s (epoch wall time).
+            objective: classification_weight * sum_m c_m * CE_m with label smoothing, plus
+            contrastive_weight * sum_m c_m * InfoNCE_m for text pairs), test_loss (the heads'
+            CE without smoothing) and top1 {size as str: accuracy in [0, 1]} when there is a
+            head, mrr10 {size as str: MRR@10} for text pairs, lr, examples_per_s (training
+            throughput of the epoch's steps: images, pairs or texts per second, evaluation
+            excluded), time_s (epoch wall time).
         is_main: False on the non-zero ranks of a multi-process run (which write nothing).
     """
 
@@ -65,6 +70,11 @@ class TrainResult:
     @property
     def checkpoint(self) -> Path:
         return self.run_dir / CHECKPOINT
+
+    @property
+    def examples_per_s(self) -> float:
+        """Training throughput of the last epoch (pairs/s for a text pair set)."""
+        return self.metrics["examples_per_s"]
 
 
 def forward_loss(
@@ -172,6 +182,47 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
             dist.destroy_process_group()
 
 
+class VisionTask:
+    """A vision run's model, batches, loss and evaluation (`TextTask`'s image counterpart).
+
+    Raises:
+        InputError: as `_load_splits`, or fewer training samples than one batch.
+    """
+
+    def __init__(self, config: TrainConfig, ctx: DistContext) -> None:
+        self.config, self.ctx = config, ctx
+        train_set, test_set = _load_splits(config)
+        nesting = config.get_nesting()
+        self.model = create_model(
+            config.backbone,
+            train_set.in_shape,
+            nesting,
+            train_set.num_classes,
+            config.head,
+            config.ff_dim,
+        ).to(ctx.device)
+        # FF-k trains one size; its loss and metrics are over that size alone.
+        self.head_nesting = nesting if config.head != "ff" else Nesting(self.model.head_dims)
+        self.objective = MatryoshkaLoss(self.head_nesting, label_smoothing=config.label_smoothing)
+        self.batches, self.test_loader = _loaders(config, train_set, test_set, ctx)
+        self.data = {"in_shape": list(train_set.in_shape), "num_classes": train_set.num_classes}
+
+    def iter_batches(self, epoch: int, start: int = 0):
+        """This rank's (x, y) batches of `epoch` from global batch `start`, on its device."""
+        device = self.ctx.device
+        for x, y in self.batches.iter_batches(epoch, start):
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def loss(self, net: nn.Module, batch, autocast: torch.dtype | None) -> torch.Tensor:
+        x, y = batch
+        loss = forward_loss(net, self.objective, x, y, autocast)
+        weight = self.config.classification_weight
+        return loss if weight == 1 else weight * loss
+
+    def evaluate(self, autocast: torch.dtype | None = None) -> dict[str, Any]:
+        return evaluate(self.model, self.test_loader, self.head_nesting, self.ctx, autocast)
+
+
 def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
     """The run on this rank (rank 0 already holds the run folder): resume, set up, train."""
     run_dir = Path(config.out_dir)
@@ -185,29 +236,28 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
             return TrainResult(run_dir, state["metrics"], ctx.is_main)
 
     _seed_everything(config.seed)
-    train_set, test_set = _load_splits(config)
-    nesting = config.get_nesting()
-    model = create_model(
-        config.backbone,
-        train_set.in_shape,
-        nesting,
-        train_set.num_classes,
-        config.head,
-        config.ff_dim,
-    ).to(ctx.device)
-    # FF-k trains one size; its loss and metrics are over that size alone.
-    head_nesting = nesting if config.head != "ff" else Nesting(model.head_dims)
-    loss_fn = MatryoshkaLoss(head_nesting, label_smoothing=config.label_smoothing)
-    train_loader, test_loader = _loaders(config, train_set, test_set, ctx)
-    steps_per_epoch = len(train_loader)
+    task = TextTask(config, ctx) if config.is_text else VisionTask(config, ctx)
+    model = task.model
+    steps_per_epoch = len(task.batches)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     autocast = amp_dtype(config, ctx.device)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=autocast == torch.float16)
     monitor = LossMonitor(config.loss_check_every, steps_per_epoch, ckpt_path, ctx)
-    run = RunState(config, train_set, model, optimizer, scheduler, scaler, monitor, steps_per_epoch)
+    run = RunState(
+        config,
+        task.data,
+        model,
+        task.objective,
+        optimizer,
+        scheduler,
+        scaler,
+        monitor,
+        steps_per_epoch,
+    )
     step, metrics = run.restore(state, ckpt_path) if state is not None else (0, {})
-    net = _distribute(model, config, ctx)
+    # Text: DDP wraps the objective, whose one forward encodes every column of the batch.
+    net = _distribute(task.objective if config.is_text else model, config, ctx)
     if ctx.is_main:
         prepare_run_dir(run_dir, config, state)
         logger.info(
@@ -222,15 +272,15 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
         t0 = time.perf_counter()
         net.train()
         bar = tqdm(
-            train_loader.iter_batches(epoch, start),
+            task.iter_batches(epoch, start),
             total=min(steps_per_epoch, stop - epoch * steps_per_epoch) - start,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             leave=False,
             disable=True if not (ctx.is_main and config.progress) else None,
         )
-        for x, y in bar:
-            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-            loss = forward_loss(net, loss_fn, x, y, autocast)
+        first = step
+        for batch in bar:
+            loss = task.loss(net, batch, autocast)
             monitor.append(loss, step)
             optimizer_step(loss, optimizer, scaler)
             scheduler.step()
@@ -249,13 +299,15 @@ def _train(config: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
             if step >= stop:
                 break
         bar.close()
+        train_s = time.perf_counter() - t0  # the steps alone (monitor.read waited for them)
 
         metrics = {
             "epoch": epoch + 1,
             "step": step,
             "train_loss": monitor.epoch_mean,
-            **evaluate(model, test_loader, head_nesting, ctx, autocast),
+            **task.evaluate(autocast),
             "lr": optimizer.param_groups[0]["lr"],
+            "examples_per_s": (step - first) * config.batch_size / max(train_s, 1e-9),
             "time_s": time.perf_counter() - t0,
         }
         if step % steps_per_epoch == 0:  # a finished epoch starts the next average afresh
@@ -342,9 +394,12 @@ def _seed_everything(seed: int) -> None:
 
 
 def _log_epoch(metrics: dict[str, Any]) -> None:
-    top1 = " ".join(f"{m}:{acc:.4f}" for m, acc in metrics["top1"].items())
-    logger.info(
-        "epoch %d step %d  train_loss %.4f  test_loss %.4f  top1 %s  (%.1f s)",
-        *(metrics["epoch"], metrics["step"], metrics["train_loss"], metrics["test_loss"]),
-        *(top1, metrics["time_s"]),
-    )
+    parts = [f"epoch {metrics['epoch']} step {metrics['step']}"]
+    parts.append(f"train_loss {metrics['train_loss']:.4f}")
+    if "test_loss" in metrics:
+        parts.append(f"test_loss {metrics['test_loss']:.4f}")
+    for key in ("top1", "mrr10"):
+        if key in metrics:
+            parts.append(f"{key} " + " ".join(f"{m}:{v:.4f}" for m, v in metrics[key].items()))
+    parts.append(f"({metrics['examples_per_s']:.1f}/s, {metrics['time_s']:.1f} s)")
+    logger.info("  ".join(parts))

@@ -25,12 +25,29 @@ def lr_multiplier(step: int, warmup_steps: int, total_steps: int, schedule: str)
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum) or AdamW; weight decay on weight matrices only (not biases, norms)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-    ]
+    """SGD (momentum) or AdamW; weight decay on weight matrices only (not biases, norms).
+
+    With `config.head_lr` set (and different from `lr`), the head's parameters take that
+    peak rate in groups of their own (the schedule scales every group alike).
+    """
+    head = getattr(model, "head", None)
+    split_head = head is not None and config.head_lr not in (None, config.lr)
+    head_ids = {id(p) for p in head.parameters()} if split_head else set()
+    groups = []
+    for lr, in_head in ((config.lr, False), (config.head_lr, True)):
+        params = [
+            p for p in model.parameters() if p.requires_grad and (id(p) in head_ids) == in_head
+        ]
+        if in_head and not split_head:
+            continue
+        groups += [
+            {
+                "params": [p for p in params if p.ndim > 1],
+                "weight_decay": config.weight_decay,
+                "lr": lr,
+            },
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": lr},
+        ]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     return torch.optim.AdamW(groups, lr=config.lr)

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from mrl.checks import require_keys
-from mrl.data import LabeledDataset
 from mrl.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -54,28 +53,30 @@ def load_resumable(path: Path, config: TrainConfig, device: torch.device) -> dic
 
 @dataclass
 class RunState:
-    """The objects a checkpoint saves and restores, and what identifies the run's data."""
+    """The objects a checkpoint saves and restores, and what identifies the run's data.
+
+    `data` identifies the training data (vision: input shape and class count; text: rows
+    and class count); `objective` is the loss module, whose state (the contrastive loss's
+    size-draw generator) a checkpoint keeps too.
+    """
 
     config: TrainConfig
-    train_set: LabeledDataset
+    data: dict[str, Any]
     model: nn.Module
+    objective: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     monitor: LossMonitor
     steps_per_epoch: int
 
-    def data(self) -> dict[str, Any]:
-        """What identifies the training data: input shape and class count."""
-        ds = self.train_set
-        return {"in_shape": list(ds.in_shape), "num_classes": ds.num_classes}
-
     def payload(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         """The checkpoint dict after optimizer step `step` (RNG state taken now)."""
         return {
             "config": self.config.to_dict(),
-            "data": self.data(),
+            "data": self.data,
             "model": self.model.state_dict(),
+            "objective": _loss_state(self.objective),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -92,7 +93,7 @@ class RunState:
         Raises:
             CheckpointError: the checkpoint was trained on other data.
         """
-        now = self.data()
+        now = self.data
         if state["data"] != now or state["steps_per_epoch"] != self.steps_per_epoch:
             raise CheckpointError(
                 f"cannot resume {path}: it was trained on data with {state['data']} and "
@@ -100,9 +101,16 @@ class RunState:
                 f"{self.steps_per_epoch}"
             )
         self.model.load_state_dict(state["model"])
+        if state.get("objective"):  # absent from checkpoints of losses without state
+            self.objective.load_state_dict(state["objective"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.monitor.load_state(state["epoch_loss"])
         set_rng_state(state["rng"])
         return state["step"], state["metrics"]
+
+
+def _loss_state(objective: nn.Module) -> dict[str, Any]:
+    """The objective's own state (not the model's weights, which "model" holds)."""
+    return {k: v for k, v in objective.state_dict().items() if not k.startswith("model.")}
