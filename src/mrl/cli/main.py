@@ -12,7 +12,16 @@ from mrl.errors import MrlError
 
 # One module per command group; each defines add_commands(subparsers) and sets `func`
 # on its parsers, func(args) -> exit code.
-COMMAND_MODULES = ("cascade", "train", "evaluate", "reproduce", "retrieval", "adapt", "export")
+COMMAND_MODULES = (
+    "cascade",
+    "train",
+    "evaluate",
+    "reproduce",
+    "retrieval",
+    "adapt",
+    "export",
+    "serve",
+)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
