@@ -21,9 +21,10 @@ import numpy as np
 
 from mrl.checks import check_int, check_k, check_number
 from mrl.errors import ConfigError, InputError
+from mrl.nesting import Nesting
 from mrl.retrieval import persist, search
-from mrl.retrieval.plans import Funnel, Plan, SingleShot, check_plan
-from mrl.retrieval.search import SearchResult, check_effort
+from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot, check_plan
+from mrl.retrieval.search import HNSW_KINDS, SearchResult, check_effort
 from mrl.retrieval.storage import (
     STORAGE_DTYPES,
     VectorStore,
@@ -35,7 +36,7 @@ from mrl.retrieval.storage import (
 )
 from mrl.retrieval.tune import PlanTuner
 
-ANN_KINDS = ("hnsw", "flat", "ivf")
+ANN_KINDS = ("hnsw", "hnsw_sq8", "flat", "ivf")
 # Upper bounds of the HNSW degree and IVF cells: far above any useful value, low enough that
 # faiss never tries to allocate a graph that cannot fit (M = 10^6 asks for terabytes).
 MAX_HNSW_M = 256
@@ -45,14 +46,18 @@ MAX_IVF_LISTS = 1 << 24
 class MatryoshkaIndex:
     """A persisted index over nested (Matryoshka) embeddings, searched by adaptive plans.
 
-    Keeps the full [N, D] vectors (float32 or float16, optionally memory-mapped) and an ANN
-    structure over the unit-norm D_s-prefixes: HNSW (faiss `IndexHNSWFlat`, M=32, as in the
-    paper), exact flat (`IndexFlatIP`) or IVF (`IndexIVFFlat`). Plans (`SingleShot`, `Rerank`,
-    `Funnel`) choose the shortlist and the rerank prefixes per call.
+    Keeps the full [N, D] vectors (float32 or float16, optionally memory-mapped), their
+    prefix norms at the halving dims (so a rerank is one dot product per candidate), and an
+    ANN structure over the unit-norm D_s-prefixes: HNSW (faiss `IndexHNSWFlat`, M=32, as in
+    the paper), HNSW over 8-bit scalar codes of the prefix (`IndexHNSWSQ`, a quarter of the
+    prefix bytes), exact flat (`IndexFlatIP`) or IVF (`IndexIVFFlat`: sequential scans of a
+    few cells, the cheapest shortlist of a short prefix on this hardware). Plans
+    (`SingleShot`, `Rerank`, `Funnel`) choose the shortlist and the rerank prefixes per call;
+    `mrl.retrieval.tune.choose_index` picks the ANN kind, its effort and the plan.
 
     Args:
         shortlist_dim: D_s, the prefix indexed by the ANN structure, 1..D.
-        ann: "hnsw", "flat" or "ivf".
+        ann: "hnsw", "hnsw_sq8", "flat" or "ivf".
         dtype: storage dtype of the full vectors, "float32" or "float16" (scores are float32).
         hnsw_m: HNSW graph degree M, 2..256.
         ef_construction: HNSW build beam width, 1..2^20.
@@ -95,6 +100,7 @@ class MatryoshkaIndex:
         self.ivf_lists = ivf_lists
         self.ivf_probe = ivf_probe
         self.compact_at = compact_at
+        self._checked_plans: dict = {}  # (plan, k) -> plan, checked once (a search's fast path)
 
     # ------------------------------------------------------------------ build / add / remove
     def check_params(self, dim: int) -> None:
@@ -152,8 +158,12 @@ class MatryoshkaIndex:
 
     def _new_ann(self) -> faiss.Index:
         d = self.shortlist_dim
-        if self.ann == "hnsw":
-            ann = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        if self.ann in HNSW_KINDS:
+            if self.ann == "hnsw":
+                ann = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            else:
+                qt = faiss.ScalarQuantizer.QT_8bit  # per-dimension min/max, one byte each
+                ann = faiss.IndexHNSWSQ(d, qt, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             ann.hnsw.efConstruction = self.ef_construction
             return ann
         if self.ann == "flat":
@@ -165,12 +175,21 @@ class MatryoshkaIndex:
     def _build_ann(self) -> None:
         store = self.store_
         ann = self._new_ann()
-        if self.ann == "ivf":
-            sample = np.linspace(0, store.n_rows - 1, min(store.n_rows, 64 * self.ivf_lists))
+        if not ann.is_trained:  # IVF cells, or the scalar quantiser's ranges
+            cap = 64 * self.ivf_lists if self.ann == "ivf" else 1 << 16
+            sample = np.linspace(0, store.n_rows - 1, min(store.n_rows, cap))
             ann.train(store.prefix(sample.astype(np.int64), self.shortlist_dim))
         for _, block in store.blocks(self.shortlist_dim, 1 << 16):
             ann.add(block)
         self.ann_ = ann
+        store.cache_norms(self.norm_dims)
+
+    @property
+    def norm_dims(self) -> list[int]:
+        """Prefix dims whose row norms are computed at build and saved: the halving dims
+        above D_s (every dim the default plans and the paper's funnel rerank at), and D."""
+        dims = Nesting.halving(self.dim, min_dim=min(8, self.dim)).dims
+        return sorted({d for d in dims if d > self.shortlist_dim} | {self.dim})
 
     def add(self, vectors: np.ndarray, ids: np.ndarray | None = None) -> None:
         """Add vectors after build or load.
@@ -254,17 +273,36 @@ class MatryoshkaIndex:
         """
         single = np.ndim(queries) == 1
         q, k = self._check_query(queries, k)
-        if plan is None and self.shortlist_dim == self.dim:  # nothing left to rerank
-            plan = SingleShot(self.dim, exact=False)
-        elif plan is None:
-            plan = Funnel.halving(self.dim, self.shortlist_dim)
-        check_plan(plan, self.dim, k)
+        plan = self._checked_plan(plan, k)
         if effort is not None:
             effort = check_effort(effort)
         ids, scores, stats = search.search(self, q, k, plan, effort)
         if single:
             return SearchResult(ids[0], scores[0], stats)
         return SearchResult(ids, scores, stats)
+
+    def _checked_plan(self, plan: Plan | None, k: int) -> Plan:
+        """`plan` (or the default) after `check_plan`, which runs once per (plan, k).
+
+        Plans are frozen and the index's dim never changes, so a check that passed holds for
+        every later call; repeated one-query calls (a service) skip it.
+        """
+        if plan is not None and not isinstance(plan, SingleShot | Rerank | Funnel):
+            check_plan(plan, self.dim, k)  # raises the named error (and an unhashable key)
+        key = (plan, k)
+        checked = self._checked_plans.get(key)
+        if checked is not None:
+            return checked
+        if plan is None and self.shortlist_dim == self.dim:  # nothing left to rerank
+            checked = SingleShot(self.dim, exact=False)
+        elif plan is None:
+            checked = Funnel.halving(self.dim, self.shortlist_dim)
+        else:
+            checked = plan
+        check_plan(checked, self.dim, k)
+        if len(self._checked_plans) < 1024:  # bounded: plans built per call never pile up
+            self._checked_plans[key] = checked
+        return checked
 
     def tune(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import numbers
+import threading
 import warnings
 
 import numpy as np
@@ -32,6 +33,23 @@ def unit_prefix(x: np.ndarray, dim: int) -> np.ndarray:
     if not (prefix.flags.writeable and prefix.flags.c_contiguous):  # torch wants owned memory
         prefix = prefix.copy()
     return truncate(torch.from_numpy(prefix).float(), dim, normalize=True).numpy()
+
+
+def prefix_norms(x: np.ndarray, dims, block_rows: int = _COPY_ROWS) -> np.ndarray:
+    """[n, len(dims)] float32 L2 norms of the `dims`-prefixes (sorted, unique) of `x`'s rows.
+
+    Squares each block once (in float32, also for float16 rows, whose squares overflow)
+    and sums it segment by segment between consecutive dims (`np.add.reduceat`), so every
+    prefix norm costs one read of the first max(dims) columns, however many dims are asked.
+    """
+    dims = sorted({int(d) for d in dims})
+    out = np.empty((len(x), len(dims)), dtype=np.float32)
+    starts = [0] + dims[:-1]
+    for start in range(0, len(x), block_rows):
+        block = np.asarray(x[start : start + block_rows, : dims[-1]], dtype=np.float32)
+        segments = np.add.reduceat(np.square(block), starts, axis=1)  # (b, len(dims))
+        np.sqrt(np.cumsum(segments, axis=1), out=out[start : start + len(block)])
+    return out
 
 
 def resident_copy(x: np.ndarray, chunk_rows: int = _COPY_ROWS) -> np.ndarray:
@@ -195,25 +213,43 @@ class Scratch:
 class VectorStore:
     """The full vectors [R, D] with their int64 ids and a live mask (False = removed).
 
+    Also keeps, per prefix dim, the L2 norm of every row's prefix (`norms`), so a rerank
+    step is one dot product per candidate: the candidate prefix is never normalised.
+
     Args:
         vectors: [R, D] float32 or float16; a `np.memmap` is kept as is (not copied).
         ids: [R] int64, unique.
         live: [R] bool; defaults to all True.
+        norms: {dim: [R] float32 prefix norms} computed earlier (e.g. read from a saved
+            index); other dims are computed on first use.
     """
 
-    def __init__(self, vectors: np.ndarray, ids: np.ndarray, live: np.ndarray | None = None):
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        ids: np.ndarray,
+        live: np.ndarray | None = None,
+        norms: dict[int, np.ndarray] | None = None,
+    ):
         self.vectors = vectors
         self.ids = ids
         self.live = np.ones(len(ids), dtype=bool) if live is None else live
+        self._norms: dict[int, np.ndarray] = dict(norms or {})
+        self._norms_lock = threading.Lock()  # concurrent searches may fill the cache
         self._index_ids()
 
     def _index_ids(self) -> None:
         # Sorted view of the live ids for O(log R) id -> row lookups without a Python dict;
-        # a removed id is forgotten here, so it may be added again.
+        # a removed id is forgotten here, so it may be added again. The live count and the
+        # faiss bitmap of live rows are kept here too: a search must not recount R rows.
         live = np.flatnonzero(self.live)
         order = np.argsort(self.ids[live], kind="stable")
         self._order = live[order]
         self._sorted_ids = self.ids[self._order]
+        self._count = len(live)
+        self.live_bitmap = (
+            None if self._count == len(self.ids) else np.packbits(self.live, bitorder="little")
+        )
 
     @property
     def dim(self) -> int:
@@ -227,7 +263,7 @@ class VectorStore:
     @property
     def count(self) -> int:
         """Number of live (searchable) vectors."""
-        return int(self.live.sum())
+        return self._count
 
     @property
     def n_rows(self) -> int:
@@ -251,6 +287,11 @@ class VectorStore:
                 "first or give a new id"
             )
         vectors = vectors.astype(self.vectors.dtype, copy=False)
+        with self._norms_lock:
+            self._norms = {
+                d: np.concatenate([n, prefix_norms(vectors, [d])[:, 0]])
+                for d, n in self._norms.items()
+            }
         self.vectors = np.concatenate([self.vectors, vectors])
         self.ids = np.concatenate([self.ids, ids])
         self.live = np.concatenate([self.live, np.ones(len(ids), dtype=bool)])
@@ -274,10 +315,36 @@ class VectorStore:
     def compact(self) -> None:
         """Drop dead rows (materialises the kept rows in memory)."""
         keep = np.flatnonzero(self.live)
+        with self._norms_lock:
+            self._norms = {d: n[keep] for d, n in self._norms.items()}
         self.vectors = np.ascontiguousarray(self.vectors[keep])
         self.ids = self.ids[keep]
         self.live = np.ones(len(keep), dtype=bool)
         self._index_ids()
+
+    def norms(self, dim: int) -> np.ndarray:
+        """[R] float32 L2 norms of every row's `dim`-prefix (computed once, then cached)."""
+        norms = self._norms.get(dim)
+        if norms is None:
+            with self._norms_lock:
+                norms = self._norms.get(dim)
+                if norms is None:
+                    norms = self._norms[dim] = prefix_norms(self.vectors, [dim])[:, 0]
+        return norms
+
+    def cache_norms(self, dims) -> None:
+        """Compute the prefix norms of `dims` (those not cached yet) in one pass over the rows."""
+        with self._norms_lock:
+            todo = sorted({int(d) for d in dims} - set(self._norms))
+            if todo:
+                table = prefix_norms(self.vectors, todo)
+                self._norms.update({d: table[:, j].copy() for j, d in enumerate(todo)})
+
+    @property
+    def cached_norms(self) -> dict[int, np.ndarray]:
+        """The prefix norms computed so far, {dim: [R] float32} (what a save writes)."""
+        with self._norms_lock:
+            return dict(self._norms)
 
     def gather(self, rows: np.ndarray, dim: int, scratch: Scratch | None = None) -> torch.Tensor:
         """Raw `dim`-prefixes of the given rows as float32 [*rows.shape, dim] (not normalised).
