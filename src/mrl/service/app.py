@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mrl.errors import (
     ConflictError,
@@ -222,12 +223,13 @@ def create_app(
         message = f"invalid request: {'; '.join(problems)}{more}; see /docs for the schema"
         return error_response(422, "ValidationError", _one_line(message), _request_id(request))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, e: HTTPException):
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException):
         kind = _HTTP_TYPES.get(e.status_code, "HTTPError")
-        return error_response(
-            e.status_code, kind, _one_line(e.detail), _request_id(request), e.headers
-        )
+        message = _one_line(e.detail)
+        if e.status_code in (404, 405):  # only the router raises these (404s of ours are MrlErrors)
+            message = f"{message}: no route {request.method} {request.url.path}; see /docs"
+        return error_response(e.status_code, kind, message, _request_id(request), e.headers)
 
     # ---------------------------------------------------------------- auth
     bearer = HTTPBearer(auto_error=False, description="an API key: Authorization: Bearer KEY")
