@@ -9,6 +9,7 @@ from numpy.testing import assert_array_equal
 from mrl.errors import FormatError, MissingPathError, PathError
 from mrl.io import sha256_file
 from mrl.retrieval.index import MatryoshkaIndex
+from mrl.retrieval.plans import Rerank
 
 N, D = 300, 32
 
@@ -152,6 +153,13 @@ LIES = [
     ("dtype-unknown", _set("dtype", "float64"), "'dtype' says 'float64' but vectors.npy has"),
     ("format_version", _set("format_version", 99), "of format version 99; this mrl reads"),
     ("unknown-key", _set("extra", 1), r"unknown key\(s\) \['extra'\]"),
+    ("norm_dims-order", _set("norm_dims", [32, 16]), "'norm_dims' must be increasing ints"),
+    (
+        "norm_dims-range",
+        _set("norm_dims", [16, 64]),
+        r"'norm_dims' must be increasing ints in 1..32",
+    ),
+    ("norm_dims-count", _set("norm_dims", [16]), r"norms.npy holds float32 of shape \(300, 2\)"),
 ]
 
 
@@ -170,7 +178,18 @@ def test_ivf_lists_lie(saved_ivf):
 
 @pytest.mark.parametrize(
     "key",
-    ["count", "dtype", "rows", "dim", "shortlist_dim", "index_params", "files", "ann", "hnsw_m"],
+    [
+        "count",
+        "dtype",
+        "rows",
+        "dim",
+        "shortlist_dim",
+        "index_params",
+        "files",
+        "ann",
+        "hnsw_m",
+        "norm_dims",
+    ],
 )
 def test_a_missing_manifest_key_is_named(saved, key):
     def drop(m):
@@ -195,6 +214,8 @@ FORGERIES = [
     ),
     ("vectors-f16", "vectors.npy", np.zeros((N, D), np.float16), "'dtype' says 'float32'"),
     ("vectors-1d", "vectors.npy", np.zeros(N, np.float32), "'dim' says 32 but vectors.npy"),
+    ("norms-f64", "norms.npy", np.zeros((N, 2)), "norms.npy holds float64 of shape"),
+    ("norms-rows", "norms.npy", np.zeros((N - 1, 2), np.float32), r"shape \(299, 2\), expected"),
 ]
 
 
@@ -220,3 +241,35 @@ def test_paths_that_are_not_index_folders(tmp_path, saved, x):
     with pytest.raises(PathError, match="refusing to write into"):
         MatryoshkaIndex(shortlist_dim=8).build(x[:50]).save(folder)
     assert [p.name for p in folder.iterdir()] == ["cat.jpg"]
+
+
+@pytest.mark.parametrize("ann", ["hnsw", "hnsw_sq8", "flat", "ivf"])
+def test_round_trip_of_every_ann_kind_keeps_results_and_norms(tmp_path, x, ann):
+    index = MatryoshkaIndex(shortlist_dim=8, ann=ann, ivf_lists=4).build(x)
+    before = index.search(x[:5], 4, Rerank(8, 32, 50))
+    index.save(tmp_path / "idx")
+    for mmap in (False, True):
+        loaded = MatryoshkaIndex.load(tmp_path / "idx", mmap=mmap)
+        assert type(loaded.ann_) is type(index.ann_)
+        after = loaded.search(x[:5], 4, Rerank(8, 32, 50))
+        assert_array_equal(after.ids, before.ids)
+        assert_array_equal(after.scores, before.scores)
+        norms = loaded.store_.cached_norms
+        assert sorted(norms) == index.norm_dims == [16, 32]
+        assert_array_equal(norms[32], index.store_.norms(32))
+
+
+def test_a_version_1_folder_still_loads_and_computes_its_norms(saved, hnsw, x):
+    """Folders written before stored norms (format version 1) load; norms come on first use."""
+    (_version(saved) / "norms.npy").unlink()
+
+    def to_v1(m):
+        m["format_version"] = 1
+        del m["norm_dims"], m["files"]["norms.npy"]
+
+    _edit_manifest(saved, to_v1)
+    loaded = MatryoshkaIndex.load(saved)
+    assert loaded.store_.cached_norms == {}
+    plan = Rerank(8, 32, 50)
+    assert_array_equal(loaded.search(x[:5], 4, plan).ids, hnsw.search(x[:5], 4, plan).ids)
+    np.testing.assert_allclose(loaded.store_.norms(32), hnsw.store_.norms(32), rtol=1e-6)

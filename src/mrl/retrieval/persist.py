@@ -1,6 +1,8 @@
 """Saving and loading a `MatryoshkaIndex`: one versioned folder, a manifest checked as data.
 
-A save writes vectors.npy, ids.npy, live.npy, ann.faiss and manifest.json into a new version
+A save writes vectors.npy, ids.npy, live.npy, ann.faiss, norms.npy (the stored prefix norms,
+so a memory-mapped load never reads the vectors to recompute them) and manifest.json into a
+new version
 folder and then switches `CURRENT` to it (`mrl.io.atomic_dir_commit`, which also serialises
 writers). A load resolves `CURRENT` once and reads every file under `mrl.io.read_version`, so
 a concurrent save never deletes the version being read.
@@ -29,10 +31,12 @@ if TYPE_CHECKING:
     from mrl.retrieval.index import MatryoshkaIndex
 
 FORMAT = "mrl-matryoshka-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METRIC = "cosine (inner product of per-prefix unit vectors)"
-FILES = ("vectors.npy", "ids.npy", "live.npy", "ann.faiss")
-KEYS = (
+FILES = ("vectors.npy", "ids.npy", "live.npy", "ann.faiss", "norms.npy")
+# Version 1 (before stored norms) is still read: its norms are computed on first use.
+FILES_OF_VERSION = {1: FILES[:4], 2: FILES}
+V1_KEYS = (
     "format",
     "format_version",
     "dim",
@@ -44,6 +48,7 @@ KEYS = (
     "index_params",
     "files",
 )
+KEYS_OF_VERSION = {1: V1_KEYS, 2: (*V1_KEYS, "norm_dims")}
 PARAM_KEYS = (
     "ann",
     "hnsw_m",
@@ -54,12 +59,18 @@ PARAM_KEYS = (
     "compact_at",
 )
 # The faiss class each `ann` kind is saved as.
-ANN_CLASSES = {"hnsw": "IndexHNSWFlat", "flat": "IndexFlatIP", "ivf": "IndexIVFFlat"}
+ANN_CLASSES = {
+    "hnsw": "IndexHNSWFlat",
+    "hnsw_sq8": "IndexHNSWSQ",
+    "flat": "IndexFlatIP",
+    "ivf": "IndexIVFFlat",
+}
 
 
-def manifest_of(index: MatryoshkaIndex) -> dict:
+def manifest_of(index: MatryoshkaIndex, norm_dims: list[int]) -> dict:
     """The manifest fields of `index` (without the per-file checksums)."""
     return {
+        "norm_dims": norm_dims,
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "dim": index.dim,
@@ -81,17 +92,22 @@ def _as_path(path) -> Path:
 def save(index: MatryoshkaIndex, path: str | Path) -> None:
     """Save `index` atomically to folder `path`: a crash mid-save leaves the previous save.
 
-    Writes vectors.npy, ids.npy, live.npy, ann.faiss and manifest.json (format version, D,
-    D_s, dtype, count, rows, metric, index parameters, sha256 and size of every file) into a
-    new version folder, then switches `path/CURRENT` to it.
+    Writes vectors.npy, ids.npy, live.npy, ann.faiss, norms.npy ([rows, len(norm_dims)]
+    float32 prefix norms) and manifest.json (format version, D, D_s, dtype, count, rows,
+    metric, index parameters, norm dims, sha256 and size of every file) into a new version
+    folder, then switches `path/CURRENT` to it.
     """
     store = index.store_
+    norms = store.cached_norms
+    dims = sorted(norms)
+    table = np.stack([norms[d] for d in dims], axis=1) if dims else np.zeros((store.n_rows, 0))
     with atomic_dir_commit(_as_path(path)) as tmp:
         np.save(tmp / "vectors.npy", store.vectors)
         np.save(tmp / "ids.npy", store.ids)
         np.save(tmp / "live.npy", store.live)
+        np.save(tmp / "norms.npy", table.astype(np.float32, copy=False))
         faiss.write_index(index.ann_, str(tmp / "ann.faiss"))
-        manifest = manifest_of(index)
+        manifest = manifest_of(index, dims)
         manifest["files"] = {
             name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
             for name in FILES
@@ -114,9 +130,12 @@ def _read_manifest(version: Path) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FormatError(f"corrupted index: {path} is not JSON ({e})") from None
-    check_tag(manifest, FORMAT, FORMAT_VERSION, path, "index", version_key="format_version")
-    require_keys(manifest, KEYS, path)
-    unknown = sorted(set(manifest) - set(KEYS))
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    readable = version if version in FILES_OF_VERSION and type(version) is int else FORMAT_VERSION
+    check_tag(manifest, FORMAT, readable, path, "index", version_key="format_version")
+    keys = KEYS_OF_VERSION[readable]
+    require_keys(manifest, keys, path)
+    unknown = sorted(set(manifest) - set(keys))
     if unknown:
         raise FormatError(f"{path} has unknown key(s) {unknown}; it was edited (save it again)")
     for key in ("index_params", "files"):
@@ -126,7 +145,7 @@ def _read_manifest(version: Path) -> dict:
     unknown = sorted(set(manifest["index_params"]) - set(PARAM_KEYS))
     if unknown:
         raise FormatError(f"{path}: unknown index_params key(s) {unknown}; it was edited")
-    require_keys(manifest["files"], FILES, f"{path} (files)")
+    require_keys(manifest["files"], FILES_OF_VERSION[readable], f"{path} (files)")
     for key in ("dim", "shortlist_dim", "count", "rows"):
         if type(manifest[key]) is not int:
             raise FormatError(
@@ -140,7 +159,7 @@ def _read_manifest(version: Path) -> dict:
 def _check_files(version: Path, manifest: dict, verify: bool) -> None:
     """Every file is present with the manifest's size (and sha256 when `verify`)."""
     root = version.parent
-    for name in FILES:
+    for name in FILES_OF_VERSION[manifest["format_version"]]:
         meta, f = manifest["files"][name], version / name
         if not isinstance(meta, dict) or {"sha256", "bytes"} - set(meta):
             raise FormatError(f"{version / 'manifest.json'}: files[{name!r}] lacks sha256/bytes")
@@ -184,6 +203,27 @@ def _check_arrays(src: Path, m: dict, vectors, ids, live) -> None:
         raise _lie(src, "count", m["count"], int(live.sum()), "live.npy (live rows)")
 
 
+def _read_norms(version: Path, m: dict) -> dict[int, np.ndarray]:
+    """{dim: [rows] float32} from norms.npy, checked against the manifest's `norm_dims`."""
+    src = version / "manifest.json"
+    if m["format_version"] == 1:
+        return {}
+    dims = m["norm_dims"]
+    ok = isinstance(dims, list) and all(type(d) is int and 1 <= d <= m["dim"] for d in dims)
+    if not ok or dims != sorted(set(dims)):
+        raise FormatError(
+            f"{src}: 'norm_dims' must be increasing ints in 1..{m['dim']}, got {dims!r}; it was "
+            "edited (save it again)"
+        )
+    table = _load_array(version / "norms.npy", mmap=False)
+    if table.dtype != np.float32 or table.shape != (m["rows"], len(dims)):
+        raise FormatError(
+            f"{src}: norms.npy holds {table.dtype} of shape {table.shape}, expected float32 of "
+            f"shape ({m['rows']}, {len(dims)}) (manifest 'rows' and 'norm_dims'); it was edited"
+        )
+    return {d: np.ascontiguousarray(table[:, j]) for j, d in enumerate(dims)}
+
+
 def _check_ann(src: Path, m: dict, ann: faiss.Index) -> None:
     """The faiss index read back agrees with `shortlist_dim`, `rows` and the ANN parameters."""
     params = m["index_params"]
@@ -195,7 +235,7 @@ def _check_ann(src: Path, m: dict, ann: faiss.Index) -> None:
         raise _lie(src, "shortlist_dim", m["shortlist_dim"], ann.d, "ann.faiss (d)")
     if ann.ntotal != m["rows"]:
         raise _lie(src, "rows", m["rows"], ann.ntotal, "ann.faiss (ntotal)")
-    if kind == "hnsw":
+    if kind in ("hnsw", "hnsw_sq8"):
         if ann.hnsw.nb_neighbors(1) != params["hnsw_m"]:
             got_m = ann.hnsw.nb_neighbors(1)
             raise _lie(src, "index_params.hnsw_m", params["hnsw_m"], got_m, "ann.faiss (M)")
@@ -255,9 +295,10 @@ def load(
         except RuntimeError as e:
             raise FormatError(f"{version / 'ann.faiss'} is not a readable faiss index") from e
         _check_ann(src, manifest, ann)
+        norms = _read_norms(version, manifest)
         if not mmap:
             vectors = resident_copy(vectors)
-    index.store_ = VectorStore(vectors, ids, live)
+    index.store_ = VectorStore(vectors, ids, live, norms)
     index.ann_ = ann
     repeated = index.store_.repeated_live_id()
     if repeated is not None:
