@@ -93,29 +93,37 @@ def default_plan(spec: CollectionSpec) -> Plan:
     return parse_plan(spec.default_plan, spec.dim, spec.shortlist_dim)
 
 
-class _Vec:
-    """A query or stored vector on its way to PostgreSQL, already in pgvector's binary form."""
+class PgVector:
+    """A [D] float array as a pgvector `vector` query parameter (pgvector's binary form).
+
+    Pass it as a psycopg parameter on a connection of `PostgresBackend.pool` (which knows its
+    type oid); `PgHalfVector` is the same for `halfvec`. Binary parameters skip formatting and
+    parsing 1,000 floats as text per query.
+    """
 
     __slots__ = ("data",)
+    item = ">f4"  # big-endian float32, as vector_recv reads them
 
-    def __init__(self, x: np.ndarray, kind: str):
-        dt = ">f2" if kind == "halfvec" else ">f4"
-        self.data = struct.pack(">HH", len(x), 0) + x.astype(dt).tobytes()
+    def __init__(self, x: np.ndarray):
+        self.data = struct.pack(">HH", len(x), 0) + np.asarray(x).astype(self.item).tobytes()
 
 
 def _vec_dumper(oid: int) -> type[Dumper]:
     class VecDumper(Dumper):
         format = Format.BINARY
 
-        def dump(self, obj: _Vec) -> bytes:
+        def dump(self, obj: PgVector) -> bytes:
             return obj.data
 
     VecDumper.oid = oid
     return VecDumper
 
 
-class _HalfVec(_Vec):
+class PgHalfVector(PgVector):
+    """A [D] float array as a pgvector `halfvec` query parameter (see `PgVector`)."""
+
     __slots__ = ()
+    item = ">f2"
 
 
 def _copy_stream(ids: np.ndarray, x: np.ndarray, kind: str, payloads: list[bytes | None]) -> bytes:
@@ -293,8 +301,8 @@ class PostgresBackend:
             ).fetchone()
 
     def _configure(self, conn: psycopg.Connection) -> None:
-        conn.adapters.register_dumper(_Vec, _vec_dumper(self._oids[0]))
-        conn.adapters.register_dumper(_HalfVec, _vec_dumper(self._oids[1]))
+        conn.adapters.register_dumper(PgVector, _vec_dumper(self._oids[0]))
+        conn.adapters.register_dumper(PgHalfVector, _vec_dumper(self._oids[1]))
 
     def _down(self, error: BaseException | None = None) -> str:
         """Why the database cannot be used now, in one line (asks it directly if unknown)."""
@@ -359,7 +367,8 @@ class PostgresBackend:
                     f"collection {spec.name!r} already exists; drop it first or pick another name"
                 ) from None
             table = f"mrl_items_{no}"
-            conn.execute(plans_sql.create_table(table, kind, spec.dim))
+            for statement in plans_sql.create_table(table, kind, spec.dim):
+                conn.execute(statement)
             conn.execute(
                 plans_sql.create_ann_index(
                     table, kind, spec.shortlist_dim, self.hnsw_m, self.ef_construction
@@ -395,6 +404,12 @@ class PostgresBackend:
             "index_bytes": index_bytes,
             "ann_index_bytes": ann_bytes,
         }
+
+    def table(self, name: str) -> str:
+        """The SQL table holding collection `name` (its HNSW index is `<table>_ann`), for
+        tools that query it directly, such as `benchmarks/pgvector_funnel.py`."""
+        with self._transaction() as conn:
+            return self._lookup(conn, name)[0]
 
     def drop(self, name: str) -> None:
         with self._transaction() as conn:
@@ -519,7 +534,8 @@ class PostgresBackend:
         plan: Plan | None = None,
         effort: int | None = None,
     ) -> SearchHits:
-        """Top-k of each query under `plan`, run in SQL (one statement a query, pipelined).
+        """Top-k of each query under `plan`, run in SQL: one statement a query, all of them
+        pipelined on one connection (one round trip for the batch).
 
         Args:
             name: the collection.
@@ -551,11 +567,11 @@ class PostgresBackend:
             )
             settings = plans_sql.settings(plan, k, self.ef_search if effort is None else effort)
             t0 = time.perf_counter()
-            for key, value in settings.items():
-                conn.execute("SELECT set_config(%s, %s, true)", (key, value))
-            wrap = _HalfVec if kind == "halfvec" else _Vec
-            with conn.pipeline():
-                cursors = [conn.execute(statement, {"q": wrap(v, kind)}) for v in q]
+            wrap = PgHalfVector if kind == "halfvec" else PgVector
+            with conn.pipeline():  # settings and every query in one round trip
+                for key, value in settings.items():
+                    conn.execute("SELECT set_config(%s, %s, true)", (key, value))
+                cursors = [conn.execute(statement, {"q": wrap(v)}) for v in q]
             results = [cur.fetchall() for cur in cursors]
             seconds = time.perf_counter() - t0
         ids = np.full((len(q), k), -1, dtype=np.int64)

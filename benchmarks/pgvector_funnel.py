@@ -1,0 +1,464 @@
+"""The SQL funnel vs pgvector's HNSW over the full vector, in the same embedded PostgreSQL.
+
+Generated (not real) nested embeddings (`mrl.data.generated`, 1,000 classes, seed 0) go into
+one `PostgresBackend` collection per shortlist prefix D_s (a table with an HNSW index on
+`subvector(embedding, 1, D_s)::vector(D_s)`, filled through `PostgresBackend.add`); the first
+one's table also gets pgvector's HNSW index on the full `embedding` (same m and
+ef_construction), built by `CREATE INDEX` after the load. Then, one client, one query at a
+time, queries disjoint from the database rows:
+
+- the SQL funnel (`PostgresBackend.search`: shortlist through the prefix index, reranked at
+  larger prefixes and D in nested subqueries), sweeping the shortlist size and ef_search;
+- full-vector HNSW (`ORDER BY embedding <=> q LIMIT k`), sweeping ef_search;
+
+each against the exact top-k at full D (brute force in NumPy, cosine; checked against the
+backend's exact SQL plan on a few queries). Latency is client wall-clock per query (mean and
+p99: a transaction with `SET LOCAL` and the statement, over a unix socket; the funnel's path
+also reads the collection's catalog row) and the server's own execution time (EXPLAIN
+ANALYZE, TIMING OFF). Index sizes are `pg_relation_size`. Bars (issue 10): the funnel at
+recall@10 >= 0.95 at least 2x faster than full-vector HNSW at that recall, with an index at
+most 1/4 of its size.
+
+Writes `pgvector_funnel.json`, `pgvector_funnel.md` and `recall_latency.png` to `--out` and
+prints the table. The embedded server lives in `--data-dir` (deleted first).
+
+Usage (the default run, 100k x 1024: about 15 minutes on 2 busy cores, 3 GB of disk):
+    python benchmarks/pgvector_funnel.py --out docs/results/pgvector
+    python benchmarks/pgvector_funnel.py --n 20000 --queries 50 --out /tmp/pgv  # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
+from mrl.io import atomic_write_bytes, atomic_write_json, make_dirs
+from mrl.nesting import Nesting
+from mrl.retrieval.index import MatryoshkaIndex
+from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot
+from mrl.service import sql as plans_sql
+from mrl.service.backend import CollectionSpec
+from mrl.service.postgres import PgVector, PostgresBackend
+
+K = 10
+TARGET = 0.95
+
+
+def recall_at_k(ids: np.ndarray, truth: np.ndarray) -> float:
+    """Mean |found ∩ exact| / k over queries ([Q, k] each)."""
+    return float(
+        np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(ids, truth, strict=True)])
+    )
+
+
+def exact_top_k(x: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """[Q, k] ids of the exact full-D cosine top-k (ties by smaller id), by brute force."""
+    index = MatryoshkaIndex(shortlist_dim=8, ann="flat").build(x)
+    return index.search(queries, k, SingleShot(x.shape[1])).ids
+
+
+def _latencies(run, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run `run(q) -> ids [k]` on each query: ([Q, k] ids, [Q] seconds)."""
+    ids, secs = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        ids.append(run(q))
+        secs.append(time.perf_counter() - t0)
+    return np.asarray(ids), np.asarray(secs)
+
+
+def _server_ms(conn: psycopg.Connection, statement: sql.Composable, queries, settings) -> float:
+    """Median server execution time (ms) of `statement` over `queries` (EXPLAIN ANALYZE)."""
+    explain = sql.SQL("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) ") + statement
+    out = []
+    with conn.transaction():
+        for key, value in settings.items():
+            conn.execute("SELECT set_config(%s, %s, true)", (key, value))
+        for q in queries:
+            plan = conn.execute(explain, {"q": PgVector(q)}).fetchone()[0][0]
+            out.append(plan["Execution Time"])
+    return float(np.median(out))
+
+
+def _row(method: str, label: str, ids, secs, truth, server_ms, **extra) -> dict:
+    return {
+        "method": method,
+        "config": label,
+        "recall": recall_at_k(ids, truth),
+        "ms_mean": 1e3 * float(secs.mean()),
+        "ms_p50": 1e3 * float(np.median(secs)),
+        "ms_p99": 1e3 * float(np.quantile(secs, 0.99)),
+        "server_ms_p50": server_ms,
+        **extra,
+    }
+
+
+def funnel_plans(ds: int, dim: int, shortlists: list[int]) -> list[tuple[Plan, int]]:
+    """(plan, ef_search) pairs swept for the SQL funnel at shortlist prefix `ds`."""
+    out: list[tuple[Plan, int]] = []
+    for s in shortlists:
+        out += [(Rerank(ds, dim, s), s), (Rerank(ds, dim, s), 2 * s)]
+        mid = 4 * ds
+        if s >= 4 * K and mid < dim:  # a 3-stage funnel: D_s -> 4 D_s on s -> D on s / 4
+            out.append((Funnel(ds, ((mid, s), (dim, max(K, s // 4)))), s))
+    return out
+
+
+def run_funnel(backend, name, queries, warm, truth, plans, ds) -> list[dict]:
+    rows = []
+    for plan, ef in plans:
+        backend.search(name, warm, K, plan, effort=ef)  # warm the pages this config touches
+        ids, secs = _latencies(
+            lambda q, plan=plan, ef=ef: backend.search(name, q, K, plan, effort=ef).ids[0], queries
+        )
+        statement = backend_statement(backend, name, plan)
+        with backend.pool.connection() as conn:
+            server = _server_ms(conn, statement, queries, plans_sql.settings(plan, K, ef))
+        rows.append(_row("sql_funnel", f"{plan} ef={ef}", ids, secs, truth, server, ds=ds, ef=ef))
+        print(
+            f"  {rows[-1]['config']:<42} recall {rows[-1]['recall']:.3f} "
+            f"{rows[-1]['ms_mean']:.2f} ms",
+            flush=True,
+        )
+    return rows
+
+
+def backend_statement(backend: PostgresBackend, name: str, plan: Plan) -> sql.Composable:
+    """The SQL `PostgresBackend.search` runs for one query of `plan` on collection `name`."""
+    spec = backend.info(name)["spec"]
+    kind = plans_sql.column_type(spec.dim, spec.dtype)
+    return plans_sql.search_statement(
+        backend.table(name), kind, spec.dim, spec.shortlist_dim, plan, K
+    )
+
+
+def run_hnsw(backend, table, queries, warm, truth, efs) -> list[dict]:
+    statement = sql.SQL("SELECT id FROM {} ORDER BY embedding <=> %(q)s LIMIT {}").format(
+        sql.Identifier(table), sql.Literal(K)
+    )
+
+    def search(q, ef):
+        with backend.pool.connection() as conn:
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
+            return [i for (i,) in conn.execute(statement, {"q": PgVector(q)}).fetchall()]
+
+    rows = []
+    for ef in efs:
+        for q in warm:
+            search(q, ef)
+        ids, secs = _latencies(lambda q, ef=ef: search(q, ef), queries)
+        with backend.pool.connection() as conn:
+            server = _server_ms(conn, statement, queries, {"hnsw.ef_search": str(ef)})
+        rows.append(_row("full_hnsw", f"ef={ef}", ids, secs, truth, server, ef=ef))
+        print(
+            f"  {rows[-1]['config']:<42} recall {rows[-1]['recall']:.3f} "
+            f"{rows[-1]['ms_mean']:.2f} ms",
+            flush=True,
+        )
+    return rows
+
+
+def fastest_at(rows: list[dict], method: str, target: float, key: str = "ms_mean") -> dict | None:
+    ok = [r for r in rows if r["method"] == method and r["recall"] >= target]
+    return min(ok, key=lambda r: r[key]) if ok else None
+
+
+def pareto(rows: list[dict], method: str) -> list[dict]:
+    """The recall-vs-latency frontier of one method (ann-benchmarks style), fastest first."""
+    out, best = [], -1.0
+    for r in sorted((r for r in rows if r["method"] == method), key=lambda r: r["ms_mean"]):
+        if r["recall"] > best:
+            out.append(r)
+            best = r["recall"]
+    return out
+
+
+def bars(rows: list[dict], sizes: dict, ds: int) -> dict:
+    """The issue's bars, on client latency (and on server time, for reference)."""
+    out = {"target_recall": TARGET}
+    for key in ("ms_mean", "server_ms_p50"):
+        funnel = fastest_at([r for r in rows if r.get("ds", ds) == ds], "sql_funnel", TARGET, key)
+        hnsw = None
+        if funnel is not None:  # HNSW at (at least) the recall the funnel reached
+            hnsw = fastest_at(rows, "full_hnsw", funnel["recall"], key) or fastest_at(
+                rows, "full_hnsw", TARGET, key
+            )
+        out[key] = {
+            "funnel": funnel and {k: funnel[k] for k in ("config", "recall", key)},
+            "hnsw": hnsw and {k: hnsw[k] for k in ("config", "recall", key)},
+            "speedup": funnel and hnsw and hnsw[key] / funnel[key],
+        }
+        out[key]["pass"] = bool(out[key]["speedup"] and out[key]["speedup"] >= 2)
+    out["index_ratio"] = sizes[f"prefix_index_ds{ds}"] / sizes["full_index"]
+    out["index_pass"] = out["index_ratio"] <= 0.25
+    return out
+
+
+def format_report(res: dict) -> str:
+    c = res["config"]
+    lines = [
+        f"# SQL funnel vs pgvector full-vector HNSW ({c['n']:,} x {c['dim']} generated nested "
+        f"vectors, {c['queries']} queries, k={K})",
+        "",
+        f"PostgreSQL {res['versions']['postgres']}, pgvector {res['versions']['pgvector']}, "
+        f"{res['machine']}; one client, one query at a time over a unix socket. HNSW m="
+        f"{c['hnsw_m']}, ef_construction={c['ef_construction']} for every index.",
+        "",
+        "| method | config | recall@10 | ms/query mean | p99 | server ms p50 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in res["rows"]:
+        lines.append(
+            f"| {r['method']} | {r['config']} | {r['recall']:.3f} | {r['ms_mean']:.2f} | "
+            f"{r['ms_p99']:.2f} | {r['server_ms_p50']:.2f} |"
+        )
+    s = res["sizes"]
+    lines += ["", "| index | size MiB | build s |", "|---|---|---|"]
+    for key, build in res["builds"].items():
+        lines.append(f"| {key} | {s[key] / 2**20:.1f} | {build:.1f} |")
+    lines.append(f"| table (heap + TOAST) | {s['table'] / 2**20:.1f} | |")
+    for ds, b in res["bars"].items():
+        lines += ["", f"Bars at D_s={ds} (fastest config with recall@10 >= {TARGET}):"]
+        for key in ("ms_mean", "server_ms_p50"):
+            v = b[key]
+            if v["funnel"] is None or v["hnsw"] is None:
+                lines.append(f"- {key}: no config reached the target ({v})")
+                continue
+            lines.append(
+                f"- {key}: funnel {v['funnel']['config']} ({v['funnel']['recall']:.3f}, "
+                f"{v['funnel'][key]:.2f} ms) vs HNSW {v['hnsw']['config']} "
+                f"({v['hnsw']['recall']:.3f}, {v['hnsw'][key]:.2f} ms): "
+                f"{v['speedup']:.2f}x ({'pass' if v['pass'] else 'FAIL'} >= 2x)"
+            )
+        lines.append(
+            f"- index size: {b['index_ratio']:.3f} of the full index "
+            f"({'pass' if b['index_pass'] else 'FAIL'} <= 0.25)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups = {}
+    for r in res["rows"]:
+        label = "full-vector HNSW" if r["method"] == "full_hnsw" else f"SQL funnel D_s={r['ds']}"
+        groups.setdefault(label, []).append(r)
+    for label, rows in groups.items():
+        ax.scatter([r["recall"] for r in rows], [r["ms_mean"] for r in rows], s=14, alpha=0.5)
+        front = pareto(rows, rows[0]["method"])
+        ax.plot(
+            [r["recall"] for r in front], [r["ms_mean"] for r in front], marker="o", label=label
+        )
+    ax.axvline(TARGET, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("recall@10 vs exact full-D search")
+    ax.set_ylabel("ms / query (1 client, mean)")
+    c = res["config"]
+    ax.set_title(f"pgvector {res['versions']['pgvector']}: {c['n']:,} x {c['dim']} generated")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=100_000, help="database rows (generated)")
+    p.add_argument("--dim", type=int, default=1024, help="D")
+    p.add_argument("--queries", type=int, default=200, help="measured queries")
+    p.add_argument("--warm", type=int, default=50, help="warm-up queries per config (others)")
+    p.add_argument("--shortlist-dims", default="32,64", help="D_s values, one collection each")
+    p.add_argument("--shortlists", default="20,40,80,160,320", help="funnel shortlist sizes")
+    p.add_argument("--efs", default="10,20,40,80,160,320,640", help="full-HNSW ef_search values")
+    p.add_argument("--hnsw-m", type=int, default=16)
+    p.add_argument("--ef-construction", type=int, default=64)
+    p.add_argument("--maintenance-work-mem", default="3GB", help="for CREATE INDEX")
+    p.add_argument("--shared-buffers", default="2GB", help="set before the run")
+    p.add_argument("--data-dir", default="runs/pgvector-bench", help="embedded server folder")
+    p.add_argument("--out", default="docs/results/pgvector")
+    return p
+
+
+def _open(data_dir: Path, args) -> PostgresBackend:
+    return PostgresBackend(
+        data_dir=data_dir, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, timeout=60
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    out = make_dirs(args.out, "report folder")
+    data_dir = Path(args.data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    dss = [int(v) for v in args.shortlist_dims.split(",")]
+    t_start = time.perf_counter()
+
+    gen = GeneratedNestedSpec(dim=args.dim, num_classes=1000, seed=0)
+    x, _ = generated_nested_embeddings(args.n, gen)
+    qs, _ = generated_nested_embeddings(args.queries + args.warm, gen, "queries")
+    queries, warm = qs[: args.queries], qs[args.queries :]
+    truth = exact_top_k(x, queries, K)
+
+    backend = _open(data_dir, args)  # first start: initdb; then restart with the settings
+    with psycopg.connect(backend.dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{args.shared_buffers}'")
+        conn.execute("ALTER SYSTEM SET max_parallel_maintenance_workers = 1")
+    backend.close()
+    backend = _open(data_dir, args)
+    with backend.pool.connection() as conn:
+        versions = {
+            "postgres": conn.execute("SHOW server_version").fetchone()[0],
+            "pgvector": conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ).fetchone()[0],
+            "shared_buffers": conn.execute("SHOW shared_buffers").fetchone()[0],
+        }
+    print(f"PostgreSQL {versions}", flush=True)
+
+    nesting = Nesting.halving(args.dim, min_dim=min(dss))
+    sizes, builds, loads, rows = {}, {}, {}, []
+    names = {}
+    for ds in dss:
+        name = names[ds] = f"bench_ds{ds}"
+        backend.create(CollectionSpec(name, args.dim, nesting.dims, ds, backend="postgres"))
+        t0 = time.perf_counter()
+        for s in range(0, args.n, 5000):
+            backend.add(name, np.arange(s, min(s + 5000, args.n)), x[s : s + 5000])
+        loads[name] = time.perf_counter() - t0
+        print(
+            f"loaded {name} in {loads[name]:.1f} s (HNSW on the {ds}-prefix, incremental)",
+            flush=True,
+        )
+    table = backend.table(names[dss[0]])
+    with psycopg.connect(backend.dsn, autocommit=True) as conn:
+        conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
+        for ds in dss:  # the prefix indexes rebuilt in bulk too, for a like-for-like build time
+            t = backend.table(names[ds])
+            t0 = time.perf_counter()
+            conn.execute(sql.SQL("REINDEX INDEX {}").format(sql.Identifier(f"{t}_ann")))
+            builds[f"prefix_index_ds{ds}"] = time.perf_counter() - t0
+            sizes[f"prefix_index_ds{ds}"] = conn.execute(
+                "SELECT pg_relation_size(%s::regclass)", (f"{t}_ann",)
+            ).fetchone()[0]
+            print(f"prefix index D_s={ds}: {builds[f'prefix_index_ds{ds}']:.1f} s", flush=True)
+        t0 = time.perf_counter()
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops) "
+                "WITH (m = {}, ef_construction = {})"
+            ).format(
+                sql.Identifier(f"{table}_full"),
+                sql.Identifier(table),
+                sql.Literal(args.hnsw_m),
+                sql.Literal(args.ef_construction),
+            )
+        )
+        builds["full_index"] = time.perf_counter() - t0
+        sizes["full_index"] = conn.execute(
+            "SELECT pg_relation_size(%s::regclass)", (f"{table}_full",)
+        ).fetchone()[0]
+        sizes["table"] = conn.execute("SELECT pg_table_size(%s::regclass)", (table,)).fetchone()[0]
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+        print(f"full-vector HNSW: {builds['full_index']:.1f} s", flush=True)
+
+    # The exact SQL plan agrees with the NumPy ground truth (and the funnel uses its index).
+    exact = backend.search(names[dss[0]], queries[:3], K, SingleShot(args.dim)).ids
+    parity = int((exact == truth[:3]).all(axis=1).sum())
+    with backend.pool.connection() as conn:
+        shown = conn.execute(
+            sql.SQL("EXPLAIN ")
+            + backend_statement(backend, names[dss[0]], Rerank(dss[0], args.dim, 40)),
+            {"q": PgVector(queries[0])},
+        ).fetchall()
+        funnel_uses = " ".join(r[0] for r in shown)
+        shown = conn.execute(
+            sql.SQL("EXPLAIN SELECT id FROM {} ORDER BY embedding <=> %(q)s LIMIT 10").format(
+                sql.Identifier(table)
+            ),
+            {"q": PgVector(queries[0])},
+        ).fetchall()
+        hnsw_uses = " ".join(r[0] for r in shown)
+    assert f"{table}_ann" in funnel_uses and f"{table}_full" in hnsw_uses, (funnel_uses, hnsw_uses)
+
+    shortlists = [int(v) for v in args.shortlists.split(",")]
+    print("full-vector HNSW:", flush=True)
+    rows += run_hnsw(backend, table, queries, warm, truth, [int(v) for v in args.efs.split(",")])
+    for ds in dss:
+        print(f"SQL funnel D_s={ds}:", flush=True)
+        plans = funnel_plans(ds, args.dim, shortlists)
+        rows += run_funnel(backend, names[ds], queries, warm, truth, plans, ds)
+    # batched: every query of a call pipelined on one connection (one transaction)
+    best = fastest_at(rows, "sql_funnel", TARGET)
+    batched = None
+    if best is not None:
+        plan = next(
+            p
+            for p, ef in funnel_plans(best["ds"], args.dim, shortlists)
+            if f"{p} ef={ef}" == best["config"]
+        )
+        t0 = time.perf_counter()
+        hits = backend.search(names[best["ds"]], queries, K, plan, effort=best["ef"])
+        batched = {
+            "config": best["config"],
+            "ms_per_query": 1e3 * (time.perf_counter() - t0) / len(queries),
+            "recall": recall_at_k(hits.ids, truth),
+        }
+    backend.close()
+
+    res = {
+        "config": {
+            **vars(args),
+            "queries": args.queries,
+            "generator": dataclasses.asdict(gen),
+            "nesting": list(nesting.dims),
+            "k": K,
+        },
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+        "(shared with other jobs)",
+        "versions": versions,
+        "loads_seconds": loads,
+        "builds": builds,
+        "sizes": sizes,
+        "exact_sql_matches_numpy": f"{parity}/3 queries, identical top-{K} ids",
+        "rows": rows,
+        "pareto": {m: [r["config"] for r in pareto(rows, m)] for m in ("sql_funnel", "full_hnsw")},
+        "batched_funnel": batched,
+        "bars": {ds: bars(rows, sizes, ds) for ds in dss},
+        "seconds": time.perf_counter() - t_start,
+    }
+    report = format_report(res)
+    if batched:
+        report += (
+            f"\nBatched ({len(queries)} queries pipelined in one call, {batched['config']}): "
+            f"{batched['ms_per_query']:.2f} ms/query, recall {batched['recall']:.3f}.\n"
+        )
+    report += (
+        f"\nExact SQL plan vs NumPy: {res['exact_sql_matches_numpy']}. "
+        f"Run: {res['seconds']:.0f} s.\n"
+    )
+    atomic_write_json(out / "pgvector_funnel.json", res)
+    atomic_write_bytes(out / "pgvector_funnel.md", report.encode())
+    plot(res, out / "recall_latency.png")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
