@@ -1,12 +1,12 @@
 """Text runs through `mrl train`: a tiny random BERT on small Debian-like and user corpora."""
 
-import gzip
 import json
 import random
 
 import numpy as np
 import pytest
 import torch
+from text_helpers import SECTIONS, text_config, write_debian
 from training_helpers import same_weights
 
 from mrl.data import LengthSortedBatches, load_text_splits
@@ -15,57 +15,6 @@ from mrl.training import TrainConfig, load_model, train
 from mrl.training.checkpoint import load_checkpoint
 
 pytest.importorskip("transformers")
-
-SECTIONS = {
-    "games": "game play level puzzle arcade board",
-    "libs": "library shared runtime linking symbols",
-    "python": "python module package import script",
-    "sound": "audio sound mixer music player",
-}
-
-
-def write_debian(path, n=96, seed=0):
-    """A small debian-packages.jsonl.gz: summaries and descriptions that name their section."""
-    rng = random.Random(seed)
-    with gzip.open(path, "wt") as f:
-        for i in range(n):
-            section = list(SECTIONS)[i % len(SECTIONS)]
-            words = SECTIONS[section].split()
-            summary = " ".join(rng.choice(words) for _ in range(3)) + f" tool {i}"
-            extra = " ".join(rng.choice(words) for _ in range(rng.randint(3, 30)))
-            row = {
-                "package": f"pkg{i}",
-                "source": f"src{i}",
-                "section": section,
-                "summary": summary,
-                "description": f"{summary}. {extra}",
-                "tags": [],
-            }
-            f.write(json.dumps(row) + "\n")
-    return path
-
-
-@pytest.fixture
-def debian_file(tmp_path):
-    return write_debian(tmp_path / "debian-packages.jsonl.gz")
-
-
-def text_config(tmp_path, model, data, name="run", **kw):
-    values = dict(
-        dataset="debian",
-        data_root=str(data),
-        backbone="text",
-        text_model=str(model),
-        embed_dim=32,
-        nesting=[8, 16, 32],
-        epochs=2,
-        batch_size=16,
-        lr=1e-3,
-        max_seq_length=32,
-        progress=False,
-        out_dir=str(tmp_path / name),
-    )
-    return TrainConfig(**{**values, **kw})
 
 
 def write_yaml(path, config: TrainConfig, drop=("out_dir",)):
@@ -324,3 +273,8 @@ def test_text_backbone_grads_reach_every_parameter(tiny_bert_path):
     assert out.shape == (3, 2, 3) and torch.isfinite(out).all()
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.fixture
+def debian_file(tmp_path):
+    return write_debian(tmp_path / "debian-packages.jsonl.gz")

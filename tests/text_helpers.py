@@ -1,9 +1,14 @@
-"""A tiny randomly initialised BERT with MiniLM's tokenizer: real text code paths in seconds."""
+"""A tiny randomly initialised BERT with MiniLM's tokenizer: real text code paths in seconds;
+and a small Debian-like corpus with a text run config over it."""
 
+import gzip
+import json
+import random
 import shutil
 from pathlib import Path
 
 from mrl.models.text import default_text_model_path
+from mrl.training import TrainConfig
 
 TOKENIZER_FILES = (
     "vocab.txt",
@@ -29,3 +34,50 @@ def tiny_bert(folder: Path, vocab_size: int) -> Path:
     for name in TOKENIZER_FILES:
         shutil.copy(Path(default_text_model_path()) / name, folder / name)
     return folder
+
+
+SECTIONS = {
+    "games": "game play level puzzle arcade board",
+    "libs": "library shared runtime linking symbols",
+    "python": "python module package import script",
+    "sound": "audio sound mixer music player",
+}
+
+
+def write_debian(path, n=96, seed=0):
+    """A small debian-packages.jsonl.gz: summaries and descriptions that name their section."""
+    rng = random.Random(seed)
+    with gzip.open(path, "wt") as f:
+        for i in range(n):
+            section = list(SECTIONS)[i % len(SECTIONS)]
+            words = SECTIONS[section].split()
+            summary = " ".join(rng.choice(words) for _ in range(3)) + f" tool {i}"
+            extra = " ".join(rng.choice(words) for _ in range(rng.randint(3, 30)))
+            row = {
+                "package": f"pkg{i}",
+                "source": f"src{i}",
+                "section": section,
+                "summary": summary,
+                "description": f"{summary}. {extra}",
+                "tags": [],
+            }
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def text_config(tmp_path, model, data, name="run", **kw):
+    values = dict(
+        dataset="debian",
+        data_root=str(data),
+        backbone="text",
+        text_model=str(model),
+        embed_dim=32,
+        nesting=[8, 16, 32],
+        epochs=2,
+        batch_size=16,
+        lr=1e-3,
+        max_seq_length=32,
+        progress=False,
+        out_dir=str(tmp_path / name),
+    )
+    return TrainConfig(**{**values, **kw})

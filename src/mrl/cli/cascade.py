@@ -1,4 +1,9 @@
-"""`mrl cascade`: adaptive-classification report (and thresholds) from saved per-size logits."""
+"""`mrl cascade`: adaptive-classification report (and thresholds) from per-size logits.
+
+The logits come from an `mrl embed --save-logits` folder, or straight from a run folder
+(`mrl.training.run_logits`: the run's model on its test split), e.g. a text run trained with
+a section head (classification_weight > 0).
+"""
 
 from __future__ import annotations
 
@@ -13,21 +18,37 @@ from mrl.adaptive.report import Reference, cascade_report, report_folder, write_
 from mrl.adaptive.thresholds import COSTS
 from mrl.checks import check_int, check_number
 from mrl.errors import ConfigError, InputError
-from mrl.evaluation.embed import load_embeddings
+from mrl.evaluation.embed import MANIFEST, load_embeddings
 from mrl.nesting import Nesting
+from mrl.training import RunLogits, run_logits
+from mrl.training.checkpoint import CHECKPOINT
 
 MODEL_NAMES = {"mrl": "MRL", "mrl-e": "MRL-E"}  # the manifest's head kind -> report label
 
 
-def _load_logits(folder: str, inputs: str = "logits", largest_only: bool = False):
-    """An `mrl embed --save-logits` folder, its logits (all sizes, or the largest) validated.
-
-    Returns:
-        (the `EmbeddingSet`, correct [G, N] bool of each size read); errors name the folder.
-    """
+def _read_logits(folder: str) -> RunLogits:
+    """Per-size logits from an `mrl embed --save-logits` folder, or from a run folder (a
+    checkpoint and no manifest: its model scores its own test split, e.g. a text run's
+    section head)."""
+    path = Path(folder)
+    if (path / CHECKPOINT).is_file() and not (path / MANIFEST).is_file():
+        return run_logits(path)
     data = load_embeddings(folder)
     if data.logits is None:
-        raise InputError(f"{folder} holds no logits; rerun `mrl embed` with --save-logits")
+        raise InputError(
+            f"{folder} holds no logits; rerun `mrl embed` with --save-logits (or give the run "
+            "folder itself)"
+        )
+    return RunLogits(data.logits, data.labels, tuple(data.head_dims), data.manifest.get("head"))
+
+
+def _load_logits(folder: str, inputs: str = "logits", largest_only: bool = False):
+    """`_read_logits` of `folder`, its logits (all sizes, or the largest) validated.
+
+    Returns:
+        (the `RunLogits`, correct [G, N] bool of each size read); errors name the folder.
+    """
+    data = _read_logits(folder)
     dims = tuple(data.head_dims)
     logits = data.logits
     if largest_only:
@@ -146,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         margin=args.margin / 100,
         grid=args.grid,
         inputs=args.inputs,
-        model_name=MODEL_NAMES.get(data.manifest.get("head"), "MRL"),
+        model_name=MODEL_NAMES.get(data.head, "MRL"),
     )
     report["settings"]["logits"] = str(args.logits)
     report["settings"]["references"] = list(args.ff) + list(args.ff_accuracy)
@@ -175,7 +196,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
             "joint policy per target size, and the least cost reaching each reference's top-1."
         ),
     )
-    p.add_argument("logits", help="`mrl embed --save-logits` folder of an MRL / MRL-E model")
+    p.add_argument(
+        "logits",
+        help="`mrl embed --save-logits` folder of an MRL / MRL-E model, or a run folder (its "
+        "model scores its test split)",
+    )
     p.add_argument("--out", help="report folder (default: LOGITS/cascade)")
     p.add_argument("--splits", type=int, default=30, help="random splits (paper: 30)")
     p.add_argument("--holdout", type=float, default=0.2, help="holdout fraction, or count if >= 1")
