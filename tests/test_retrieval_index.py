@@ -37,7 +37,7 @@ def faiss_exact(x, q, dim, k):
     return flat.search(np.ascontiguousarray(qs, dtype=np.float32), k)[1]
 
 
-@pytest.mark.parametrize("ann", ["hnsw", "flat", "ivf"])
+@pytest.mark.parametrize("ann", ["hnsw", "hnsw_sq8", "flat", "ivf"])
 def test_funnel_with_full_shortlist_equals_exact_search(data, ann):
     x, _, q, _ = data
     index = MatryoshkaIndex(shortlist_dim=16, ann=ann, ivf_lists=16).build(x)
@@ -331,3 +331,32 @@ def test_numpy_int_parameters_reach_faiss_and_the_manifest_as_ints(tmp_path, dat
 def test_odd_api_inputs_are_named(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_query_scores_the_same_bits_alone_or_in_a_batch(data, dtype):
+    """The lean one-query path and the batch path compute each dot product the same way.
+
+    float32 reads candidates in place through faiss (a dim dividing D), float16 and dims
+    that do not divide D gather and use einsum; 48 does not divide 128."""
+    x, _, q, _ = data
+    index = MatryoshkaIndex(shortlist_dim=16, dtype=dtype).build(x)
+    for plan in (Funnel(16, ((48, 100), (64, 50), (D, 20))), Rerank(16, D, 100)):
+        batch = index.search(q, 10, plan)
+        for i in range(0, len(q), 9):
+            one = index.search(q[i], 10, plan)
+            assert_array_equal(one.ids, batch.ids[i])
+            assert_array_equal(one.scores, batch.scores[i])
+
+
+def test_stored_prefix_norms_follow_add_remove_and_compact(data):
+    x = data[0]
+    index = MatryoshkaIndex(shortlist_dim=16, compact_at=0.2).build(x[:1000])
+    assert index.norm_dims == [32, 64, D]
+    index.add(x[1000:1500])
+    index.store_.norms(48)  # computed on first use, then kept in step with the rows
+    index.remove(np.arange(0, 1500, 2)[:400])  # past compact_at: rows are dropped
+    assert index.store_.n_rows == index.count == 1100
+    for dim in (32, 48, D):
+        want = np.linalg.norm(index.store_.vectors[:, :dim].astype(np.float64), axis=1)
+        np.testing.assert_allclose(index.store_.norms(dim), want, rtol=1e-5)

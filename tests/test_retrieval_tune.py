@@ -8,7 +8,13 @@ from mrl.errors import ConfigError, InputError
 from mrl.evaluation import metrics
 from mrl.retrieval.index import MatryoshkaIndex
 from mrl.retrieval.plans import Rerank, SingleShot
-from mrl.retrieval.tune import default_plans, neighbor_recall, pareto_front
+from mrl.retrieval.tune import (
+    choose_index,
+    default_plans,
+    lower_bound,
+    neighbor_recall,
+    pareto_front,
+)
 
 SPEC = GeneratedNestedSpec(dim=64, num_classes=20, seed=3)
 
@@ -107,6 +113,9 @@ BAD_TUNES = [  # (name, tune kwargs from (yq, y), error, message)
     ("efforts-empty", lambda yq, y: dict(target=0.9, efforts=[]), ConfigError, "efforts is emp"),
     ("efforts-0", lambda yq, y: dict(target=0.9, efforts=[8, 0]), ConfigError, r"efforts\[1\]"),
     ("plans-empty", lambda yq, y: dict(target=0.9, plans=[]), ConfigError, "plans is empty"),
+    ("confidence-low", lambda yq, y: dict(target=0.9, confidence=0.3), ConfigError, "confidenc"),
+    ("confidence-1", lambda yq, y: dict(target=0.9, confidence=1), ConfigError, "below 1"),
+    ("per-query-str", lambda yq, y: dict(target=0.9, per_query="y"), ConfigError, "per_query"),
     ("labels-alone", lambda yq, y: dict(target=0.9, query_labels=yq), ConfigError, "give both"),
     (
         "few-query-labels",
@@ -161,3 +170,49 @@ def test_default_plans_and_search_work_for_small_dims(dim, shortlist_dim):
     best = index.search(x[:3], 1, SingleShot(dim)).scores[:, 0]
     np.testing.assert_allclose(best, 1.0, rtol=1e-6)  # each query finds itself (or a tie)
     assert index.search(x[:3], 5).ids.shape == (3, 5)  # the default plan
+
+
+def test_lower_bound_matches_the_normal_formula():
+    values = np.array([1.0, 0.9, 0.8, 1.0, 0.7])
+    z = 1.6448536269514722  # the 0.95 quantile of N(0, 1)
+    naive = values.mean() - z * values.std(ddof=1) / np.sqrt(len(values))
+    assert lower_bound(values, 0.95) == pytest.approx(naive)
+    assert lower_bound(values, None) == pytest.approx(values.mean())
+    assert lower_bound(np.ones(50), 0.99) == 1.0  # no spread: no margin
+
+
+def test_the_bound_makes_the_tuner_demand_more_than_the_sample_mean(setup):
+    """A plan whose sample mean reaches the target but whose lower bound does not is refused."""
+    index, q, _, _ = setup
+    plans = [SingleShot(64), Rerank(8, 64, 10), Rerank(8, 64, 20), Rerank(8, 64, 50)]
+    plain = index.tune(q, 0.9, 10, plans=plans, repeats=1, confidence=None)
+    bounded = index.tune(q, 0.9, 10, plans=plans, repeats=1, confidence=0.95)
+    for a, b in zip(plain.table_, bounded.table_, strict=True):
+        assert a.meets_target == (a.relative_quality >= 0.9)
+        assert b.meets_target == (b.quality_bound >= 0.9) and b.quality_bound <= b.quality
+    assert bounded.best_.quality_bound >= 0.9
+
+
+def test_per_query_timing_returns_what_batches_return(setup):
+    index, q, _, _ = setup
+    plans = [Rerank(8, 64, 50)]
+    one = index.tune(q, 0.5, 10, plans=plans, repeats=1, per_query=True)
+    batch = index.tune(q, 0.5, 10, plans=plans, repeats=1)
+    assert one.table_[0].quality == batch.table_[0].quality
+
+
+def test_choose_index_keeps_the_fastest_candidate_and_skips_those_that_cannot(setup):
+    index, q, _, _ = setup
+    x = index.store_.vectors
+    ivf = MatryoshkaIndex(shortlist_dim=8, ann="ivf", ivf_lists=16).build(x)
+    plans = [Rerank(8, 64, 50)]
+    chosen, tuner, tuners = choose_index(
+        [(index, [64]), (ivf, [1, 16])], q, 0.8, plans=plans, repeats=1
+    )
+    fitted = [t for t in tuners if t is not None]
+    assert tuner.best_.latency_ms == min(t.best_.latency_ms for t in fitted)
+    assert chosen is (index if tuner is tuners[0] else ivf)
+    with pytest.raises(InputError, match="no candidate index reaches 1.0000"):
+        choose_index([(ivf, [1])], q, 1.0, plans=[SingleShot(8, exact=False)], repeats=1)
+    with pytest.raises(ConfigError, match="at least one"):
+        choose_index([], q, 0.9)

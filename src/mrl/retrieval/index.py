@@ -314,17 +314,29 @@ class MatryoshkaIndex:
         plans: list[Plan] | None = None,
         repeats: int = 2,
         efforts: list[int] | None = None,
+        confidence: float | None = 0.95,
+        per_query: bool = False,
     ) -> PlanTuner:
         """Cheapest plan (and ANN effort) by measured latency reaching `target`.
 
         See `mrl.retrieval.tune.PlanTuner`; quality is recall@k against exact full-dim search,
         or the paper's mAP@k relative to exact search when labels are given. `efforts` are
-        HNSW efSearch / IVF nprobe values tried with every ANN plan.
+        HNSW efSearch / IVF nprobe values tried with every ANN plan; a plan meets `target`
+        when the lower `confidence` bound of its quality does; `per_query` times one query
+        per call.
 
         Returns:
             the fitted `PlanTuner` (`best_plan_`, `best_effort_`, `best_`, `table_`, `pareto_`).
         """
-        tuner = PlanTuner(target=target, k=k, plans=plans, repeats=repeats, efforts=efforts)
+        tuner = PlanTuner(
+            target=target,
+            k=k,
+            plans=plans,
+            repeats=repeats,
+            efforts=efforts,
+            confidence=confidence,
+            per_query=per_query,
+        )
         return tuner.fit(self, queries, query_labels, id_labels)
 
     # ------------------------------------------------------------------ persistence
