@@ -93,7 +93,6 @@ class ServerProcess:
         raise RuntimeError(f"mrl serve did not become ready: {self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
         return self.log_path.read_text(errors="replace")[-3000:]
 
     def kill(self) -> None:
