@@ -1,4 +1,4 @@
-"""Text retrieval per size on the Debian corpus: the FROZEN-model rows of the text benchmark.
+"""Text retrieval per size on the Debian corpus: frozen, adapted and fine-tuned MiniLM.
 
 Queries are the package summaries of the test side of THE Debian split (`debian_split`, by
 source package), the corpus is the test side's long descriptions, and each query's one
@@ -9,17 +9,23 @@ a chunked matmul) for these rows:
 - truncated:    the base encoder (all-MiniLM-L6-v2 by default), plain prefixes;
 - pca:          PCA rotate-then-truncate (`SVDProjection` fitted on train-side descriptions);
 - adaptor_unsup: `MatryoshkaAdaptor` fitted on train-side descriptions (unsupervised);
-- adaptor_sup:  `MatryoshkaAdaptor` fitted on train-side (summary, description) pairs.
+- adaptor_sup:  `MatryoshkaAdaptor` fitted on train-side (summary, description) pairs;
+- ft_plain:     fine-tuned by `mrl train` with InfoNCE on the full 384 dims only, truncated;
+- ft_mrl:       fine-tuned by `mrl train` with our Matryoshka InfoNCE over the nesting;
+- ft_st:        fine-tuned by sentence-transformers' trainer with `MatryoshkaLoss(MNRL)`
+                (the anchor; same objective, see `text_finetune.py`), truncated the same way.
 
-The fine-tuned rows of the issue (non-MRL fine-tune, our Matryoshka contrastive loss, the
-sentence-transformers `MatryoshkaLoss` anchor, pairs/s) are NOT here yet: they come in a
-later session. Only the train side is used for fitting; the fit rows are a seeded sample.
+The fine-tuned rows train on the same `--finetune-pairs` train-side pairs (a seeded draw),
+with the same batch size, learning rate, warm-up, epochs, sequence length and seed, and the
+report gives each trainer's pairs/s (training steps only) and ours / the anchor's ratio.
+`--finetune-pairs 0` runs the frozen rows alone. Only the train side is used for fitting.
 
 Base embeddings are cached as .npy under --cache, keyed by the role, the text count, a digest
 of the texts and of the model folder and max_seq_length, so a rerun does not re-encode.
 
-    python benchmarks/text.py                          # 12,830 queries, ~8 min on 2 cores
+    python benchmarks/text.py --finetune-pairs 0       # frozen rows, ~8 min on 2 cores
     python benchmarks/text.py --max-queries 2000 --max-corpus 4000  # seeded subsample
+    python benchmarks/text.py                          # + 3 fine-tunes of 4,000 pairs each
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import platform
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -42,16 +50,27 @@ from mrl.io import atomic_open, atomic_write_json, make_dirs
 from mrl.models.text import TextEncoder, default_text_model_path
 from mrl.nesting import Nesting
 
-ROWS = ("truncated", "pca", "adaptor_unsup", "adaptor_sup")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling text_finetune.py
+from text_finetune import (  # noqa: E402
+    FineTuneSetup,
+    finetune_ours,
+    finetune_sentence_transformers,
+    training_pairs,
+)
+
+FROZEN_ROWS = ("truncated", "pca", "adaptor_unsup", "adaptor_sup")
+
 LABELS = {
     "truncated": "base, truncated",
     "pca": "base + PCA",
     "adaptor_unsup": "base + adaptor (unsupervised)",
     "adaptor_sup": "base + adaptor (supervised)",
+    "ft_plain": "fine-tuned, 384 only (no MRL), truncated",
+    "ft_mrl": "fine-tuned, ours (Matryoshka InfoNCE)",
+    "ft_st": "fine-tuned, sentence-transformers MatryoshkaLoss",
 }
 METRICS = ("mrr_at_10", "ndcg_at_10", "recall_at_100")
 TOP_K = 100  # neighbours retrieved per query (R@100 needs 100; fewer when the corpus is smaller)
-FINE_TUNED_NOTE = "fine-tuned rows (non-MRL, ours, sentence-transformers anchor) come later"
 
 
 def cached_embeddings(
@@ -116,11 +135,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=64, help="texts per encoder pass")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--finetune-pairs", type=int, default=4000, help="0: no fine-tuning")
+    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--finetune-batch-size", type=int, default=32)
+    parser.add_argument("--finetune-lr", type=float, default=2e-5)
+    parser.add_argument("--finetune-max-seq-length", type=int, default=64, help="training only")
+    parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument("--cache", default="runs/text-bench", help="base embedding cache")
     parser.add_argument("--out", default="reports/text", help="results.json/md/png folder")
     args = parser.parse_args(argv)
-    for name in ("max_seq_length", "fit_rows", "epochs", "batch_size", "threads"):
+    positive = ("max_seq_length", "fit_rows", "epochs", "batch_size", "threads")
+    finetune = ("finetune_epochs", "finetune_batch_size", "finetune_max_seq_length")
+    for name in (*positive, *finetune):
         check_int(f"--{name.replace('_', '-')}", getattr(args, name))
+    check_int("--finetune-pairs", args.finetune_pairs, low=0)
     for name in ("max_queries", "max_corpus"):
         if getattr(args, name) is not None:
             check_int(f"--{name.replace('_', '-')}", getattr(args, name))
@@ -196,12 +224,32 @@ def run(args: argparse.Namespace) -> dict:
     }
 
     results = {}
-    for row in ROWS:
+    for row in FROZEN_ROWS:
         q, c = maps[row](queries), maps[row](corpus)
         results[row] = {str(m): size_metrics(q, c, query_rows, m) for m in nesting.dims}
+    finetuned = {}
+    if args.finetune_pairs:
+        corpus_texts = [test.pairs[i].positive for i in corpus_ids]
+        query_texts = [test.pairs[corpus_ids[j]].query for j in query_rows]
+        finetuned = fine_tuned_rows(args, encoder.path, nesting, cache)
+        for row, tuned in finetuned.items():
+            tuned.encoder.max_seq_length = encoder.max_seq_length  # evaluated as the base
+            q = tuned.encoder.encode(query_texts, batch_size=args.batch_size, progress=True)
+            c = tuned.encoder.encode(corpus_texts, batch_size=args.batch_size, progress=True)
+            results[row] = {str(m): size_metrics(q, c, query_rows, m) for m in nesting.dims}
     report = {
         "benchmark": "text",
-        "note": f"frozen-model rows only; {FINE_TUNED_NOTE}",
+        "rows_run": list(results),
+        "finetune": {
+            "pairs": args.finetune_pairs,
+            "epochs": args.finetune_epochs,
+            "batch_size": args.finetune_batch_size,
+            "lr": args.finetune_lr,
+            "max_seq_length": args.finetune_max_seq_length,
+            "temperature": args.temperature,
+            "pairs_per_s": {row: t.pairs_per_second for row, t in finetuned.items()},
+            "train_s": {row: t.train_seconds for row, t in finetuned.items()},
+        },
         "model": encoder.path,
         "max_seq_length": encoder.max_seq_length,
         "nesting": list(nesting.dims),
@@ -224,14 +272,72 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path) -> dict:
+    """{row: FineTuned} of the three fine-tunes, on one seeded draw of train-side pairs."""
+    setup = FineTuneSetup(
+        data=args.data,
+        pairs=args.finetune_pairs,
+        model=model,
+        max_seq_length=args.finetune_max_seq_length,
+        batch_size=args.finetune_batch_size,
+        lr=args.finetune_lr,
+        epochs=args.finetune_epochs,
+        warmup=0.1,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    print(f"fine-tuning on {len(training_pairs(setup))} train-side pairs", flush=True)
+    runs = cache / f"finetune-{args.finetune_pairs}-seed{args.seed}"
+    if runs.exists():  # each row starts from the base model: an old run is not resumed
+        shutil.rmtree(runs)
+    full = (max(nesting.dims),)
+    return {
+        "ft_plain": finetune_ours(full, setup, runs / "plain"),
+        "ft_mrl": finetune_ours(nesting.dims, setup, runs / "mrl"),
+        "ft_st": finetune_sentence_transformers(nesting.dims, setup, runs / "st"),
+    }
+
+
+def bars(report: dict) -> list[tuple[str, bool, str]]:
+    """The issue's bars that this report can check: (bar, met, the numbers)."""
+    rows, sizes = report["rows"], [str(m) for m in report["nesting"]]
+    out = []
+
+    def mrr(row, m):
+        return rows[row][m]["mrr_at_10"]
+
+    full = sizes[-1]
+    if "ft_mrl" in rows:
+        for m, share in (("48", 0.95), ("24", 0.90)):
+            if m in sizes:
+                got = mrr("ft_mrl", m) / mrr("ft_mrl", full)
+                out.append((f"ours keeps >= {share:.0%} of its {full}-dim MRR@10 at {m}",
+                            got >= share, f"{got:.1%}"))  # fmt: skip
+        gap = 100 * (mrr("ft_plain", full) - mrr("ft_mrl", full))
+        out.append((f"ours at {full} within 0.5 pts of the non-MRL fine-tune", gap <= 0.5,
+                    f"{-gap:+.2f} pts"))  # fmt: skip
+        worst = min(100 * (mrr("ft_mrl", m) - mrr("ft_st", m)) for m in sizes)
+        out.append(("ours >= the sentence-transformers anchor at every size (-0.5 pts)",
+                    worst >= -0.5, f"worst {worst:+.2f} pts"))  # fmt: skip
+        rate = report["finetune"]["pairs_per_s"]
+        ratio = rate["ft_mrl"] / rate["ft_st"]
+        out.append(("ours trains >= 1.2x the anchor's pairs/s", ratio >= 1.2, f"{ratio:.2f}x"))
+    small = [m for m in sizes if int(m) <= 96]
+    worst = min(100 * (mrr("adaptor_unsup", m) - mrr("pca", m)) for m in small)
+    out.append(("unsupervised adaptor beats PCA at every size <= 96", worst > 0,
+                f"worst {worst:+.2f} pts"))  # fmt: skip
+    return out
+
+
 def markdown(report: dict) -> str:
     """One table per metric: rows x sizes."""
     sizes = [str(m) for m in report["nesting"]]
     lines = [
         f"Debian test side: {report['n_queries']} summary queries, {report['n_corpus']} "
-        f"descriptions; fit on {report['n_fit']} train-side rows; {report['note']}.",
+        f"descriptions; adaptors and PCA fit on {report['n_fit']} train-side rows.",
         "",
     ]
+    rows = report["rows_run"]
     for metric in METRICS:
         lines += [
             f"### {metric}",
@@ -239,10 +345,22 @@ def markdown(report: dict) -> str:
             "| row | " + " | ".join(sizes) + " |",
             "|---|" + "---:|" * len(sizes),
         ]
-        for row in ROWS:
+        for row in rows:
             cells = (f"{report['rows'][row][m][metric]:.3f}" for m in sizes)
             lines.append(f"| {LABELS[row]} | " + " | ".join(cells) + " |")
         lines.append("")
+    rate = report["finetune"]["pairs_per_s"]
+    if rate:
+        ft = report["finetune"]
+        lines += [
+            f"Fine-tuning: {ft['pairs']} pairs, {ft['epochs']} epoch(s), batch {ft['batch_size']}, "
+            f"lr {ft['lr']}, max_seq_length {ft['max_seq_length']}, temperature "
+            f"{ft['temperature']}; training pairs/s: "
+            + ", ".join(f"{LABELS[r]} {v:.1f}" for r, v in rate.items()),
+            "",
+        ]
+    lines += ["| bar | met | measured |", "|---|---|---|"]
+    lines += [f"| {bar} | {'yes' if met else 'no'} | {got} |" for bar, met, got in bars(report)]
     return "\n".join(lines)
 
 
@@ -253,7 +371,7 @@ def plot(report: dict, path: Path) -> None:
     fig = Figure(figsize=(6, 4), tight_layout=True)
     ax = fig.add_subplot()
     sizes = report["nesting"]
-    for row in ROWS:
+    for row in report["rows_run"]:
         ax.plot(
             sizes,
             [report["rows"][row][str(m)]["mrr_at_10"] for m in sizes],

@@ -54,20 +54,25 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
     argv = [
         "--data", str(data), "--model", str(tiny_bert_path), "--max-seq-length", "32",
         "--nesting", "8,16,32", "--fit-rows", "30", "--epochs", "1", "--threads", "1",
-        "--cache", str(cache), "--out", str(out),
+        "--cache", str(cache), "--out", str(out), "--finetune-pairs", "24",
+        "--finetune-batch-size", "8", "--finetune-max-seq-length", "16",
     ]  # fmt: skip
     bench = load_script()
     report = bench.main(argv)
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["rows"] == report["rows"]
-    assert set(saved["rows"]) == set(bench.ROWS)
+    assert set(saved["rows"]) == {*bench.FROZEN_ROWS, "ft_plain", "ft_mrl", "ft_st"}
+    rates = saved["finetune"]["pairs_per_s"]
+    assert set(rates) == {"ft_plain", "ft_mrl", "ft_st"} and min(rates.values()) > 0
     for sizes in saved["rows"].values():
         assert set(sizes) == {"8", "16", "32"}
         for metrics in sizes.values():
             assert set(metrics) == set(bench.METRICS)
             assert all(0.0 <= v <= 1.0 for v in metrics.values())
-    assert (out / "results.md").read_text().count("| base, truncated |") == 3
+    md = (out / "results.md").read_text()
+    assert md.count("| base, truncated |") == 3 and md.count("| fine-tuned, ours") == 3
+    assert "| ours trains >= 1.2x the anchor's pairs/s |" in md
     assert (out / "mrr_at_10.png").read_bytes()[:4] == b"\x89PNG"
 
     # MRR@10 of the truncated row at full size, brute force from the cached embeddings.
@@ -85,8 +90,8 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
     assert np.isclose(saved["rows"]["truncated"]["32"]["mrr_at_10"], np.mean(reciprocal))
 
     # A rerun reads the cache instead of encoding again.
-    files = sorted(cache.iterdir())
+    files = sorted(cache.glob("*.npy"))
     assert len(files) == 4
-    again = bench.main(argv)
-    assert sorted(cache.iterdir()) == files
+    again = bench.main([*argv, "--finetune-pairs", "0"])
+    assert sorted(cache.glob("*.npy")) == files and "ft_mrl" not in again["rows"]
     assert again["rows"]["truncated"] == report["rows"]["truncated"]
