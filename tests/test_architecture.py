@@ -31,78 +31,29 @@ ALL = {
     "service",
     "cli",
 }
+# The drivers sit on top: nothing below them may load one.
+DRIVERS = {"experiments", "service", "cli"}
+# The feature layers above models/data; each may load only the ones its comment names.
+FEATURES = {"training", "evaluation", "adaptive", "adaptation", "export", "retrieval"}
 # For each layer, the mrl layers it must never load, directly or through another module.
 FORBIDDEN = {
     **{base: ALL for base in BASE},
     "nn": ALL - {"nn"},
     "models": ALL - {"nn", "models"},
     "data": ALL - {"data"},
-    "training": {
-        "evaluation",
-        "adaptive",
-        "adaptation",
-        "export",
-        "retrieval",
-        "experiments",
-        "service",
-        "cli",
-    },
-    "evaluation": {
-        "training",
-        "adaptive",
-        "adaptation",
-        "export",
-        "retrieval",
-        "experiments",
-        "service",
-        "cli",
-    },
-    "adaptive": {"training", "adaptation", "export", "retrieval", "experiments", "service", "cli"},
+    "training": FEATURES - {"training"} | DRIVERS,
+    "evaluation": FEATURES - {"evaluation"} | DRIVERS,
+    # cascades read evaluation's embeddings folders
+    "adaptive": FEATURES - {"adaptive", "evaluation"} | DRIVERS,
     # retrieval works on any nested embeddings: it never needs the training stack
-    "retrieval": {
-        "nn",
-        "models",
-        "training",
-        "adaptive",
-        "adaptation",
-        "export",
-        "experiments",
-        "service",
-        "cli",
-    },
+    "retrieval": FEATURES - {"retrieval", "evaluation"} | DRIVERS | {"nn", "models"},
     # post-hoc adaptors of frozen embeddings: above nn, beside evaluation
-    "adaptation": {
-        "training",
-        "adaptive",
-        "export",
-        "retrieval",
-        "experiments",
-        "service",
-        "cli",
-    },
+    "adaptation": FEATURES - {"adaptation", "evaluation"} | DRIVERS,
     # writing models in other tools' formats: above models, below the drivers
-    "export": {
-        "training",
-        "evaluation",
-        "adaptive",
-        "adaptation",
-        "retrieval",
-        "experiments",
-        "service",
-        "cli",
-    },
+    "export": FEATURES - {"export"} | DRIVERS,
     "experiments": {"service", "cli"},
     # the HTTP service: a thin layer over retrieval (and, inside its routes, the text encoder)
-    "service": {
-        "nn",
-        "models",
-        "training",
-        "adaptive",
-        "adaptation",
-        "export",
-        "experiments",
-        "cli",
-    },
+    "service": FEATURES - {"retrieval", "evaluation"} | {"nn", "models", "experiments", "cli"},
     "cli": set(),
 }
 
