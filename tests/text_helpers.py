@@ -18,8 +18,10 @@ TOKENIZER_FILES = (
 )
 
 
-def tiny_bert(folder: Path, vocab_size: int) -> Path:
-    """Save a 2-layer, 32-wide random BERT with MiniLM's tokenizer files into `folder`."""
+def tiny_bert(folder: Path, vocab_size: int, dropout: float = 0.1) -> Path:
+    """Save a 2-layer, 32-wide random BERT with MiniLM's tokenizer files into `folder`.
+
+    `dropout` 0 makes training deterministic across batch shardings (DDP tests)."""
     import transformers
 
     config = transformers.BertConfig(
@@ -29,6 +31,8 @@ def tiny_bert(folder: Path, vocab_size: int) -> Path:
         intermediate_size=64,
         vocab_size=vocab_size,
         max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     transformers.BertModel(config).save_pretrained(folder)
     for name in TOKENIZER_FILES:

@@ -75,6 +75,7 @@ RUN_ONLY_KEYS = frozenset(
         "num_workers",
         "progress",
         "eval_batch_size",
+        "max_eval_examples",
         "max_steps",
         "loss_check_every",
         "checkpoint_every",
@@ -124,8 +125,8 @@ class TrainConfig:
     # sizes per step (sentence-transformers' option); None: every size every step
     max_train_examples: int | None = None  # text: train on this many rows drawn by `seed`
     # (the same rows for every run with that seed); None: the whole train split
-    max_eval_examples: int | None = 2000  # text: score the first N test rows per epoch (MRR@10
-    # over N queries x N documents, bounded time); None: the whole test split
+    max_eval_examples: int | None = 2000  # text: score N test rows (a fixed sample, the same
+    # for every run) per epoch: MRR@10 over N queries x N documents; None: the whole split
     # --- optimisation (None: the backbone kind's recipe, `RECIPES`)
     epochs: int = 10
     batch_size: int = 128  # the GLOBAL batch; each of W processes takes batch_size / W
@@ -409,10 +410,25 @@ def model_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[
     """Sorted keys of two config dicts that differ, other than `RUN_ONLY_KEYS`.
 
     A non-empty answer means the two configs train different models, so a run saved with
-    `saved` can neither be resumed nor reused as `current`.
+    `saved` can neither be resumed nor reused as `current`. A key that `saved` lacks (it was
+    written before the key existed) takes the value `TrainConfig` resolves for it, which is
+    what that run trained with (e.g. contrastive_weight 0 for a vision run).
     """
+    saved = _with_new_keys(saved)
     keys = (saved.keys() | current.keys()) - RUN_ONLY_KEYS
     return sorted(k for k in keys if saved.get(k) != current.get(k))
+
+
+def _with_new_keys(saved: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`saved` completed with the keys added to `TrainConfig` since it was written."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    if names <= saved.keys():
+        return saved
+    try:
+        resolved = TrainConfig.from_dict({k: v for k, v in saved.items() if k in names})
+    except ValueError:  # not a config this version can read: compare it as it is
+        return saved
+    return {**resolved.to_dict(), **saved}
 
 
 def _as_type(key: str, value: Any, annotation: Any, convert: bool) -> Any:

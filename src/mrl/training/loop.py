@@ -137,6 +137,9 @@ def evaluate(
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     """Train a `MatryoshkaModel` as `config` says; under `torchrun`, with DDP.
 
+    Vision backbones train from scratch on a labelled image or feature set; backbone "text"
+    fine-tunes a Hugging Face encoder on a text set (`mrl.training.text`).
+
     Args:
         config: the run's settings; `config.out_dir` is the run folder.
         resume: continue from the run folder's checkpoint if there is one (exactly: same
@@ -154,7 +157,10 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         CheckpointError: the checkpoint is truncated, foreign, or its config differs in a
             key that changes the model (see `RUN_ONLY_KEYS`).
         InputError: train and test inputs of different shapes, or test labels beyond the
-            train split's classes (before the first step).
+            train split's classes, or fewer training rows than one batch (before the first
+            step).
+        ConfigError: a text model whose width is not the nesting's last size.
+        FormatError: a text model folder that is not a model, a damaged data file (by line).
         NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
 
     Example:

@@ -12,12 +12,14 @@ encoder pass; every nested size of every objective is computed from that one pas
 
 Objective: `contrastive_weight` * Matryoshka InfoNCE (queries -> documents, in-batch and
 hard negatives) + `classification_weight` * Matryoshka cross-entropy of the head over the
-documents' labels.
+documents' labels. Under DDP the InfoNCE sees the whole global batch (embeddings are
+gathered from every rank, with gradients), so W processes train as one does.
 
-Per-epoch metrics (on the first `max_eval_examples` test rows, so an epoch's evaluation is
-bounded): MRR@10 per size of each query against all those documents (one relevant each),
-and, with a head, test_loss and top-1 per size. Every rank evaluates the same rows (the set
-is capped, and MRR needs every document), so nothing is gathered.
+Per-epoch metrics (on `max_eval_examples` test rows drawn with a fixed seed, the same for
+every run, so an epoch's evaluation is bounded): MRR@10 per size of each query against all
+those documents (one relevant each), and, with a head, test_loss and top-1 per size. Every
+rank evaluates the same rows (the set is capped, and MRR needs every document), so nothing
+is gathered.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from mrl.checks import check_labels
 from mrl.data import LengthSortedBatches, TextSplit, load_text_splits
+from mrl.data.textsets import sample_rows
 from mrl.errors import InputError
 from mrl.models import MatryoshkaModel, create_text_model
 from mrl.nesting import Nesting
@@ -43,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 SORT_CHUNK_BATCHES = 16  # batches per length-sorted chunk: less padding, still random batches
 MRR_K = 10
+EVAL_SEED = 0  # draws the capped per-epoch test rows
 _EVAL_QUERY_CHUNK = 512  # queries per similarity block in the MRR pass (bounds memory)
 
 
@@ -74,9 +79,9 @@ class TextObjective(nn.Module):
         z = {col: self.model.forward_features(t) for col, t in batch["tokens"].items()}  # (N, d)
         loss = torch.zeros((), device=z["text"].device)
         if self.contrastive is not None:
-            negatives = z["negative"].float() if "negative" in z else None
+            pairs = {col: _gather(e.float()) for col, e in z.items()}
             loss = loss + self.weights[0] * self.contrastive(
-                z["query"].float(), z["text"].float(), negatives
+                pairs["query"], pairs["text"], pairs.get("negative")
             )
         if self.classification is not None:
             logits = self.model.forward_head(z["text"])  # (G, N, C)
@@ -114,7 +119,9 @@ class TextTask:
         self.encoder = self.model.backbone
         self.columns = ("query", "text", "negative") if config.contrastive_weight > 0 else ("text",)
         self.train = train
-        self.test = test.subset(np.arange(min(len(test), config.max_eval_examples or len(test))))
+        # The same rows for every run (seed 0, not the run's): runs compare on one sample,
+        # spread over the whole file rather than its first (alphabetical) packages.
+        self.test = test.subset(sample_rows(len(test), config.max_eval_examples, EVAL_SEED))
         self.batches = LengthSortedBatches(
             self._lengths(train),
             config.batch_size,
@@ -221,6 +228,21 @@ class TextTask:
                 str(m): float(c) for m, c in zip(self.head_nesting.dims, correct, strict=True)
             }
         return metrics
+
+
+def _gather(z: torch.Tensor) -> torch.Tensor:
+    """[N * W, d]: every rank's rows (rank order), differentiable; `z` itself for one process.
+
+    The in-batch negatives of InfoNCE are then the whole global batch on every rank, as in
+    one process. Each rank computes the same loss; all_gather's backward sends every rank's
+    gradient of its rows back to their owner (W times the one-process gradient), and DDP's
+    mean over the W ranks brings it back to exactly the one-process gradient.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return z
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(z.contiguous()))
 
 
 def mrr_per_size(queries: torch.Tensor, docs: torch.Tensor, nesting: Nesting) -> dict[str, float]:
