@@ -49,6 +49,15 @@ def test_database_down_then_back(pg_data_dir):  # noqa: F811
         assert again.info("c")["count"] == 51
 
 
+@pytest.mark.parametrize(
+    "dsn, match",
+    [("x", 'missing "=" after "x"'), ("postgresql:///db?foo=bar", "invalid URI query parameter")],
+)
+def test_malformed_dsn(dsn, match):
+    with pytest.raises(ConfigError, match=f"dsn is not a PostgreSQL connection string .*{match}"):
+        PostgresBackend(dsn=dsn)
+
+
 def test_unreachable_dsn_names_the_reason():
     with pytest.raises(
         UnavailableError, match="/nonexistent.* is unavailable: .*(No such file|failed)"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import re
 import struct
 import time
@@ -45,8 +44,6 @@ from mrl.retrieval.storage import as_ids, as_rows, check_new_ids
 from mrl.service import sql as plans_sql
 from mrl.service.backend import METRICS, STORAGE_DTYPES, CollectionSpec, SearchHits
 from mrl.service.embedded import EmbeddedPostgres
-
-log = logging.getLogger(__name__)
 
 CATALOG = "mrl_collections"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -108,7 +105,16 @@ class PgVector:
         self.data = struct.pack(">HH", len(x), 0) + np.asarray(x).astype(self.item).tobytes()
 
 
+class PgHalfVector(PgVector):
+    """A [D] float array as a pgvector `halfvec` query parameter (see `PgVector`)."""
+
+    __slots__ = ()
+    item = ">f2"
+
+
 def _vec_dumper(oid: int) -> type[Dumper]:
+    """A psycopg dumper sending `PgVector`s as binary values of the type with `oid`."""
+
     class VecDumper(Dumper):
         format = Format.BINARY
 
@@ -119,13 +125,6 @@ def _vec_dumper(oid: int) -> type[Dumper]:
     return VecDumper
 
 
-class PgHalfVector(PgVector):
-    """A [D] float array as a pgvector `halfvec` query parameter (see `PgVector`)."""
-
-    __slots__ = ()
-    item = ">f2"
-
-
 def _copy_stream(ids: np.ndarray, x: np.ndarray, kind: str, payloads: list[bytes | None]) -> bytes:
     """Rows (id, embedding, payload) in PostgreSQL's binary COPY format, header to trailer.
 
@@ -133,7 +132,7 @@ def _copy_stream(ids: np.ndarray, x: np.ndarray, kind: str, payloads: list[bytes
     only the payloads, when given, are joined row by row.
     """
     n, d = x.shape
-    item = ">f2" if kind == "halfvec" else ">f4"
+    item = (PgHalfVector if kind == "halfvec" else PgVector).item
     fields = [
         ("nfields", ">i2"),
         ("id_len", ">i4"),
@@ -186,6 +185,11 @@ def _payload_bytes(payloads, n: int) -> list[bytes | None]:
             raise InputError(f"payload {i} holds a NUL character, which jsonb cannot store")
         out.append(text.encode())
     return out
+
+
+def _spec_of(stored: dict) -> CollectionSpec:
+    """A catalog row's spec (JSON gives the nesting back as a list)."""
+    return CollectionSpec(**{**stored, "nesting": tuple(stored["nesting"])})
 
 
 def _where(dsn: str) -> str:
@@ -277,10 +281,21 @@ class PostgresBackend:
             conn = psycopg.connect(self.dsn, connect_timeout=max(1, round(self.timeout)))
         except psycopg.OperationalError as e:
             raise UnavailableError(self._down(e)) from e
+        except psycopg.ProgrammingError as e:  # libpq could not parse it
+            raise ConfigError(
+                f"dsn is not a PostgreSQL connection string ({' '.join(str(e).split())}); "
+                "write it as postgresql://user:password@host:port/dbname or key=value pairs"
+            ) from None
         with conn, conn.transaction():
             # one creator at a time: IF NOT EXISTS alone races between two new services
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (CATALOG,))
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            try:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except psycopg.Error as e:
+                raise ConfigError(
+                    f"cannot enable pgvector in {_where(self.dsn)} ({' '.join(str(e).split())}); "
+                    "install pgvector >= 0.7 there, or have a superuser run CREATE EXTENSION vector"
+                ) from None
             conn.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, "
@@ -346,8 +361,7 @@ class PostgresBackend:
         if row is None:
             raise NotFoundError(f"collection {name!r} does not exist; create it first")
         no, spec, count = row
-        spec["nesting"] = tuple(spec["nesting"])
-        return f"mrl_items_{no}", CollectionSpec(**spec), count
+        return f"mrl_items_{no}", _spec_of(spec), count
 
     # ------------------------------------------------------------------ collections
     def create(self, spec: CollectionSpec) -> None:
@@ -377,10 +391,10 @@ class PostgresBackend:
 
     def collections(self) -> list[CollectionSpec]:
         with self._transaction() as conn:
-            names = conn.execute(
-                sql.SQL("SELECT name FROM {} ORDER BY name").format(sql.Identifier(CATALOG))
+            rows = conn.execute(
+                sql.SQL("SELECT spec FROM {} ORDER BY name").format(sql.Identifier(CATALOG))
             ).fetchall()
-            return [self._lookup(conn, name)[1] for (name,) in names]
+        return [_spec_of(spec) for (spec,) in rows]
 
     def info(self, name: str) -> dict[str, Any]:
         """Spec, live count and on-disk sizes: `memory_bytes` is the table with its indexes.
