@@ -92,7 +92,7 @@ def test_each_objective_lowers_the_loss(tmp_path, tiny_bert_path, debian_file, o
     assert result.examples_per_s == result.metrics["examples_per_s"] > 0
 
 
-def test_user_pair_and_label_files_train(tmp_path, tiny_bert_path, one_thread):
+def test_user_pair_and_label_files_train(tmp_path, tiny_bert_path, one_thread, caplog):
     pairs, labelled = tmp_path / "pairs", tmp_path / "labelled"
     pairs.mkdir(), labelled.mkdir()
     rng = random.Random(0)
@@ -107,8 +107,16 @@ def test_user_pair_and_label_files_train(tmp_path, tiny_bert_path, one_thread):
         (labelled / f"{split}.csv").write_text(
             "text,label\n" + "".join(f"{text} {i},{s}\n" for i, (text, s) in enumerate(rows))
         )
-    kw = dict(max_seq_length=16, epochs=1)
-    result = train(text_config(tmp_path, tiny_bert_path, pairs, "p", dataset="text-pairs", **kw))
+    kw = dict(max_seq_length=6, epochs=2)
+    with caplog.at_level("WARNING"):
+        result = train(
+            text_config(tmp_path, tiny_bert_path, pairs, "p", dataset="text-pairs", **kw)
+        )
+    truncated = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert truncated == [  # counted once for the run, not again at each epoch's evaluation
+        "5 of 96 training texts and 1 of 24 test texts are longer than max_seq_length=6 "
+        "tokens and are truncated"
+    ]
     assert set(result.metrics["mrr10"]) == {"8", "16", "32"} and "top1" not in result.metrics
     result = train(
         text_config(

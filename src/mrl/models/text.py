@@ -169,7 +169,11 @@ class TextEncoder(nn.Module):
         return lengths, int((lengths > self.max_seq_length).sum())
 
     def encode(
-        self, texts: Sequence[str], batch_size: int = 32, progress: bool | None = None
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        progress: bool | None = None,
+        warn_truncated: bool = True,
     ) -> np.ndarray:
         """Embed `texts` in eval mode, longest first (less padding), in input order.
 
@@ -177,6 +181,8 @@ class TextEncoder(nn.Module):
             texts: non-empty strings.
             batch_size: texts per forward pass.
             progress: show a tqdm bar; default: for inputs of 8 batches or more.
+            warn_truncated: log how many texts are longer than max_seq_length (off for a
+                caller that already said so, e.g. training's evaluation of every epoch).
 
         Returns:
             [N, d] float32 array; row i embeds texts[i].
@@ -190,7 +196,7 @@ class TextEncoder(nn.Module):
         if not texts:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         lengths, cut = self.count_truncated(texts)
-        if cut:
+        if cut and warn_truncated:
             logger.warning(
                 "%d of %d texts are longer than max_seq_length=%d tokens and were truncated",
                 cut,

@@ -165,20 +165,23 @@ class TextTask:
         return {"texts": len(self.train), "num_classes": self.train.num_classes}
 
     def _lengths(self, split: TextSplit) -> np.ndarray:
-        """[N] token count per row over the columns trained on (capped per text); logs once
-        how many texts are longer than max_seq_length and will be truncated."""
+        """[N] token count per row of `split` over the columns trained on (each text capped
+        at max_seq_length + 1); says once how many training and test texts are truncated."""
         total = np.zeros(len(split), dtype=np.int64)
-        cut = count = 0
-        for name, texts in split.columns().items():
-            if name in self.columns:
-                lengths, truncated = self.encoder.count_truncated(texts)
-                total += lengths
-                cut, count = cut + truncated, count + len(texts)
-        if cut and self.ctx.is_main:
+        cut = {"training": [0, 0], "test": [0, 0]}  # side -> [truncated, texts]
+        for side, rows in (("training", split), ("test", self.test)):
+            for name, texts in rows.columns().items():
+                if name in self.columns:
+                    lengths, truncated = self.encoder.count_truncated(texts)
+                    if rows is split:
+                        total += lengths
+                    cut[side][0] += truncated
+                    cut[side][1] += len(texts)
+        if (cut["training"][0] or cut["test"][0]) and self.ctx.is_main:
             logger.warning(
-                "%d of %d training texts are longer than max_seq_length=%d tokens and are "
-                "truncated",
-                *(cut, count, self.encoder.max_seq_length),
+                "%d of %d training texts and %d of %d test texts are longer than "
+                "max_seq_length=%d tokens and are truncated",
+                *(*cut["training"], *cut["test"], self.encoder.max_seq_length),
             )
         return total
 
@@ -211,11 +214,9 @@ class TextTask:
         self.model.eval()
         metrics: dict[str, Any] = {}
         batch = self.config.eval_batch_size
-        docs = torch.from_numpy(self.encoder.encode(self.test.texts, batch, progress=False))
+        docs = torch.from_numpy(self.encoder.encode(self.test.texts, batch, False, False))
         if self.test.queries is not None and self.objective.contrastive is not None:
-            queries = torch.from_numpy(
-                self.encoder.encode(self.test.queries, batch, progress=False)
-            )
+            queries = torch.from_numpy(self.encoder.encode(self.test.queries, batch, False, False))
             metrics["mrr10"] = mrr_per_size(queries, docs, self.nesting)
         if self.objective.classification is not None:
             logits = self.model.forward_head(docs.to(self.ctx.device)).float()  # (G, N, C)
