@@ -60,7 +60,7 @@ from mrl.service.schemas import (
     SearchResponse,
     Usage,
 )
-from mrl.service.spec import NAME_PATTERN, resolve_plan, spec_to_dict
+from mrl.service.spec import NAME_PATTERN, check_spec, resolve_plan, spec_to_dict
 
 logger = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ def create_app(
             dtype=body.dtype,
             default_plan=body.default_plan,
         )
-        backend.create(spec)
+        backend.create(check_spec(spec))  # checked here too: the same errors on every backend
         return info_model(body.name)
 
     @app.get("/v1/collections", response_model=CollectionList, tags=["collections"])
@@ -400,7 +400,10 @@ def create_app(
     def delete_items(name: CollectionName, body: ItemsDelete, _: str = Write) -> Deleted:
         """Delete items by id, atomically (404 naming the first absent id: nothing deleted)."""
         limits.check("max_vectors", len(body.ids), "the number of ids")
-        return Deleted(deleted=backend.delete(name, np.asarray(body.ids, dtype=np.int64)))
+        ids = np.asarray(body.ids, dtype=np.int64)
+        if len(np.unique(ids)) != len(ids):
+            raise InputError("the same id is given twice; give each id to delete once")
+        return Deleted(deleted=backend.delete(name, ids))
 
     # ---------------------------------------------------------------- search
     @app.post("/v1/collections/{name}/search", response_model=SearchResponse, tags=["search"])
