@@ -87,6 +87,12 @@ RUN_ONLY_KEYS = frozenset(
 class TrainConfig:
     """Everything a training run needs; defaults train MRL on mnist5k with the small CNN.
 
+    Backbone "text" fine-tunes a Hugging Face encoder on a text dataset (debian, text-pairs,
+    text-labels; `mrl.data.textsets`): `embed_dim` must be the encoder's width (384 for
+    all-MiniLM-L6-v2; otherwise training stops before the first step with a ConfigError
+    naming both numbers), and the optimisation keys left None take the fine-tuning recipe
+    (`RECIPES`). configs/minilm_debian.yaml is the worked example.
+
     Raises:
         ConfigError: a field of the wrong type (naming the field, the type and the value),
             outside its range, or an unknown choice.
@@ -95,6 +101,9 @@ class TrainConfig:
         >>> config = TrainConfig(dataset="digits", backbone="mlp", embed_dim=32, min_dim=4)
         >>> config.get_nesting().dims
         (4, 8, 16, 32)
+        >>> text = TrainConfig(dataset="debian", backbone="text", embed_dim=384, min_dim=12)
+        >>> text.optimizer, text.lr, text.contrastive_weight, text.classification_weight
+        ('adamw', 2e-05, 1.0, 0.0)
     """
 
     # --- data

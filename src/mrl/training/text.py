@@ -9,6 +9,10 @@ epoch, sort within chunks of `SORT_CHUNK_BATCHES` batches, shuffle the batch ord
 column (queries, documents, hard negatives) is tokenised on its own with dynamic padding, so
 short queries are not padded to the length of long descriptions. Each column takes one
 encoder pass; every nested size of every objective is computed from that one pass.
+Measured on 5,000 Debian training pairs (MiniLM tokenizer, max_seq_length 128, batch 32):
+random batches hold 744k token slots for 421k real tokens (43.5% padding); chunks of 16
+sorted batches hold 499k (15.7%), a third less encoder work; chunks of 4 give 21.6%, 64 give
+14.2% (token counts from `count_truncated`, batches from `LengthSortedBatches`).
 
 Objective: `contrastive_weight` * Matryoshka InfoNCE (queries -> documents, in-batch and
 hard negatives) + `classification_weight` * Matryoshka cross-entropy of the head over the
