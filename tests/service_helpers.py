@@ -38,6 +38,18 @@ def collection_body(name: str, **extra) -> dict:
     }
 
 
+def open_backend(name: str, request, tmp_path_factory):
+    """A fresh backend of kind `name` (postgres: a new database on the session's server, from
+    the `pg_database` fixture of tests/pg_helpers.py, which skips without pgserver)."""
+    if name == "memory":
+        from mrl.service.memory import MemoryBackend
+
+        return MemoryBackend(tmp_path_factory.mktemp("data"))
+    from mrl.service.postgres import PostgresBackend
+
+    return PostgresBackend(dsn=request.getfixturevalue("pg_database"), pool_size=4)
+
+
 @contextlib.contextmanager
 def threaded_server(app):
     """Serve `app` with uvicorn on a free loopback port in a thread; yields the base URL.

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 from pg_helpers import pg_database, postgres_dsn  # noqa: F401 (fixtures)
-from service_helpers import DIM, collection_body, threaded_server, vectors
+from service_helpers import DIM, collection_body, open_backend, threaded_server, vectors
 
 from mrl.service.app import create_app
 from mrl.service.embedder import Embedder
@@ -15,15 +15,6 @@ from mrl.service.memory import MemoryBackend
 
 LIMITS = Limits(max_body_bytes=200_000, max_vectors=50, max_queries=5, max_k=100, max_inputs=4)
 N = 60  # items in the shared collection "docs"
-
-
-def open_backend(name: str, request, tmp_path_factory):
-    """A fresh backend of kind `name` (postgres: a new database on the session's server)."""
-    if name == "memory":
-        return MemoryBackend(tmp_path_factory.mktemp("data"))
-    from mrl.service.postgres import PostgresBackend
-
-    return PostgresBackend(dsn=request.getfixturevalue("pg_database"), pool_size=4)
 
 
 @pytest.fixture(scope="module", params=["memory", "postgres"])

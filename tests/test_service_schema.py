@@ -1,21 +1,21 @@
-"""schemathesis against /openapi.json of a live server (memory backend): no 500s, and every
+"""schemathesis against /openapi.json of a live server, on each backend: no 500s, and every
 response matches the schema (documented status, content type, body)."""
 
 import httpx
 import hypothesis
 import pytest
 import schemathesis
+from pg_helpers import pg_database, postgres_dsn  # noqa: F401 (fixtures)
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
-from service_helpers import collection_body, threaded_server, vectors
+from service_helpers import collection_body, open_backend, threaded_server, vectors
 
 from mrl.service.app import create_app
 from mrl.service.embedder import Embedder
-from mrl.service.memory import MemoryBackend
 
 CHECKS = [
     not_a_server_error,
@@ -25,11 +25,10 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, tiny_bert_path):
-    app = create_app(
-        MemoryBackend(tmp_path_factory.mktemp("data")), embedder=Embedder(str(tiny_bert_path))
-    )
+@pytest.fixture(scope="module", params=["memory", "postgres"])
+def live(request, tmp_path_factory, tiny_bert_path):
+    backend = open_backend(request.param, request, tmp_path_factory)
+    app = create_app(backend, embedder=Embedder(str(tiny_bert_path)), backend_name=request.param)
     with threaded_server(app) as url:
         httpx.post(url + "/v1/collections", json=collection_body("docs")).raise_for_status()
         body = {"ids": list(range(30)), "vectors": vectors(30).tolist()}
