@@ -270,8 +270,32 @@ def test_search_of_an_empty_collection_is_a_422(server):
 
 
 def test_target_recall_without_a_tuned_table_runs_the_default_plan(server):
-    hits = server.post("/v1/collections/docs/search", json=_q(k=3, target_recall=0.95)).json()
-    assert hits["plan_source"] == "default"
+    assert server.post("/v1/collections", json=collection_body("untuned")).status_code == 201
+    body = {"ids": list(range(20)), "vectors": vectors(20).tolist()}
+    assert server.post("/v1/collections/untuned/items", json=body).status_code == 201
+    r = server.post("/v1/collections/untuned/search", json=_q(k=3, target_recall=0.95))
+    assert r.json()["plan_source"] == "default"
+    server.delete("/v1/collections/untuned")
+
+
+def test_tuning_then_target_recall(server):
+    body = {"vectors": vectors(8, seed=9).tolist(), "k": 5}
+    r = server.post("/v1/collections/docs/tune", json=body)
+    if server.backend_name == "postgres":  # no table storage in that backend yet
+        assert_error(r, 422, "does not store tuned plans")
+        return
+    assert r.status_code == 200, r.text
+    rows = r.json()["rows"]
+    assert r.json()["k"] == 5 and len(rows) > 3
+    assert any(row["plan"] == "single:16" and row["recall_bound"] == 1 for row in rows)
+    for target in (0.5, 1.0):
+        hits = server.post("/v1/collections/docs/search", json=_q(k=5, target_recall=target))
+        assert hits.json()["plan_source"] == "target_recall", hits.text
+        chosen = next(row for row in rows if row["plan"] == hits.json()["plan"])
+        assert chosen["recall_bound"] >= target
+    r = server.post("/v1/collections/docs/search", json=_q(k=3, target_recall=0.9))
+    assert_error(r, 422, "tuned for k=5, not k=3")
+    assert_error(server.post("/v1/collections/docs/tune", json={**body, "k": 500}), 422, "k=500")
 
 
 # ---------------------------------------------------------------- embeddings

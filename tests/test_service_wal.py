@@ -217,3 +217,14 @@ def test_concurrent_writers_and_readers(tmp_path):
     crash(backend)
     again = MemoryBackend(tmp_path)
     assert (again.info("c")["count"], again.info("d")["count"]) == counts
+
+
+def test_a_tuned_table_survives_replay_and_snapshots(tmp_path):
+    backend = filled(tmp_path)
+    backend.set_tuning("c", {"k": 10, "queries": 1, "rows": []})
+    crash(backend)
+    again = MemoryBackend(tmp_path)
+    assert again.tuning("c")["k"] == 10
+    again.snapshot()
+    crash(again)
+    assert MemoryBackend(tmp_path).tuning("c")["k"] == 10

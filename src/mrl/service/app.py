@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mrl.errors import (
+    ConfigError,
     ConflictError,
     InputError,
     LockedError,
@@ -58,9 +59,12 @@ from mrl.service.schemas import (
     Ready,
     SearchRequest,
     SearchResponse,
+    TuneRequest,
+    TuneResponse,
     Usage,
 )
 from mrl.service.spec import NAME_PATTERN, check_spec, resolve_plan, spec_to_dict
+from mrl.service.tuning import plan_for_recall, tune
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +293,11 @@ def create_app(
             )
         if body.plan is not None:
             return resolve_plan(spec, body.plan.to_plan(), k), "request"
+        table = getattr(backend, "tuning", lambda name: None)(spec.name)
+        if body.target_recall is not None and table is not None:
+            return resolve_plan(spec, plan_for_recall(table, spec, body.target_recall, k), k), (
+                "target_recall"
+            )
         return resolve_plan(spec, None, k), "default"
 
     # ---------------------------------------------------------------- probes
@@ -438,5 +447,22 @@ def create_app(
             plan_source=source,
             stats={key: float(v) for key, v in hits.stats.items()},
         )
+
+    # ---------------------------------------------------------------- tuning
+    @app.post("/v1/collections/{name}/tune", response_model=TuneResponse, tags=["search"])
+    def tune_collection(name: CollectionName, body: TuneRequest, _: str = Write) -> TuneResponse:
+        """Measure the candidate plans on sample queries; store the table for `target_recall`."""
+        store = getattr(backend, "set_tuning", None)
+        if store is None:
+            raise ConfigError(
+                f"the {backend_name} backend does not store tuned plans yet; search with an "
+                "explicit plan instead"
+            )
+        limits.check("max_vectors", len(body.vectors), "the number of sample queries")
+        info = backend.info(name)
+        q = rows_of(body.vectors, None, info["spec"], "query vectors")
+        table = tune(backend, info["spec"], info["count"], q, body.k)
+        store(name, table)
+        return TuneResponse(**table)
 
     return app

@@ -106,6 +106,7 @@ class _Collection:
     writer: threading.Lock = field(default_factory=threading.Lock)
     rw: RWLock = field(default_factory=RWLock)
     dropped: bool = False
+    tuning: dict | None = None  # the table of mrl.service.tuning.tune, once tuned
 
     @property
     def count(self) -> int:
@@ -267,6 +268,16 @@ class MemoryBackend:
         with coll.rw.read():
             return [coll.payloads.get(int(i)) for i in ids]
 
+    def set_tuning(self, name: str, table: dict) -> None:
+        """Store a tuned plan table (JSON) with collection `name`, durably."""
+        with self._writing(check_name(name)) as coll:
+            self._commit({"op": "tune", "name": name, "table": table}, coll=coll)
+        self._maybe_snapshot()
+
+    def tuning(self, name: str) -> dict | None:
+        """The tuned plan table of collection `name`, or None if it was never tuned."""
+        return self._get(check_name(name)).tuning
+
     def search(self, name: str, queries: np.ndarray, k: int, plan: Plan | None) -> SearchHits:
         coll = self._get(check_name(name))
         with coll.rw.read():
@@ -318,6 +329,8 @@ class MemoryBackend:
             for i, payload in zip(ids.tolist(), h.get("payloads") or [], strict=False):
                 if payload is not None:
                     coll.payloads[i] = payload
+        elif op == "tune":
+            coll.tuning = h["table"]
         elif op == "delete":
             ids = np.frombuffer(record.blob, dtype="<i8").astype(np.int64)
             coll.index.remove(ids)
@@ -359,7 +372,8 @@ class MemoryBackend:
                     coll.index.save(folder / name)
                     pairs = [[i, p] for i, p in coll.payloads.items()]
                     atomic_write_json(folder / f"{name}.payloads.json", pairs)
-                entries.append({"spec": spec_to_dict(coll.spec), "saved": saved})
+                entry = {"spec": spec_to_dict(coll.spec), "saved": saved, "tuning": coll.tuning}
+                entries.append(entry)
             fsync_dir(folder)
             fsync_dir(root)
             manifest = {
@@ -389,7 +403,7 @@ class MemoryBackend:
         require_keys(manifest, ("lsn", "folder", "collections"), path)
         folder = self.data_dir / "snapshots" / manifest["folder"]
         for entry in manifest["collections"]:
-            coll = _Collection(spec_from_dict(entry["spec"]))
+            coll = _Collection(spec_from_dict(entry["spec"]), tuning=entry.get("tuning"))
             if entry["saved"]:
                 name = coll.spec.name
                 coll.index = MatryoshkaIndex.load(folder / name)

@@ -208,3 +208,24 @@ class SearchResponse(BaseModel):
     plan: str = Field(description="the plan that ran, in the CLI spelling")
     plan_source: Literal["request", "target_recall", "default"]
     stats: dict[str, float]
+
+
+# ---------------------------------------------------------------- tuning
+class TuneRequest(Strict):
+    """Sample queries (like the ones to come) on which every candidate plan is measured."""
+
+    vectors: Annotated[list[Vector], Field(min_length=1)]
+    k: Annotated[int, Field(strict=True, ge=1)] = 10
+
+
+class TunedPlan(BaseModel):
+    plan: str
+    latency_ms: float = Field(description="per query, one query per call")
+    recall: float = Field(description="recall@k against exact full-dim search")
+    recall_bound: float = Field(description="its one-sided 95% lower bound")
+
+
+class TuneResponse(BaseModel):
+    k: int
+    queries: int
+    rows: list[TunedPlan]
