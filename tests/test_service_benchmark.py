@@ -1,0 +1,36 @@
+"""benchmarks/service.py run once, tiny, against a real `mrl serve`: table, JSON, no errors."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "service.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmarks_service", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_tiny_load_run_loses_nothing(bench, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = (
+        "--seconds 1 --clients 8 --n 300 --dim 32 --shortlist-dim 8 --queries 20 "
+        f"--sequential 5 --add-fraction 0.3 --out {out}"
+    ).split()
+    assert bench.main(argv) == 0
+    result = json.loads((out / "service.json").read_text())
+    (row,) = result["backends"]
+    assert row["backend"] == "memory" and row["errors"] == 0 and row["nothing_lost"]
+    assert (
+        row["requests"] > 0
+        and row["count_check"]["count"] == 300 + row["count_check"]["expected"] - 300
+    )
+    assert "| memory |" in capsys.readouterr().out
+    assert (out / "service.md").read_text().startswith("# mrl serve load benchmark")
