@@ -28,9 +28,8 @@ def test_tiny_load_run_loses_nothing(bench, tmp_path, capsys):
     result = json.loads((out / "service.json").read_text())
     (row,) = result["backends"]
     assert row["backend"] == "memory" and row["errors"] == 0 and row["nothing_lost"]
-    assert (
-        row["requests"] > 0
-        and row["count_check"]["count"] == 300 + row["count_check"]["expected"] - 300
-    )
+    check = row["count_check"]
+    assert check["count"] == check["expected"] > 300 and not check["missing"]
+    assert row["requests"] > 0
     assert "| memory |" in capsys.readouterr().out
     assert (out / "service.md").read_text().startswith("# mrl serve load benchmark")
