@@ -8,6 +8,7 @@ import pytest
 from pg_helpers import pg_database, postgres_dsn  # noqa: F401 (fixtures)
 from service_helpers import DIM, collection_body, open_backend, threaded_server, vectors
 
+from mrl.errors import UnavailableError
 from mrl.service.app import create_app
 from mrl.service.embedder import Embedder
 from mrl.service.limits import Limits
@@ -368,3 +369,19 @@ def test_an_unexpected_error_is_a_500_with_only_a_request_id(tmp_path, caplog):
     error = assert_error(r, 500, "internal error", r.headers["x-request-id"])
     assert "secret" not in r.text and error["type"] == "InternalError"
     assert "secret internal detail" in caplog.text  # the trace is logged server-side
+
+
+def test_a_backend_that_is_down_is_a_503_with_its_reason(tmp_path):
+    class Down(MemoryBackend):
+        def collections(self):
+            raise UnavailableError("cannot reach the database (connection refused); retry later")
+
+        info = collections
+
+    with threaded_server(create_app(Down(tmp_path))) as url:
+        ready = httpx.get(url + "/ready")
+        listed = httpx.get(url + "/v1/collections")
+        metrics = httpx.get(url + "/metrics")
+    assert_error(ready, 503, "cannot reach the database")
+    assert_error(listed, 503, "retry later")
+    assert metrics.status_code == 200  # the scrape still answers, without the item gauges
