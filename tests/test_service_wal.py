@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 from service_helpers import DIM, NESTING, SHORTLIST_DIM, vectors
 
-from mrl.errors import ConflictError, FormatError, InputError, LockedError, NotFoundError
+from mrl.errors import (
+    ConflictError,
+    FormatError,
+    InputError,
+    LockedError,
+    NotFoundError,
+    UnavailableError,
+)
 from mrl.service import memory
+from mrl.service import wal as wal_module
 from mrl.service.backend import CollectionSpec
 from mrl.service.memory import MemoryBackend
 from mrl.service.wal import MAGIC, WriteAheadLog, encode
@@ -228,3 +236,18 @@ def test_a_tuned_table_survives_replay_and_snapshots(tmp_path):
     again.snapshot()
     crash(again)
     assert MemoryBackend(tmp_path).tuning("c")["k"] == 10
+
+
+def test_a_failed_fsync_refuses_later_writes(tmp_path, monkeypatch):
+    backend = filled(tmp_path)
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(wal_module.os, "fsync", broken)
+    with pytest.raises(UnavailableError, match="cannot flush the log"):
+        backend.add("c", np.array([300]), vectors(1), None)
+    monkeypatch.undo()
+    with pytest.raises(UnavailableError, match="writes are refused until the server restarts"):
+        backend.add("c", np.array([301]), vectors(1), None)
+    assert backend.info("c")["count"] == 20  # the unflushed add was not applied

@@ -25,7 +25,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrl.errors import FormatError
+from mrl.errors import FormatError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ class WriteAheadLog:
         self._synced_lsn = self.last_lsn
         self._append_lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        self._failed: str | None = None  # why writes are refused after a failed write/fsync
 
     @property
     def size(self) -> int:
@@ -154,24 +155,47 @@ class WriteAheadLog:
         A failed write is cut off again, so the log never keeps part of a refused record.
         """
         with self._append_lock:
+            self._check_healthy()
             lsn = self.last_lsn + 1
             frame = encode({**header, "lsn": lsn}, blob)
             try:
                 os.pwrite(self._fd, frame, self._end)
-            except OSError:
-                os.ftruncate(self._fd, self._end)
-                raise
+            except OSError as e:  # disk full, I/O error: nothing of this record may stay
+                try:
+                    os.ftruncate(self._fd, self._end)
+                except OSError:
+                    self._failed = f"{e}; the log could not be cut back"
+                raise UnavailableError(
+                    f"cannot write the log {self.path} ({e}); nothing was stored: free disk "
+                    "space or fix the disk, then retry"
+                ) from None
             self._end += len(frame)
             self.last_lsn = lsn
             return lsn
 
+    def _check_healthy(self) -> None:
+        if self._failed:
+            raise UnavailableError(
+                f"the log {self.path} failed earlier ({self._failed}); writes are refused "
+                "until the server restarts (it replays what reached the disk)"
+            )
+
     def sync(self, lsn: int) -> None:
         """Return once record `lsn` is on disk (one fsync covers every record written before)."""
         with self._sync_lock:
+            self._check_healthy()
             if self._synced_lsn >= lsn:
                 return
             covered = self.last_lsn
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as e:
+                # After a failed fsync the kernel may have dropped the dirty pages: what is on
+                # disk is unknown, so memory and log could disagree. Stop taking writes.
+                self._failed = f"fsync: {e}"
+                raise UnavailableError(
+                    f"cannot flush the log {self.path} ({e}); restart the server"
+                ) from None
             self._synced_lsn = covered
 
     def advance(self, lsn: int) -> None:
