@@ -276,9 +276,12 @@ class MatryoshkaIndex:
         plan = self._checked_plan(plan, k)
         if effort is not None:
             effort = check_effort(effort)
+        if len(q) == 1:  # one query per call: the lean path (same results, less overhead)
+            ids, scores, stats = search.search_one(self, q, k, plan, effort)
+            return SearchResult(
+                ids if single else ids[None], scores if single else scores[None], stats
+            )
         ids, scores, stats = search.search(self, q, k, plan, effort)
-        if single:
-            return SearchResult(ids[0], scores[0], stats)
         return SearchResult(ids, scores, stats)
 
     def _checked_plan(self, plan: Plan | None, k: int) -> Plan:

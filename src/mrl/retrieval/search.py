@@ -86,25 +86,64 @@ def search(
 ) -> tuple[np.ndarray, np.ndarray, SearchStats]:
     """Run a validated `plan` for validated [Q, D] float32 queries `q`: ids, scores, stats."""
     store = index.store_
-    exact = plan.exact
     t0 = time.perf_counter()
     size = plan.shortlist_size(k)
-    rows, scores, flops = shortlist(index, q, plan.shortlist_dim, size, exact, effort)
+    rows, scores, flops = shortlist(index, q, plan.shortlist_dim, size, plan.exact, effort)
     t1 = time.perf_counter()
     rows, scores = rerank(index, q, rows, plan.steps, k, scores)
     t2 = time.perf_counter()
+    ids = np.where(rows >= 0, store.ids[np.maximum(rows, 0)], -1)
+    return ids, scores, _stats(store, plan, flops, t1 - t0, t2 - t1)
+
+
+def search_one(
+    index: MatryoshkaIndex, q: np.ndarray, k: int, plan: Plan, effort: int | None
+) -> tuple[np.ndarray, np.ndarray, SearchStats]:
+    """`search` for one validated [1, D] float32 query, without the batch machinery.
+
+    The one-query-per-call path of a service: the ANN shortlist, then each rerank step as
+    one faiss dot-product call over the candidate rows, a division by their stored norms
+    and a one-row top-n, on 1-D arrays (no [Q, c] masks, gathers or take_along_axis).
+    Every number is computed by the same calls as in `search`, so the ids and scores equal
+    the batch path's bit for bit (tested). Returns [k] ids and scores and the stats.
+    """
+    store = index.store_
+    if plan.exact or plan.shortlist_size(k) >= store.count or not plan.steps:
+        ids, scores, stats = search(index, q, k, plan, effort)  # rare here: reuse the batch path
+        return ids[0], scores[0], stats
+    t0 = time.perf_counter()
+    size = plan.shortlist_size(k)
+    qd = truncate(q, plan.shortlist_dim, normalize=True)  # (1, D_s)
+    rows, scores, flops = _ann_search(index, qd, size, effort)
+    rows = rows[0][rows[0] >= 0]  # faiss pads a short result with -1 at the end
+    t1 = time.perf_counter()
+    for i, (dim, cand) in enumerate(plan.steps):
+        keep = plan.steps[i + 1][1] if i + 1 < len(plan.steps) else k
+        rows = rows[:cand]
+        qd = truncate(q, dim, normalize=True)  # (1, dim)
+        scores = _dots(store, qd, rows[None], dim, None)[0]  # (c,)
+        scores /= np.maximum(store.norms(dim)[rows], 1e-12)
+        cols = top_by_score_then_id(scores[None], store.ids[rows], min(keep, len(rows)))[0]
+        rows, scores = rows[cols], scores[cols]
+    t2 = time.perf_counter()
+    ids = np.full(k, -1, dtype=np.int64)
+    ids[: len(rows)] = store.ids[rows[:k]]
+    out = np.full(k, -np.inf, dtype=np.float32)
+    out[: len(rows)] = scores[:k]
+    return ids, out, _stats(store, plan, flops, t1 - t0, t2 - t1)
+
+
+def _stats(store: VectorStore, plan: Plan, flops: float, shortlist_s: float, rerank_s: float):
     itemsize = store.vectors.dtype.itemsize
     rerank_bytes = sum(d * c for d, c in plan.steps) * itemsize
-    shortlist_bytes = flops * (itemsize if exact else 4)  # faiss stores float32
-    stats = SearchStats(
+    shortlist_bytes = flops * (itemsize if plan.exact else 4)  # faiss stores float32
+    return SearchStats(
         flops_per_query=flops + sum(d * c for d, c in plan.steps),
         bytes_per_query=shortlist_bytes + rerank_bytes,
         rerank_bytes_per_query=rerank_bytes,
-        shortlist_seconds=t1 - t0,
-        rerank_seconds=t2 - t1,
+        shortlist_seconds=shortlist_s,
+        rerank_seconds=rerank_s,
     )
-    ids = np.where(rows >= 0, store.ids[np.maximum(rows, 0)], -1)
-    return ids, scores, stats
 
 
 def _ids_of(store: VectorStore, rows: np.ndarray) -> np.ndarray:
@@ -270,7 +309,7 @@ def _rerank_chunk(store, queries, rows, steps, k, scratch):
 
 
 def _dots(
-    store: VectorStore, qd: np.ndarray, rows: np.ndarray, dim: int, scratch: Scratch
+    store: VectorStore, qd: np.ndarray, rows: np.ndarray, dim: int, scratch: Scratch | None
 ) -> np.ndarray:
     """[Q, c] dot products of each query's `dim`-prefix with the prefixes of its own rows.
 

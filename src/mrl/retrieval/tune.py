@@ -160,7 +160,8 @@ class PlanTuner:
 
     Follows the scikit-learn contract: `__init__` stores parameters, `fit` measures and sets
     `best_plan_`, `best_effort_` (None: the index's own), `table_` (a `TuneRow` per plan and
-    effort) and `pareto_` (the Pareto-optimal rows).
+    effort), `measured_plans_` (the (plan, effort) of each row) and `pareto_` (the
+    Pareto-optimal rows); `best_for(target)` reads another target off the same fit.
 
     Args:
         target: required quality relative to exact full-dim search, in (0, 1].
@@ -272,19 +273,31 @@ class PlanTuner:
             for (p, e, lat, s, q, r, b), f in zip(rows, front, strict=True)
         ]
         self.pareto_ = [row for row in self.table_ if row.pareto]
-        ok = [i for i, r in enumerate(self.table_) if r.meets_target]
-        if not ok:
-            bounds = np.array([r[6] for r in rows])
-            best = int(bounds.argmax())
-            raise InputError(
-                f"no plan reaches {self.target:.4f} of exact search; the best reaches "
-                f"{rel[best]:.4f} ({self.table_[best].plan}; lower bound {bounds[best]:.4f} at "
-                f"confidence {self.confidence}); lower the target or add plans"
-            )
-        best_i = min(ok, key=lambda i: self.table_[i].latency_ms)
-        self.best_plan_, self.best_effort_ = rows[best_i][0], rows[best_i][1]
-        self.best_ = self.table_[best_i]
+        self.measured_plans_ = [(r[0], r[1]) for r in rows]  # parallel to table_
+        self.best_plan_, self.best_effort_, self.best_ = self.best_for(self.target)
         return self
+
+    def best_for(self, target: float) -> tuple[Plan, int | None, TuneRow]:
+        """The fastest measured (plan, effort, row) whose quality bound reaches `target`.
+
+        Lets one fit serve several targets (the measurements do not depend on the target).
+
+        Raises:
+            InputError: no measured plan reaches `target`.
+        """
+        check_number("target", target, 0, 1, low_open=True)
+        ok = [i for i, r in enumerate(self.table_) if r.quality_bound >= target]
+        if not ok:
+            best = max(range(len(self.table_)), key=lambda i: self.table_[i].quality_bound)
+            row = self.table_[best]
+            raise InputError(
+                f"no plan reaches {target:.4f} of exact search; the best reaches "
+                f"{row.relative_quality:.4f} ({row.plan}; lower bound {row.quality_bound:.4f} "
+                f"at confidence {self.confidence}); lower the target or add plans"
+            )
+        i = min(ok, key=lambda i: self.table_[i].latency_ms)
+        plan, effort = self.measured_plans_[i]
+        return plan, effort, self.table_[i]
 
     def _check_params(self, index) -> None:
         check_number("target", self.target, 0, 1, low_open=True)

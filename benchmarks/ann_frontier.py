@@ -1,0 +1,614 @@
+"""ANN frontier, ann-benchmarks style: `MatryoshkaIndex` against faiss at full dimension.
+
+For each data set and each method, parameters are swept and every point is timed on the same
+held-out queries; only the Pareto frontier of recall@10 (against exact full-D search) vs
+queries/s is kept, in two modes: batched (all threads) and one query per call (1 thread).
+Build time and resident memory are reported per index.
+
+Methods, all in one run and one process (so ratios are same-machine, same-load):
+
+- `MatryoshkaIndex`: candidate indexes (HNSW, HNSW over SQ8 codes and IVF over the 32- and
+  64-d prefixes) tuned by `mrl.retrieval.tune.choose_index` on held-out *tuning* queries
+  (distinct from the timed ones); the union of the candidates' tuning Pareto sets is then
+  timed on the timed queries. The plan chosen for each target (0.95, 0.985) is checked on
+  the timed queries (does it hold its target?) and, saved and memory-mapped, in lean-memory
+  mode (only the prefix structure and norms resident; cold after evicting the vectors file
+  from the page cache, then warm);
+- faiss `IndexHNSWFlat` (M=32, efConstruction 40) at full D, efSearch swept;
+- faiss `IndexHNSWSQ` (8-bit scalar codes) at full D, efSearch swept;
+- faiss `IndexIVFFlat` and OPQ + `IndexIVFPQ` at full D, nprobe swept.
+
+Data: generated nested embeddings (`mrl.data.generated`; say "generated" when quoting), one
+`--data ROWSxDIM` per set, or a real `.npy`/`mrl embed` folder with `--database`.
+Resident memory of a faiss index is its serialised size (codes, graph, lists, transforms);
+ours is the ANN structure + ids + tombstones + norms, plus the vectors unless memory-mapped.
+
+Writes `frontier.json` (every point), `frontier.md` and one `frontier_<set>.png` per set to
+`--out`, atomically. Thread counts are restored when the run ends.
+
+Usage:
+    python benchmarks/ann_frontier.py --data 200000x1024 --data 100000x2048 \
+        --out docs/results/ann_frontier
+    python benchmarks/ann_frontier.py --data 1000000x2048 --out reports/ann-1m   # 24+ GB
+    python benchmarks/ann_frontier.py --database emb/train --out reports/ann-real
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from mrl.checks import check_int
+from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
+from mrl.data.npy import load_npy
+from mrl.errors import ConfigError
+from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
+from mrl.retrieval import MatryoshkaIndex
+from mrl.retrieval.storage import unit_prefix
+from mrl.retrieval.tune import choose_index, neighbor_recall, pareto_front, time_search
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from retrieval import thread_count  # noqa: E402  (the sibling harness: same thread control)
+
+log = logging.getLogger("benchmarks.ann_frontier")
+
+TARGETS = (0.95, 0.985)
+EF_SWEEP = (16, 24, 32, 48, 64, 96, 128, 256, 512)
+NPROBE_SWEEP = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+# ---------------------------------------------------------------------------------- helpers
+def index_bytes(index: faiss.Index) -> int:
+    """Serialised size of a faiss index, counted through a writer (never copied whole)."""
+    total = 0
+
+    def count(chunk) -> int:
+        nonlocal total
+        total += len(chunk)
+        return len(chunk)
+
+    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
+    return total
+
+
+def ours_bytes(index: MatryoshkaIndex, with_vectors: bool) -> int:
+    """Resident bytes of a `MatryoshkaIndex`: ANN + ids + live + norms (+ the vectors)."""
+    store = index.store_
+    norms = sum(n.nbytes for n in store.cached_norms.values())
+    extra = store.vectors.nbytes if with_vectors else 0
+    return index_bytes(index.ann_) + store.ids.nbytes + store.live.nbytes + norms + extra
+
+
+def frontier(points: list[dict]) -> list[dict]:
+    """The Pareto points (higher recall, higher queries/s), by increasing recall."""
+    if not points:
+        return []
+    qps = np.array([p["qps"] for p in points])
+    rec = np.array([p["recall"] for p in points])
+    keep = pareto_front(1 / qps, rec)
+    return sorted((p for p, k in zip(points, keep, strict=True) if k), key=lambda p: p["recall"])
+
+
+def best_qps_at(points: list[dict], recall: float) -> dict | None:
+    """The fastest point reaching `recall` (the cheapest operating point at that recall)."""
+    ok = [p for p in points if p["recall"] >= recall]
+    return max(ok, key=lambda p: p["qps"]) if ok else None
+
+
+def _time_faiss(index: faiss.Index, q: np.ndarray, k: int, per_query: bool) -> tuple:
+    t0 = time.perf_counter()
+    if per_query:
+        ids = np.concatenate([index.search(q[i : i + 1], k)[1] for i in range(len(q))])
+    else:
+        ids = index.search(q, k)[1]
+    return ids, time.perf_counter() - t0
+
+
+def _sweep_faiss(name, index, set_param, values, queries, truth, k, modes, bar) -> list[dict]:
+    """Time `index` at every parameter value in each mode: one point per (value, mode)."""
+    points = []
+    for value in values:
+        set_param(index, value)
+        for mode, (threads, n) in modes.items():
+            with thread_count(threads):
+                ids, took = _time_faiss(index, queries[:n], k, mode == "single")
+            points.append(
+                {
+                    "method": name,
+                    "mode": mode,
+                    "param": value,
+                    "recall": neighbor_recall(ids, truth[:n]),
+                    "qps": n / took,
+                }
+            )
+        bar.update()
+    return points
+
+
+def _set_ef(index, ef):
+    index.hnsw.efSearch = ef
+
+
+def _set_nprobe(index, nprobe):
+    faiss.extract_index_ivf(index).nprobe = nprobe
+
+
+def _ivf_lists(n: int) -> int:
+    """About sqrt(N) cells as a power of two (512 at 200k rows): k-means at full D stays
+    within a minute on 2 shared cores (8 sqrt(N), the sibling harness's choice at the 32-d
+    prefix, would take ~30x longer here)."""
+    return max(16, 2 ** round(math.log2(math.sqrt(n))))
+
+
+def _train_sample(x: np.ndarray, n: int) -> np.ndarray:
+    rows = np.linspace(0, len(x) - 1, min(len(x), n)).astype(np.int64)
+    return np.ascontiguousarray(x[rows])
+
+
+# ---------------------------------------------------------------------------------- baselines
+def _build_faiss(kind: str, xn: np.ndarray, lists: int, pq_m: int) -> faiss.Index:
+    """A trained, filled full-D faiss index of `kind` over the unit rows `xn`.
+
+    IVF k-means runs 10 iterations on 40 points per cell, OPQ 10 iterations on 20k points,
+    and both train on one thread: on a shared, oversubscribed 2-core machine faiss's many
+    short OpenMP regions (PQ k-means) ran 8x slower on two threads than on one.
+    """
+    d = xn.shape[1]
+    ip = faiss.METRIC_INNER_PRODUCT
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, 32, ip)
+    elif kind == "hnsw_sq8":
+        index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, 32, ip)
+        index.train(_train_sample(xn, 65536))
+    elif kind == "ivf":
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, lists, ip)
+        index.cp.niter = 10
+        index.train(_train_sample(xn, 40 * lists))
+    else:
+        index = faiss.index_factory(d, f"OPQ{pq_m},IVF{lists},PQ{pq_m}", ip)
+        opq = faiss.downcast_VectorTransform(index.chain.at(0))
+        opq.niter, opq.max_train_points = 10, 20_000
+        faiss.extract_index_ivf(index).cp.niter = 10
+        index.train(_train_sample(xn, 40 * lists))
+    if kind.startswith("hnsw"):
+        index.hnsw.efConstruction = 40
+    index.add(xn)
+    return index
+
+
+def faiss_baselines(xn, queries, truth, k, modes, args, bar) -> tuple[list, dict]:
+    """Full-D faiss indexes: build time, bytes, and the swept points of each."""
+    n, d = xn.shape
+    points, builds = [], {}
+    lists = _ivf_lists(n)
+    specs = [
+        ("faiss HNSWFlat M=32 (full D)", "hnsw", EF_SWEEP),
+        ("faiss HNSW-SQ8 M=32 (full D)", "hnsw_sq8", EF_SWEEP),
+        (f"faiss IVF{lists}-Flat (full D)", "ivf", NPROBE_SWEEP),
+        (f"faiss OPQ{args.pq_m}+IVF{lists}-PQ{args.pq_m} (full D)", "ivfpq", NPROBE_SWEEP),
+    ]
+    for name, kind, sweep in specs:
+        if kind not in args.baselines:
+            bar.update(len(sweep))
+            continue
+        bar.set_description(f"build {kind}")
+        t0 = time.perf_counter()
+        with thread_count(1 if kind in ("ivf", "ivfpq") else args.threads):
+            index = _build_faiss(kind, xn, lists, args.pq_m)
+        build_s = time.perf_counter() - t0
+        builds[name] = {"build_seconds": build_s, "bytes": index_bytes(index)}
+        log.info("%s: built in %.1f s, %.0f MiB", name, build_s, builds[name]["bytes"] / 2**20)
+        bar.set_description(f"sweep {kind}")
+        setter = _set_ef if kind.startswith("hnsw") else _set_nprobe
+        found = _sweep_faiss(name, index, setter, sweep, queries, truth, k, modes, bar)
+        for p in found:
+            p.update(builds[name])
+        points += found
+        del index
+    return points, builds
+
+
+# ---------------------------------------------------------------------------------- ours
+def candidate_indexes(xn, args, bar) -> list[tuple[MatryoshkaIndex, list[int], dict]]:
+    """The candidate `MatryoshkaIndex`es the tuner chooses among, each with its efforts."""
+    n = len(xn)
+    lists = max(16, 2 ** round(math.log2(4 * math.sqrt(n))))  # cheap at a short prefix
+    out = []
+    for spec in args.ours:
+        kind, dim = spec.split("@")
+        params = {"shortlist_dim": int(dim), "ann": kind}
+        if kind == "ivf":
+            params.update(ivf_lists=lists)
+            efforts = [e for e in (2, 4, 8, 16, 32, 64) if e <= lists]
+        else:
+            efforts = [16, 32, 64, 128]
+        bar.set_description(f"build ours {spec}")
+        t0 = time.perf_counter()
+        index = MatryoshkaIndex(**params).build(xn)
+        build = {"build_seconds": time.perf_counter() - t0, "bytes": ours_bytes(index, True)}
+        build["lean_bytes"] = ours_bytes(index, False)
+        log.info("ours %s: built in %.1f s", spec, build["build_seconds"])
+        out.append((index, efforts, {"name": f"ours {spec}", **build}))
+        bar.update()
+    return out
+
+
+def _ours_point(index, info, plan, effort, queries, truth, k, mode, threads, n) -> dict:
+    with thread_count(threads):
+        res, took = time_search(index, queries[:n], k, plan, 1, effort, mode == "single")
+    st = res.stats
+    return {
+        "method": "MatryoshkaIndex (tuned)",
+        "index": info["name"],
+        "mode": mode,
+        "param": f"{plan} @{effort}",
+        "recall": neighbor_recall(res.ids, truth[:n]),
+        "qps": n / took,
+        "build_seconds": info["build_seconds"],
+        "bytes": info["bytes"],
+        "lean_bytes": info["lean_bytes"],
+        "shortlist_share": st.shortlist_seconds / max(st.seconds, 1e-12)
+        if mode == "batch"
+        else None,
+    }
+
+
+def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tuple[list, dict]:
+    """Build the candidates, tune them on `tune_q`, time their Pareto sets on `queries`."""
+    candidates = candidate_indexes(xn, args, bar)
+    bar.set_description("tune ours")
+    t0 = time.perf_counter()
+    _, _, tuners = choose_index(
+        [(c[0], c[1]) for c in candidates],
+        tune_q,
+        TARGETS[0],
+        k,
+        repeats=1,
+        confidence=args.confidence or None,
+    )
+    tune_s = time.perf_counter() - t0
+    points, chosen = [], {}
+    fronts = [(c, t) for c, t in zip(candidates, tuners, strict=True) if t is not None]
+    todo = [(c, t, plan_i) for c, t in fronts for plan_i, row in enumerate(t.table_) if row.pareto]
+    bar.set_description("sweep ours")
+    for (index, _, info), tuner, i in todo:
+        plan, effort = tuner.measured_plans_[i]
+        for mode, (threads, n) in modes.items():
+            points.append(
+                _ours_point(index, info, plan, effort, queries, truth, k, mode, threads, n)
+            )
+    bar.update()
+    # The tuner's choice per target across candidates: does it hold on the timed queries?
+    for target in TARGETS:
+        picks = []
+        for (index, _, info), tuner in fronts:
+            try:
+                picks.append((tuner.best_for(target), index, info))
+            except Exception as e:  # noqa: BLE001  (a candidate that cannot reach it)
+                log.info("%s cannot reach %s: %s", info["name"], target, e)
+        if not picks:
+            continue
+        (plan, effort, row), index, info = min(picks, key=lambda p: p[0][2].latency_ms)
+        record = {
+            "index": info["name"],
+            "plan": str(plan),
+            "effort": effort,
+            "tuning_recall": row.quality,
+            "tuning_bound": row.quality_bound,
+        }
+        for mode, (threads, n) in modes.items():
+            p = _ours_point(index, info, plan, effort, queries, truth, k, mode, threads, n)
+            record[mode] = {"recall": p["recall"], "qps": p["qps"]}
+        record["holds"] = record["batch"]["recall"] >= target - 0.005
+        record.update(lean_memory(index, info, plan, effort, queries, truth, k, modes, workdir))
+        chosen[str(target)] = record
+    info = {"tune_seconds": tune_s, "candidates": [c[2] for c in candidates], "chosen": chosen}
+    return points, info
+
+
+def _evict(path: Path) -> None:
+    """Drop `path`'s pages from the page cache (this file only; nobody else's)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def lean_memory(index, info, plan, effort, queries, truth, k, modes, workdir: Path) -> dict:
+    """Save, reload memory-mapped, time cold (vectors evicted) then warm, one query per call."""
+    folder = Path(tempfile.mkdtemp(dir=workdir, prefix="lean-"))
+    index.save(folder / "idx")
+    lean = MatryoshkaIndex.load(folder / "idx", mmap=True, verify=False)
+    version = folder / "idx" / (folder / "idx" / "CURRENT").read_text().strip()
+    _evict(version / "vectors.npy")
+    threads, n = modes["single"]
+    out = {"lean_bytes": ours_bytes(lean, False)}
+    for state in ("cold", "warm"):
+        with thread_count(threads):
+            res, took = time_search(lean, queries[:n], k, plan, 1, effort, per_query=True)
+        out[f"lean_single_{state}"] = {
+            "recall": neighbor_recall(res.ids, truth[:n]),
+            "qps": n / took,
+        }
+    del lean
+    for f in sorted(folder.rglob("*"), reverse=True):
+        f.unlink() if f.is_file() else f.rmdir()
+    folder.rmdir()
+    return out
+
+
+# ---------------------------------------------------------------------------------- report
+def run_set(name, x, queries, tune_q, args, workdir) -> dict:
+    """Every method on one data set: the raw points, builds, frontiers and the bars."""
+    n, d = x.shape
+    k = args.k
+    xn = np.ascontiguousarray(unit_prefix(x, d))  # cosine = inner product of unit vectors
+    qn = unit_prefix(queries, d)
+    tqn = unit_prefix(tune_q, d)
+    t0 = time.perf_counter()
+    with thread_count(args.threads):
+        flat = faiss.IndexFlatIP(d)
+        flat.add(xn)
+        truth = flat.search(qn, k)[1]
+        del flat
+    log.info("%s: exact ground truth in %.1f s", name, time.perf_counter() - t0)
+    modes = {"batch": (args.threads, len(qn)), "single": (1, min(args.single_queries, len(qn)))}
+    steps = (
+        len(args.ours)
+        + 1
+        + sum(len(EF_SWEEP if b.startswith("hnsw") else NPROBE_SWEEP) for b in args.baselines)
+    )
+    started = time.perf_counter()
+    with tqdm(total=steps, desc=name, unit="step") as bar:
+        mine, info = ours(xn, tqn, qn, truth, k, modes, args, bar, workdir)
+        base, builds = faiss_baselines(xn, qn, truth, k, modes, args, bar)
+    points = mine + base
+    fronts = {}
+    for mode in modes:
+        for method in sorted({p["method"] for p in points}):
+            sel = [p for p in points if p["method"] == method and p["mode"] == mode]
+            fronts[f"{method} | {mode}"] = frontier(sel)
+    return {
+        "name": name,
+        "rows": n,
+        "dim": d,
+        "queries": len(qn),
+        "single_queries": modes["single"][1],
+        "tune_queries": len(tqn),
+        "k": k,
+        "threads": args.threads,
+        "seconds": time.perf_counter() - started,
+        "points": points,
+        "frontiers": fronts,
+        "faiss_builds": builds,
+        "ours": info,
+        "bars": bars(fronts, builds, info),
+    }
+
+
+HNSW = "faiss HNSWFlat M=32 (full D)"
+
+
+def bars(fronts: dict, builds: dict, info: dict) -> dict:
+    """Queries/s ratios at the issue's recall bars, build ratio, memory ratio."""
+    out = {}
+    for mode in ("batch", "single"):
+        ours_f, hnsw_f = (
+            fronts.get(f"MatryoshkaIndex (tuned) | {mode}", []),
+            fronts.get(f"{HNSW} | {mode}", []),
+        )
+        for r in TARGETS:
+            a, b = best_qps_at(ours_f, r), best_qps_at(hnsw_f, r)
+            out[f"{mode}@{r}"] = {
+                "ours_qps": a and a["qps"],
+                "ours_point": a and f"{a['index']} {a['param']}",
+                "hnsw_qps": b and b["qps"],
+                "hnsw_ef": b and b["param"],
+                "speedup": a["qps"] / b["qps"] if a and b else None,
+            }
+    if HNSW in builds and info["chosen"]:
+        first = info["chosen"][str(TARGETS[0])]
+        cand = next(c for c in info["candidates"] if c["name"] == first["index"])
+        out["build_speedup"] = builds[HNSW]["build_seconds"] / cand["build_seconds"]
+        out["lean_memory_fraction"] = first["lean_bytes"] / builds[HNSW]["bytes"]
+        out["memory_fraction"] = cand["bytes"] / builds[HNSW]["bytes"]
+    return out
+
+
+def plot(res: dict, path: Path) -> None:
+    """Recall@k vs queries/s (log) per method, one panel per mode, as a PNG (atomic)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 5))
+    axes = fig.subplots(1, 2)
+    for ax, mode in zip(axes, ("batch", "single"), strict=True):
+        for key, pts in sorted(res["frontiers"].items()):
+            method, m = key.split(" | ")
+            if m != mode or not pts:
+                continue
+            style = "r-o" if method.startswith("Matryoshka") else "-s"
+            ax.plot([p["recall"] for p in pts], [p["qps"] for p in pts], style, ms=4, label=method)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"recall@{res['k']} (vs exact full-D)")
+        ax.set_ylabel("queries/s")
+        threads = res["threads"] if mode == "batch" else 1
+        ax.set_title(f"{res['name']}: {mode} ({threads} thread(s))", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xlim(left=max(0.0, min([p["recall"] for p in res["points"]] + [0.5])))
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    atomic_write_bytes(path, png.getvalue())
+
+
+def _f(x, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def format_report(all_res: list[dict], header: str) -> str:
+    """Markdown: per set, the frontiers, the bars and the tuned plans."""
+    lines = ["# ANN frontier: MatryoshkaIndex vs faiss at full D", "", header, ""]
+    for res in all_res:
+        lines += [
+            f"## {res['name']}: {res['rows']} x {res['dim']}, {res['queries']} timed queries "
+            f"(single mode: first {res['single_queries']}), {res['tune_queries']} tuning "
+            f"queries, k = {res['k']}, batch {res['threads']} threads, single 1 thread "
+            f"({res['seconds']:.0f} s)",
+            "",
+            "| method | build s | resident MiB | mode | frontier (recall: queries/s) |",
+            "|---|---|---|---|---|",
+        ]
+        for key, pts in sorted(res["frontiers"].items()):
+            method, mode = key.split(" | ")
+            if not pts:
+                continue
+            build = pts[0]["build_seconds"]
+            mib = pts[0]["bytes"] / 2**20
+            cells = ", ".join(f"{p['recall']:.3f}: {p['qps']:.0f}" for p in pts)
+            lines.append(f"| {method} | {build:.1f} | {mib:.0f} | {mode} | {cells} |")
+        lines += [
+            "",
+            "| bar | ours q/s (point) | faiss HNSW q/s (efSearch) | ratio |",
+            "|---|---|---|---|",
+        ]
+        for key, b in res["bars"].items():
+            if isinstance(b, dict):
+                lines.append(
+                    f"| {key} | {_f(b['ours_qps'], '.0f')} ({b['ours_point'] or '-'}) | "
+                    f"{_f(b['hnsw_qps'], '.0f')} ({b['hnsw_ef'] or '-'}) | "
+                    f"{_f(b['speedup'], '.2f')}x |"
+                )
+        b = res["bars"]
+        lines += [
+            "",
+            f"Build vs full-D HNSW: {_f(b.get('build_speedup'), '.1f')}x faster; resident "
+            f"memory {_f(b.get('memory_fraction'), '.2f')} of full-D HNSW with the vectors in "
+            f"RAM, {_f(b.get('lean_memory_fraction'), '.3f')} in lean-memory mode (vectors "
+            f"memory-mapped). Tuning: {res['ours']['tune_seconds']:.0f} s.",
+            "",
+            "| target | chosen (index, plan @effort) | tuning recall (bound) | timed batch "
+            "recall, q/s | holds | single q/s | lean cold q/s | lean warm q/s (recall) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for target, c in res["ours"]["chosen"].items():
+            lines.append(
+                f"| {target} | {c['index']} `{c['plan']}` @{c['effort']} | "
+                f"{c['tuning_recall']:.4f} ({c['tuning_bound']:.4f}) | "
+                f"{c['batch']['recall']:.4f}, {c['batch']['qps']:.0f} | {c['holds']} | "
+                f"{c['single']['qps']:.0f} | {c['lean_single_cold']['qps']:.0f} | "
+                f"{c['lean_single_warm']['qps']:.0f} ({c['lean_single_warm']['recall']:.4f}) |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------- main
+def _parse_size(spec: str) -> tuple[int, int]:
+    try:
+        rows, dim = (int(v) for v in spec.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--data takes ROWSxDIM like 200000x1024, got {spec!r}") from None
+    return check_int("rows", rows, 1), check_int("dim", dim, 1)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/ann_frontier.py",
+        description="Recall@k vs queries/s frontiers of MatryoshkaIndex (tuned) and faiss "
+        "full-D indexes, batched and one query per call.",
+    )
+    p.add_argument("--out", required=True, help="output folder (JSON, Markdown, PNGs)")
+    p.add_argument(
+        "--data", action="append", help="generated set ROWSxDIM (repeatable); default 200000x1024"
+    )
+    p.add_argument("--database", help="real embeddings: .npy [N, D] or `mrl embed` folder")
+    p.add_argument("--num-classes", type=int, default=1000, help="generated classes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--queries", type=int, default=1000, help="timed queries")
+    p.add_argument("--single-queries", type=int, default=500, help="timed one per call")
+    p.add_argument("--tune-queries", type=int, default=500, help="held-out tuning queries")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="batch-mode threads")
+    p.add_argument(
+        "--confidence", type=float, default=0.95, help="tuner's confidence bound (0: none)"
+    )
+    p.add_argument("--pq-m", type=int, default=64, help="OPQ/PQ bytes per vector")
+    p.add_argument(
+        "--ours",
+        nargs="+",
+        default=["ivf@32", "ivf@64", "hnsw@32", "hnsw_sq8@64"],
+        help="candidate MatryoshkaIndex kinds as ANN@D_s",
+    )
+    p.add_argument(
+        "--baselines",
+        nargs="+",
+        default=["hnsw", "hnsw_sq8", "ivf", "ivfpq"],
+        choices=["hnsw", "hnsw_sq8", "ivf", "ivfpq"],
+    )
+    p.add_argument("--workdir", default=None, help="scratch folder for the lean-memory save")
+    return p
+
+
+def _sets(args):
+    """Yield (name, database, timed queries, tuning queries) per data set."""
+    if args.database:
+        path = Path(args.database)
+        x = np.asarray(load_npy(path / "embeddings.npy" if path.is_dir() else path, mmap=True))
+        nq = args.queries + args.tune_queries
+        rng = np.random.default_rng(args.seed)
+        held = rng.permutation(len(x))[:nq]
+        rest = np.setdiff1d(np.arange(len(x)), held)
+        yield f"real {path.name}", x[rest], x[held[: args.queries]], x[held[args.queries :]]
+        return
+    for spec in args.data or ["200000x1024"]:
+        rows, dim = _parse_size(spec)
+        gen = GeneratedNestedSpec(dim=dim, num_classes=args.num_classes, seed=args.seed)
+        x, _ = generated_nested_embeddings(rows, gen)
+        q, _ = generated_nested_embeddings(args.queries + args.tune_queries, gen, "queries")
+        yield f"generated {rows}x{dim}", x, q[: args.queries], q[args.queries :]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for spec in args.ours:
+        kind, _, dim = spec.partition("@")
+        MatryoshkaIndex(shortlist_dim=int(dim), ann=kind).check_params(max(int(dim), 1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(args.workdir or tempfile.gettempdir())
+    header = (
+        f"Host: {os.cpu_count()} cores; batch mode {args.threads} threads, single mode 1 "
+        "thread; timings taken in one process, so ratios are same-run. Data: "
+        + ("real embeddings" if args.database else "generated nested embeddings")
+        + "."
+    )
+    results = []
+    for name, x, q, tq in _sets(args):
+        res = run_set(name, x, q, tq, args, workdir)
+        del x
+        results.append(res)
+        slug = name.replace(" ", "_")
+        plot(res, out / f"frontier_{slug}.png")
+        atomic_write_json(out / "frontier.json", {"header": header, "sets": results})
+        with atomic_open(out / "frontier.md", "w") as f:
+            f.write(format_report(results, header))
+    print(format_report(results, header))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""benchmarks/ann_frontier.py run once, tiny: frontiers, bars, JSON, Markdown, PNG."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import faiss
+import pytest
+import torch
+
+from mrl.errors import ConfigError
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ann_frontier.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmarks_ann_frontier", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
+    threads = faiss.omp_get_max_threads(), torch.get_num_threads()
+    out = tmp_path / "out"
+    argv = (
+        "--data 3000x64 --num-classes 20 --queries 40 --single-queries 10 --tune-queries 40 "
+        "--threads 1 --pq-m 8 --ours ivf@16 hnsw@16 --baselines hnsw ivf ivfpq "
+        f"--workdir {tmp_path} --out {out}"
+    )
+    assert bench.main(argv.split()) == 0
+    res = json.loads((out / "frontier.json").read_text())["sets"][0]
+    assert (res["rows"], res["dim"]) == (3000, 64)
+    methods = {p["method"] for p in res["points"]}
+    assert "MatryoshkaIndex (tuned)" in methods and bench.HNSW in methods
+    for key, pts in res["frontiers"].items():
+        recalls = [p["recall"] for p in pts]
+        qps = [p["qps"] for p in pts]
+        assert recalls == sorted(recalls) and qps == sorted(qps, reverse=True), key
+    chosen = res["ours"]["chosen"]["0.95"]
+    assert chosen["tuning_bound"] >= 0.95 and chosen["lean_single_warm"]["recall"] > 0.5
+    assert 0 < res["bars"]["lean_memory_fraction"] < res["bars"]["memory_fraction"]
+    assert (out / "frontier_generated_3000x64.png").stat().st_size > 10_000
+    assert "| batch@0.95 |" in (out / "frontier.md").read_text()
+    assert not list(tmp_path.glob("lean-*"))  # the lean-memory copy is removed
+    assert (faiss.omp_get_max_threads(), torch.get_num_threads()) == threads
+
+
+def test_frontier_keeps_only_pareto_points(bench):
+    pts = [{"recall": r, "qps": q} for r, q in [(0.9, 100), (0.95, 50), (0.93, 40), (0.99, 10)]]
+    assert [p["recall"] for p in bench.frontier(pts)] == [0.9, 0.95, 0.99]
+    assert bench.best_qps_at(pts, 0.94)["qps"] == 50
+    assert bench.best_qps_at(pts, 0.999) is None
+
+
+@pytest.mark.parametrize(
+    "argv, match", [(["--data", "12x"], "ROWSxDIM"), (["--ours", "bad@8"], "unknown ann")]
+)
+def test_bad_options_are_named(bench, tmp_path, argv, match):
+    with pytest.raises(ConfigError, match=match):
+        bench.main([*argv, "--out", str(tmp_path / "o")])
