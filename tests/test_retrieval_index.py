@@ -37,7 +37,7 @@ def faiss_exact(x, q, dim, k):
     return flat.search(np.ascontiguousarray(qs, dtype=np.float32), k)[1]
 
 
-@pytest.mark.parametrize("ann", ["hnsw", "hnsw_sq8", "flat", "ivf"])
+@pytest.mark.parametrize("ann", ["hnsw", "hnsw_sq8", "flat", "ivf", "ivf_sq8"])
 def test_funnel_with_full_shortlist_equals_exact_search(data, ann):
     x, _, q, _ = data
     index = MatryoshkaIndex(shortlist_dim=16, ann=ann, ivf_lists=16).build(x)
@@ -298,7 +298,7 @@ def test_rerank_in_query_chunks_equals_one_batch(index, data, monkeypatch):
     assert_array_equal(chunked.scores, whole.scores)
 
 
-@pytest.mark.parametrize("ann", ["hnsw", "ivf", "flat"])
+@pytest.mark.parametrize("ann", ["hnsw", "hnsw_sq8", "ivf", "ivf_sq8", "flat"])
 def test_numpy_int_parameters_reach_faiss_and_the_manifest_as_ints(tmp_path, data, ann):
     x = data[0][:300]
     params = dict(shortlist_dim=np.int64(16), hnsw_m=np.int32(16), ivf_lists=np.int64(4))

@@ -243,7 +243,7 @@ def test_paths_that_are_not_index_folders(tmp_path, saved, x):
     assert [p.name for p in folder.iterdir()] == ["cat.jpg"]
 
 
-@pytest.mark.parametrize("ann", ["hnsw", "hnsw_sq8", "flat", "ivf"])
+@pytest.mark.parametrize("ann", ["hnsw", "hnsw_sq8", "flat", "ivf", "ivf_sq8"])
 def test_round_trip_of_every_ann_kind_keeps_results_and_norms(tmp_path, x, ann):
     index = MatryoshkaIndex(shortlist_dim=8, ann=ann, ivf_lists=4).build(x)
     before = index.search(x[:5], 4, Rerank(8, 32, 50))

@@ -24,7 +24,7 @@ from mrl.errors import ConfigError, InputError
 from mrl.nesting import Nesting
 from mrl.retrieval import persist, search
 from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot, check_plan
-from mrl.retrieval.search import HNSW_KINDS, SearchResult, check_effort
+from mrl.retrieval.search import HNSW_KINDS, IVF_KINDS, SearchResult, check_effort
 from mrl.retrieval.storage import (
     STORAGE_DTYPES,
     VectorStore,
@@ -36,7 +36,7 @@ from mrl.retrieval.storage import (
 )
 from mrl.retrieval.tune import PlanTuner
 
-ANN_KINDS = ("hnsw", "hnsw_sq8", "flat", "ivf")
+ANN_KINDS = ("hnsw", "hnsw_sq8", "flat", "ivf", "ivf_sq8")
 # Upper bounds of the HNSW degree and IVF cells: far above any useful value, low enough that
 # faiss never tries to allocate a graph that cannot fit (M = 10^6 asks for terabytes).
 MAX_HNSW_M = 256
@@ -50,14 +50,16 @@ class MatryoshkaIndex:
     prefix norms at the halving dims (so a rerank is one dot product per candidate), and an
     ANN structure over the unit-norm D_s-prefixes: HNSW (faiss `IndexHNSWFlat`, M=32, as in
     the paper), HNSW over 8-bit scalar codes of the prefix (`IndexHNSWSQ`, a quarter of the
-    prefix bytes), exact flat (`IndexFlatIP`) or IVF (`IndexIVFFlat`: sequential scans of a
-    few cells, the cheapest shortlist of a short prefix on this hardware). Plans
+    prefix bytes), exact flat (`IndexFlatIP`), IVF (`IndexIVFFlat`: sequential scans of a
+    few cells, the cheapest shortlist of a short prefix on this hardware) or IVF over 8-bit
+    codes (`IndexIVFScalarQuantizer`: the smallest resident structure, for a lean-memory
+    index whose full vectors stay memory-mapped). Plans
     (`SingleShot`, `Rerank`, `Funnel`) choose the shortlist and the rerank prefixes per call;
     `mrl.retrieval.tune.choose_index` picks the ANN kind, its effort and the plan.
 
     Args:
         shortlist_dim: D_s, the prefix indexed by the ANN structure, 1..D.
-        ann: "hnsw", "hnsw_sq8", "flat" or "ivf".
+        ann: "hnsw", "hnsw_sq8", "flat", "ivf" or "ivf_sq8".
         dtype: storage dtype of the full vectors, "float32" or "float16" (scores are float32).
         hnsw_m: HNSW graph degree M, 2..256.
         ef_construction: HNSW build beam width, 1..2^20.
@@ -144,7 +146,7 @@ class MatryoshkaIndex:
         if not np.issubdtype(vectors.dtype, np.floating):
             raise InputError(f"vectors must be floating point, got dtype {vectors.dtype}")
         self.check_params(vectors.shape[1])
-        if self.ann == "ivf" and len(vectors) < self.ivf_lists:
+        if self.ann in IVF_KINDS and len(vectors) < self.ivf_lists:
             raise ConfigError(
                 f"ivf_lists={self.ivf_lists} needs >= {self.ivf_lists} vectors to train, got "
                 f"{len(vectors)}; lower ivf_lists (about 8 sqrt(N) works well)"
@@ -168,15 +170,23 @@ class MatryoshkaIndex:
             return ann
         if self.ann == "flat":
             return faiss.IndexFlatIP(d)
-        return faiss.IndexIVFFlat(
-            faiss.IndexFlatIP(d), d, self.ivf_lists, faiss.METRIC_INNER_PRODUCT
+        if self.ann == "ivf":
+            return faiss.IndexIVFFlat(
+                faiss.IndexFlatIP(d), d, self.ivf_lists, faiss.METRIC_INNER_PRODUCT
+            )
+        return faiss.IndexIVFScalarQuantizer(
+            faiss.IndexFlatIP(d),
+            d,
+            self.ivf_lists,
+            faiss.ScalarQuantizer.QT_8bit,
+            faiss.METRIC_INNER_PRODUCT,
         )
 
     def _build_ann(self) -> None:
         store = self.store_
         ann = self._new_ann()
         if not ann.is_trained:  # IVF cells, or the scalar quantiser's ranges
-            cap = 64 * self.ivf_lists if self.ann == "ivf" else 1 << 16
+            cap = 64 * self.ivf_lists if self.ann in IVF_KINDS else 1 << 16
             sample = np.linspace(0, store.n_rows - 1, min(store.n_rows, cap))
             ann.train(store.prefix(sample.astype(np.int64), self.shortlist_dim))
         for _, block in store.blocks(self.shortlist_dim, 1 << 16):

@@ -64,6 +64,7 @@ ANN_CLASSES = {
     "hnsw_sq8": "IndexHNSWSQ",
     "flat": "IndexFlatIP",
     "ivf": "IndexIVFFlat",
+    "ivf_sq8": "IndexIVFScalarQuantizer",
 }
 
 
@@ -244,7 +245,7 @@ def _check_ann(src: Path, m: dict, ann: faiss.Index) -> None:
             raise _lie(
                 src, "index_params.ef_construction", params["ef_construction"], got_ef, "ann.faiss"
             )
-    if kind == "ivf" and ann.nlist != params["ivf_lists"]:
+    if kind in ("ivf", "ivf_sq8") and ann.nlist != params["ivf_lists"]:
         raise _lie(src, "index_params.ivf_lists", params["ivf_lists"], ann.nlist, "ann.faiss")
 
 

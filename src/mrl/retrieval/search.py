@@ -31,6 +31,7 @@ _SCAN_FLOATS = 1 << 24  # scores per brute-force block (64 MB of float32)
 _GATHER_FLOATS = 1 << 24  # gathered candidate floats per rerank chunk (64 MB of float32)
 _NO_ID = np.iinfo(np.int64).max  # sorts invalid candidates last among equal (-inf) scores
 HNSW_KINDS = ("hnsw", "hnsw_sq8")  # ANN kinds searched with faiss's HNSW parameters
+IVF_KINDS = ("ivf", "ivf_sq8")  # ... and with its IVF parameters
 # Bound of every ANN beam or probe count (efConstruction, efSearch, nprobe): far above any
 # useful value, low enough that faiss never tries to allocate a beam that cannot fit.
 MAX_EFFORT = 1 << 20
@@ -228,7 +229,7 @@ def _ann_search(
         ef = index.ef_search if effort is None else int(effort)
         params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(ef, n))
         stats = faiss.cvar.hnsw_stats
-    elif index.ann == "ivf":
+    elif index.ann in IVF_KINDS:
         nprobe = index.ivf_probe if effort is None else int(effort)
         params = faiss.SearchParametersIVF(sel=sel, nprobe=min(nprobe, index.ivf_lists))
         stats = faiss.cvar.indexIVF_stats
@@ -242,7 +243,7 @@ def _ann_search(
         flops = float(store.count * index.shortlist_dim)
     else:
         per_query = stats.ndis / len(qd)
-        if index.ann == "ivf":
+        if index.ann in IVF_KINDS:
             per_query += index.ivf_lists  # the coarse quantizer's distances
         flops = per_query * index.shortlist_dim
     scores[rows < 0] = -np.inf
