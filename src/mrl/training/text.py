@@ -217,18 +217,19 @@ class TextTask:
         rows: {"mrr10": {str(size): float}, "test_loss": float, "top1": {...}}."""
         self.model.eval()
         metrics: dict[str, Any] = {}
-        batch = self.config.eval_batch_size
-        docs = torch.from_numpy(self.encoder.encode(self.test.texts, batch, False, False))
+
+        def encode(texts: list[str]) -> torch.Tensor:  # truncation was reported at set-up
+            kw = dict(progress=False, warn_truncated=False)
+            return torch.from_numpy(self.encoder.encode(texts, self.config.eval_batch_size, **kw))
+
+        docs = encode(self.test.texts)  # (N, d)
         if self.test.queries is not None and self.objective.contrastive is not None:
-            queries = torch.from_numpy(self.encoder.encode(self.test.queries, batch, False, False))
-            metrics["mrr10"] = mrr_per_size(queries, docs, self.nesting)
+            metrics["mrr10"] = mrr_per_size(encode(self.test.queries), docs, self.nesting)
         if self.objective.classification is not None:
             logits = self.model.forward_head(docs.to(self.ctx.device)).float()  # (G, N, C)
             labels = torch.from_numpy(self.test.labels).to(self.ctx.device)
-            per_size = MatryoshkaLoss(self.head_nesting).per_size(logits, labels)
-            weights = torch.tensor(self.head_nesting.weights, device=per_size.device)
-            correct = (logits.argmax(dim=2) == labels).double().mean(dim=1)
-            metrics["test_loss"] = float(weights.to(per_size.dtype) @ per_size)
+            correct = (logits.argmax(dim=2) == labels).double().mean(dim=1)  # (G,)
+            metrics["test_loss"] = float(MatryoshkaLoss(self.head_nesting)(logits, labels))
             metrics["top1"] = {
                 str(m): float(c) for m, c in zip(self.head_nesting.dims, correct, strict=True)
             }
