@@ -99,11 +99,13 @@ def status_of(error: MrlError) -> int:
 
 
 def error_response(status: int, kind: str, message: str, request_id: str, headers=None):
+    """The one error body every failure answers: `{"error": {type, message, request_id}}`."""
     body = {"error": {"type": kind, "message": message, "request_id": request_id}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _request_id(request: Request) -> str:
+    """The id `ServiceMiddleware` gave this request (also in its X-Request-ID header)."""
     return request.scope.get("state", {}).get("request_id", "-")
 
 
