@@ -26,7 +26,8 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     out = tmp_path / "out"
     argv = (
         "--data 3000x64 --num-classes 20 --queries 40 --single-queries 10 --tune-queries 40 "
-        "--threads 1 --pq-m 8 --ours ivf@16 hnsw@16 --baselines hnsw ivf ivfpq "
+        "--threads 1 --pq-m 8 --ours ivf@16 ivf_sq8@16 hnsw@16 --lean ivf_sq8@16 "
+        "--baselines hnsw ivf ivfpq "
         f"--workdir {tmp_path} --out {out}"
     )
     assert bench.main(argv.split()) == 0
@@ -38,9 +39,12 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
         recalls = [p["recall"] for p in pts]
         qps = [p["qps"] for p in pts]
         assert recalls == sorted(recalls) and qps == sorted(qps, reverse=True), key
-    chosen = res["ours"]["chosen"]["0.95"]
-    assert chosen["tuning_bound"] >= 0.95 and chosen["lean_single_warm"]["recall"] > 0.5
+    chosen = res["ours"]["chosen"]
+    assert chosen["chosen 0.95"]["tuning_bound"] >= 0.95
+    assert chosen["lean 0.95"]["index"] == "ours ivf_sq8@16"
+    assert chosen["lean 0.95"]["lean_single_warm"]["recall"] > 0.5
     assert 0 < res["bars"]["lean_memory_fraction"] < res["bars"]["memory_fraction"]
+    assert res["bars"]["lean_vs_opq"]["ours_bytes"] == chosen["lean 0.95"]["lean_bytes"]
     assert (out / "frontier_generated_3000x64.png").stat().st_size > 10_000
     assert "| batch@0.95 |" in (out / "frontier.md").read_text()
     assert not list(tmp_path.glob("lean-*"))  # the lean-memory copy is removed

@@ -216,3 +216,11 @@ def test_choose_index_keeps_the_fastest_candidate_and_skips_those_that_cannot(se
         choose_index([(ivf, [1])], q, 1.0, plans=[SingleShot(8, exact=False)], repeats=1)
     with pytest.raises(ConfigError, match="at least one"):
         choose_index([], q, 0.9)
+
+
+def test_efforts_faiss_would_raise_to_the_same_value_are_measured_once(setup):
+    """HNSW efSearch below the shortlist size is raised to it: 16 and 32 both run at 50."""
+    index, q, _, _ = setup
+    plans = [Rerank(8, 64, 50)]
+    tuner = index.tune(q, 0.5, 10, plans=plans, repeats=1, efforts=[16, 32, 64])
+    assert [r.effort for r in tuner.table_] == [16, 64]

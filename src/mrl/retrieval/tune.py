@@ -24,7 +24,7 @@ from mrl.errors import ConfigError, InputError
 from mrl.evaluation import metrics
 from mrl.nesting import Nesting
 from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot
-from mrl.retrieval.search import SearchResult, check_effort
+from mrl.retrieval.search import HNSW_KINDS, SearchResult, check_effort
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,12 @@ class PlanTuner:
         rows = []
         efforts = [None] if self.efforts is None else list(self.efforts)
         for plan in plans:
+            seen = set()
             for effort in efforts if not plan.exact else [None]:
+                same = _effective_effort(index, plan, effort, self.k)
+                if same in seen:  # faiss would run the very same search again
+                    continue
+                seen.add(same)
                 res, best = time_search(
                     index, queries, self.k, plan, self.repeats, effort, self.per_query
                 )
@@ -315,6 +320,16 @@ class PlanTuner:
                 check_effort(effort, f"efforts[{i}]")
         if self.plans is not None and not len(self.plans):
             raise ConfigError("plans is empty; give at least one plan, or None for the defaults")
+
+
+def _effective_effort(index, plan: Plan, effort: int | None, k: int):
+    """The search effort faiss actually uses for `plan` (HNSW efSearch is raised to the
+    shortlist size, IVF nprobe capped at the cell count), so equal ones are measured once."""
+    if plan.exact or index.ann == "flat":
+        return None
+    if index.ann in HNSW_KINDS:
+        return max(index.ef_search if effort is None else effort, plan.shortlist_size(k))
+    return min(index.ivf_probe if effort is None else effort, index.ivf_lists)
 
 
 def _check_tune_labels(index, queries, query_labels, id_labels) -> tuple[np.ndarray, np.ndarray]:
