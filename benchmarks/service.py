@@ -44,8 +44,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import httpx
 import numpy as np
+import torch
 
 from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
 from mrl.io import atomic_write_bytes, atomic_write_json
@@ -214,14 +216,27 @@ def sequential_search_ms(url: str, name: str, queries: list) -> np.ndarray:
 
 
 def in_process_search_ms(spec: CollectionSpec, x: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Per-query latency (ms) of the same searches on a `MatryoshkaIndex`, one at a time."""
+    """Per-query latency (ms) of the same searches on a `MatryoshkaIndex`, one at a time.
+
+    On one thread, as the server runs (OMP_NUM_THREADS=1): on a busy machine OpenMP's
+    multi-threaded barriers made single queries 100x slower here. Ten warm-up queries first.
+    """
     index = MatryoshkaIndex(shortlist_dim=spec.shortlist_dim).build(x)
     plan = resolve_plan(spec, None, K)
-    out = []
-    for q in queries:
-        t0 = time.perf_counter()
-        index.search(q[None, :], K, plan)
-        out.append(time.perf_counter() - t0)
+    threads = faiss.omp_get_max_threads(), torch.get_num_threads()
+    faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
+    try:
+        for q in queries[:10]:
+            index.search(q[None, :], K, plan)
+        out = []
+        for q in queries:
+            t0 = time.perf_counter()
+            index.search(q[None, :], K, plan)
+            out.append(time.perf_counter() - t0)
+    finally:
+        faiss.omp_set_num_threads(threads[0])
+        torch.set_num_threads(threads[1])
     return np.array(out) * 1e3
 
 
