@@ -13,12 +13,12 @@ time, queries disjoint from the database rows:
 
 each against the exact top-k at full D (brute force in NumPy, cosine; checked against the
 backend's exact SQL plan on a few queries). Latency is client wall-clock per query, each
-query's best of `--repeats` passes (mean and p99 over queries: a transaction with `SET LOCAL`
-and the statement over a unix socket; the funnel's path also reads the collection's catalog
-row), and the server's own execution time (median over queries of the best of the passes,
-EXPLAIN ANALYZE with TIMING OFF). Index sizes are `pg_relation_size`. Bars (issue 10): the
-funnel at recall@10 >= 0.95 at least 2x faster than full-vector HNSW at that recall, with an
-index at most 1/4 of its size.
+query's best of `--repeats` passes, the configs interleaved within each pass (mean and p99
+over queries: a transaction with `SET LOCAL` and the statement over a unix socket; the
+funnel's path also reads the collection's catalog row), and the server's own execution time
+(median over queries of the best of the passes, EXPLAIN ANALYZE with TIMING OFF). Index
+sizes are `pg_relation_size`. Bars (issue 10): the funnel at recall@10 >= 0.95 at least 2x
+faster than full-vector HNSW at that recall, with an index at most 1/4 of its size.
 
 Writes `pgvector_funnel.json`, `pgvector_funnel.md` and `recall_latency.png` to `--out` and
 prints the table. The embedded server lives in `--data-dir` (deleted first).
@@ -37,6 +37,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,48 +70,69 @@ def exact_top_k(x: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return index.search(queries, k, SingleShot(x.shape[1])).ids
 
 
-def _latencies(run, queries: np.ndarray, repeats: int) -> tuple[np.ndarray, np.ndarray]:
-    """Run `run(q) -> ids [k]` on each query `repeats` times: ([Q, k] ids, [Q] seconds).
+@dataclasses.dataclass
+class Config:
+    """One swept configuration: how to run a query, and the SQL it runs (for EXPLAIN)."""
 
-    Each query's time is its best of `repeats` passes (timeit's rule): on a machine shared
-    with other jobs the minimum is the least disturbed estimate of what the query costs.
+    method: str  # "sql_funnel" or "full_hnsw"
+    label: str
+    run: Callable[[np.ndarray], list[int]]  # one query -> top-k ids
+    statement: sql.Composable
+    settings: dict[str, str]
+    extra: dict
+
+
+def measure(backend, configs: list[Config], queries, warm, truth, repeats: int) -> list[dict]:
+    """Recall and latency of every config, passes interleaved: pass r runs each config in turn.
+
+    A query's time is its best of `repeats` passes (timeit's rule): on a machine shared with
+    other jobs the minimum is the least disturbed estimate, and interleaving spreads any
+    change of load over every config instead of the ones that happened to run then. Server
+    time is EXPLAIN ANALYZE's execution time (TIMING OFF: no per-node clock reads), the same
+    way; both are reported per config as the mean / p50 / p99 over queries.
     """
-    secs = np.full((repeats, len(queries)), np.inf)
+    for c in configs:  # bring the pages each config touches into the cache
+        for q in warm:
+            c.run(q)
+    client = np.full((len(configs), repeats, len(queries)), np.inf)
+    server = np.full_like(client, np.inf)
+    ids = [None] * len(configs)
     for r in range(repeats):
-        ids = []
-        for i, q in enumerate(queries):
-            t0 = time.perf_counter()
-            ids.append(run(q))
-            secs[r, i] = time.perf_counter() - t0
-    return np.asarray(ids), secs.min(axis=0)
-
-
-def _server_ms(conn, statement: sql.Composable, queries, settings, repeats: int) -> float:
-    """Median over `queries` of the server's execution time (ms, best of `repeats`) of
-    `statement`, from EXPLAIN ANALYZE (TIMING OFF: no per-node clock reads)."""
-    explain = sql.SQL("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) ") + statement
-    out = np.full((repeats, len(queries)), np.inf)
-    with conn.transaction():
-        for key, value in settings.items():
-            conn.execute("SELECT set_config(%s, %s, true)", (key, value))
-        for r in range(repeats):
+        for j, c in enumerate(configs):
+            got = []
             for i, q in enumerate(queries):
-                plan = conn.execute(explain, {"q": PgVector(q)}).fetchone()[0][0]
-                out[r, i] = plan["Execution Time"]
-    return float(np.median(out.min(axis=0)))
-
-
-def _row(method: str, label: str, ids, secs, truth, server_ms, **extra) -> dict:
-    return {
-        "method": method,
-        "config": label,
-        "recall": recall_at_k(ids, truth),
-        "ms_mean": 1e3 * float(secs.mean()),
-        "ms_p50": 1e3 * float(np.median(secs)),
-        "ms_p99": 1e3 * float(np.quantile(secs, 0.99)),
-        "server_ms_p50": server_ms,
-        **extra,
-    }
+                t0 = time.perf_counter()
+                got.append(c.run(q))
+                client[j, r, i] = time.perf_counter() - t0
+            ids[j] = np.asarray(got)
+            explain = sql.SQL("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) ") + c.statement
+            with backend.pool.connection() as conn:
+                for key, value in c.settings.items():
+                    conn.execute("SELECT set_config(%s, %s, true)", (key, value))
+                for i, q in enumerate(queries):
+                    plan = conn.execute(explain, {"q": PgVector(q)}).fetchone()[0][0]
+                    server[j, r, i] = plan["Execution Time"]
+        print(f"  pass {r + 1}/{repeats} done", flush=True)
+    rows = []
+    for j, c in enumerate(configs):
+        secs = client[j].min(axis=0)
+        rows.append(
+            {
+                "method": c.method,
+                "config": c.label,
+                "recall": recall_at_k(ids[j], truth),
+                "ms_mean": 1e3 * float(secs.mean()),
+                "ms_p50": 1e3 * float(np.median(secs)),
+                "ms_p99": 1e3 * float(np.quantile(secs, 0.99)),
+                "server_ms_p50": float(np.median(server[j].min(axis=0))),
+                **c.extra,
+            }
+        )
+        print(
+            f"  {c.method:<10} {c.label:<40} recall {rows[-1]['recall']:.3f} "
+            f"{rows[-1]['ms_mean']:.2f} ms, server {rows[-1]['server_ms_p50']:.2f} ms"
+        )
+    return rows
 
 
 def funnel_plans(ds: int, dim: int, shortlists: list[int]) -> list[tuple[Plan, int]]:
@@ -124,26 +146,21 @@ def funnel_plans(ds: int, dim: int, shortlists: list[int]) -> list[tuple[Plan, i
     return out
 
 
-def run_funnel(backend, name, queries, warm, truth, plans, ds, repeats) -> list[dict]:
-    rows = []
+def funnel_configs(backend, name: str, plans, ds: int) -> list[Config]:
+    """The SQL funnel through `PostgresBackend.search`, one config per (plan, ef_search)."""
+    out = []
     for plan, ef in plans:
-        backend.search(name, warm, K, plan, effort=ef)  # warm the pages this config touches
-        ids, secs = _latencies(
-            lambda q, plan=plan, ef=ef: backend.search(name, q, K, plan, effort=ef).ids[0],
-            queries,
-            repeats,
+        out.append(
+            Config(
+                "sql_funnel",
+                f"{plan} ef={ef}",
+                lambda q, plan=plan, ef=ef: backend.search(name, q, K, plan, effort=ef).ids[0],
+                backend_statement(backend, name, plan),
+                plans_sql.settings(plan, K, ef),
+                {"ds": ds, "ef": ef},
+            )
         )
-        statement = backend_statement(backend, name, plan)
-        with backend.pool.connection() as conn:
-            settings = plans_sql.settings(plan, K, ef)
-            server = _server_ms(conn, statement, queries, settings, repeats)
-        rows.append(_row("sql_funnel", f"{plan} ef={ef}", ids, secs, truth, server, ds=ds, ef=ef))
-        print(
-            f"  {rows[-1]['config']:<42} recall {rows[-1]['recall']:.3f} "
-            f"{rows[-1]['ms_mean']:.2f} ms",
-            flush=True,
-        )
-    return rows
+    return out
 
 
 def backend_statement(backend: PostgresBackend, name: str, plan: Plan) -> sql.Composable:
@@ -155,7 +172,8 @@ def backend_statement(backend: PostgresBackend, name: str, plan: Plan) -> sql.Co
     )
 
 
-def run_hnsw(backend, table, queries, warm, truth, efs, repeats) -> list[dict]:
+def hnsw_configs(backend, table: str, efs: list[int]) -> list[Config]:
+    """pgvector's HNSW over the full vector: a transaction with SET LOCAL, then the query."""
     statement = sql.SQL("SELECT id FROM {} ORDER BY embedding <=> %(q)s LIMIT {}").format(
         sql.Identifier(table), sql.Literal(K)
     )
@@ -165,20 +183,17 @@ def run_hnsw(backend, table, queries, warm, truth, efs, repeats) -> list[dict]:
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
             return [i for (i,) in conn.execute(statement, {"q": PgVector(q)}).fetchall()]
 
-    rows = []
-    for ef in efs:
-        for q in warm:
-            search(q, ef)
-        ids, secs = _latencies(lambda q, ef=ef: search(q, ef), queries, repeats)
-        with backend.pool.connection() as conn:
-            server = _server_ms(conn, statement, queries, {"hnsw.ef_search": str(ef)}, repeats)
-        rows.append(_row("full_hnsw", f"ef={ef}", ids, secs, truth, server, ef=ef))
-        print(
-            f"  {rows[-1]['config']:<42} recall {rows[-1]['recall']:.3f} "
-            f"{rows[-1]['ms_mean']:.2f} ms",
-            flush=True,
+    return [
+        Config(
+            "full_hnsw",
+            f"ef={ef}",
+            lambda q, ef=ef: search(q, ef),
+            statement,
+            {"hnsw.ef_search": str(ef)},
+            {"ef": ef},
         )
-    return rows
+        for ef in efs
+    ]
 
 
 def fastest_at(rows: list[dict], method: str, target: float, key: str = "ms_mean") -> dict | None:
@@ -186,10 +201,10 @@ def fastest_at(rows: list[dict], method: str, target: float, key: str = "ms_mean
     return min(ok, key=lambda r: r[key]) if ok else None
 
 
-def pareto(rows: list[dict], method: str) -> list[dict]:
+def pareto(rows: list[dict], method: str, key: str = "ms_mean") -> list[dict]:
     """The recall-vs-latency frontier of one method (ann-benchmarks style), fastest first."""
     out, best = [], -1.0
-    for r in sorted((r for r in rows if r["method"] == method), key=lambda r: r["ms_mean"]):
+    for r in sorted((r for r in rows if r["method"] == method), key=lambda r: r[key]):
         if r["recall"] > best:
             out.append(r)
             best = r["recall"]
@@ -262,30 +277,33 @@ def format_report(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
+    """Recall@10 vs latency, client (left) and server (right), every config and the frontier."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True)
     groups = {}
     for r in res["rows"]:
         label = "full-vector HNSW" if r["method"] == "full_hnsw" else f"SQL funnel D_s={r['ds']}"
         groups.setdefault(label, []).append(r)
-    for label, rows in groups.items():
-        ax.scatter([r["recall"] for r in rows], [r["ms_mean"] for r in rows], s=14, alpha=0.5)
-        front = pareto(rows, rows[0]["method"])
-        ax.plot(
-            [r["recall"] for r in front], [r["ms_mean"] for r in front], marker="o", label=label
-        )
-    ax.axvline(TARGET, color="grey", lw=0.8, ls="--")
-    ax.set_yscale("log")
-    ax.set_xlabel("recall@10 vs exact full-D search")
-    ax.set_ylabel("ms / query (1 client, mean)")
+    panels = (("ms_mean", "client ms / query (mean of best-of)"), ("server_ms_p50", "server ms"))
+    for ax, (key, ylabel) in zip(axes, panels, strict=True):
+        for label, rows in groups.items():
+            ax.scatter([r["recall"] for r in rows], [r[key] for r in rows], s=14, alpha=0.5)
+            front = pareto(rows, rows[0]["method"], key)
+            ax.plot([r["recall"] for r in front], [r[key] for r in front], marker="o", label=label)
+        ax.axvline(TARGET, color="grey", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ax.set_xlabel("recall@10 vs exact full-D search")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
     c = res["config"]
-    ax.set_title(f"pgvector {res['versions']['pgvector']}: {c['n']:,} x {c['dim']} generated")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"pgvector {res['versions']['pgvector']}: {c['n']:,} x {c['dim']} generated, 1 client"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -412,13 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     assert f"{table}_ann" in funnel_uses and f"{table}_full" in hnsw_uses, (funnel_uses, hnsw_uses)
 
     shortlists = [int(v) for v in args.shortlists.split(",")]
-    print("full-vector HNSW:", flush=True)
-    efs = [int(v) for v in args.efs.split(",")]
-    rows += run_hnsw(backend, table, queries, warm, truth, efs, args.repeats)
+    configs = hnsw_configs(backend, table, [int(v) for v in args.efs.split(",")])
     for ds in dss:
-        print(f"SQL funnel D_s={ds}:", flush=True)
-        plans = funnel_plans(ds, args.dim, shortlists)
-        rows += run_funnel(backend, names[ds], queries, warm, truth, plans, ds, args.repeats)
+        configs += funnel_configs(backend, names[ds], funnel_plans(ds, args.dim, shortlists), ds)
+    print(f"measuring {len(configs)} configs, {args.repeats} interleaved passes", flush=True)
+    rows += measure(backend, configs, queries, warm, truth, args.repeats)
     # batched: every query of a call pipelined on one connection (one transaction)
     best = fastest_at(rows, "sql_funnel", TARGET)
     batched = None

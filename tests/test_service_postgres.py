@@ -174,6 +174,7 @@ def _ids_in(backend, name) -> set[int]:
         ([5, 6, 7], "nan", None, InputError, "NaN or inf; first bad row is 1"),
         ([5, 6, 7], "inf", None, InputError, "NaN or inf; first bad row is 1"),
         ([5, 6, 7], "wide", None, InputError, "dim 65 but the index has dim 64"),
+        ([5, 6, 7], "null", None, InputError, "must be floating point, got dtype object"),
         ([5, 6], None, None, InputError, "got 2 ids for 3 vectors"),
         ([5, 6, 7], None, [{}, {"x": float("nan")}, None], InputError, "payload 1 is not JSON"),
         ([5, 6, 7], None, [{}, [1], None], InputError, "payload 1 must be a JSON object"),
@@ -190,6 +191,9 @@ def test_failed_batch_leaves_nothing_behind(backend, coll, ids, vectors, payload
         x[1, 0] = np.inf
     elif vectors == "wide":
         x = np.hstack([x, x[:, :1]])
+    elif vectors == "null":  # JSON nulls in a vector
+        x = [row.tolist() for row in x]
+        x[1][2] = None
     with pytest.raises(error, match=match):
         backend.add(coll, np.array(ids), x, payloads)
     assert _ids_in(backend, coll) == {0, 1, 2}

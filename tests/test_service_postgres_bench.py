@@ -1,0 +1,42 @@
+"""benchmarks/pgvector_funnel.py run once, tiny, on its own embedded server: sane outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from pg_helpers import pg_data_dir  # noqa: F401 (fixture)
+
+pytest.importorskip("pgserver")
+pytest.importorskip("psycopg_pool")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pgvector_funnel.py"
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_sane_outputs(pg_data_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
+    spec = importlib.util.spec_from_file_location("benchmarks_pgvector_funnel", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclass looks itself up there
+    spec.loader.exec_module(bench)
+    out = tmp_path / "out"
+    argv = (
+        "--n 1500 --dim 64 --queries 6 --warm 2 --shortlist-dims 16 --shortlists 10,40 "
+        "--efs 10,40 --repeats 1 --shared-buffers 128MB --maintenance-work-mem 64MB "
+        f"--data-dir {pg_data_dir / 'db'} --out {out}"
+    ).split()
+    assert bench.main(argv) == 0
+    res = json.loads((out / "pgvector_funnel.json").read_text())
+    methods = {r["method"] for r in res["rows"]}
+    assert methods == {"sql_funnel", "full_hnsw"}
+    for r in res["rows"]:
+        assert 0 <= r["recall"] <= 1 and 0 < r["ms_p50"] <= r["ms_p99"]
+        assert r["server_ms_p50"] > 0
+    assert res["exact_sql_matches_numpy"].startswith("3/3")
+    assert 0 < res["sizes"]["prefix_index_ds16"] < res["sizes"]["full_index"]
+    assert set(res["bars"]["16"]) >= {"ms_mean", "server_ms_p50", "index_ratio", "index_pass"}
+    assert (out / "recall_latency.png").stat().st_size > 0
+    assert "| full_hnsw | ef=40 |" in capsys.readouterr().out
