@@ -201,6 +201,18 @@ def test_failed_batch_leaves_nothing_behind(backend, coll, ids, vectors, payload
     assert backend.info(coll)["count"] == 3
 
 
+def test_tuned_plan_table_round_trip(backend, coll):
+    assert backend.tuning(coll) is None
+    table = {"target": 0.95, "rows": [{"plan": "rerank:16:64:50", "recall": 0.97}]}
+    backend.set_tuning(coll, table)
+    assert backend.tuning(coll) == table
+    with pytest.raises(InputError, match="not JSON"):
+        backend.set_tuning(coll, {"x": float("nan")})
+    assert backend.tuning(coll) == table
+    with pytest.raises(NotFoundError, match="collection 'nope' does not exist"):
+        backend.set_tuning("nope", table)
+
+
 def test_delete_is_all_or_nothing(backend, coll):
     backend.add(coll, np.arange(4), _data(4))
     with pytest.raises(NotFoundError, match="id 9 at position 1 is not in collection .* nothing"):

@@ -261,7 +261,7 @@ class PostgresBackend:
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, "
                     "no bigint GENERATED ALWAYS AS IDENTITY UNIQUE, spec jsonb NOT NULL, "
-                    "count bigint NOT NULL DEFAULT 0)"
+                    "count bigint NOT NULL DEFAULT 0, tuning jsonb)"
                 ).format(sql.Identifier(CATALOG))
             )
             version = conn.execute(
@@ -508,6 +508,33 @@ class PostgresBackend:
                 ).fetchall()
             )
         return [found.get(int(i)) for i in ids]
+
+    # ------------------------------------------------------------------ tuned plans
+    def set_tuning(self, name: str, table: dict) -> None:
+        """Store a tuned plan table (JSON) with collection `name`, in its catalog row."""
+        if not isinstance(table, dict):
+            raise InputError(f"a tuned plan table is a JSON object, got {type(table).__name__}")
+        try:
+            value = Jsonb(json.loads(json.dumps(table, allow_nan=False)))
+        except (TypeError, ValueError) as e:
+            raise InputError(f"the tuned plan table is not JSON ({e})") from None
+        with self._transaction() as conn:
+            self._lookup(conn, name, lock=True)
+            conn.execute(
+                sql.SQL("UPDATE {} SET tuning = %s WHERE name = %s").format(
+                    sql.Identifier(CATALOG)
+                ),
+                (value, name),
+            )
+
+    def tuning(self, name: str) -> dict | None:
+        """The tuned plan table of collection `name`, or None if it was never tuned."""
+        with self._transaction() as conn:
+            self._lookup(conn, name)
+            return conn.execute(
+                sql.SQL("SELECT tuning FROM {} WHERE name = %s").format(sql.Identifier(CATALOG)),
+                (name,),
+            ).fetchone()[0]
 
     # ------------------------------------------------------------------ search
     def search(
