@@ -282,9 +282,6 @@ def test_target_recall_without_a_tuned_table_runs_the_default_plan(server):
 def test_tuning_then_target_recall(server):
     body = {"vectors": vectors(8, seed=9).tolist(), "k": 5}
     r = server.post("/v1/collections/docs/tune", json=body)
-    if server.backend_name == "postgres":  # no table storage in that backend yet
-        assert_error(r, 422, "does not store tuned plans")
-        return
     assert r.status_code == 200, r.text
     rows = r.json()["rows"]
     assert r.json()["k"] == 5 and len(rows) > 3

@@ -37,6 +37,10 @@ class _Stats:
 class CollectionView:
     """A backend collection through the part of `MatryoshkaIndex`'s API that `PlanTuner` uses."""
 
+    # A Backend exposes no ANN effort knob: "flat" tells the tuner there is none to vary, so
+    # it measures each plan once at the backend's own setting.
+    ann = "flat"
+
     def __init__(self, backend: Backend, spec: CollectionSpec, count: int):
         self.backend, self.spec, self.count = backend, spec, count
         self.dim, self.shortlist_dim = spec.dim, spec.shortlist_dim
