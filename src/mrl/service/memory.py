@@ -42,6 +42,7 @@ from mrl.retrieval.plans import Plan
 from mrl.retrieval.storage import as_ids, as_rows, check_new_ids
 from mrl.service.backend import CollectionSpec, SearchHits
 from mrl.service.spec import (
+    check_delete_ids,
     check_name,
     check_search_k,
     check_spec,
@@ -247,11 +248,7 @@ class MemoryBackend:
 
     def delete(self, name: str, ids: np.ndarray) -> int:
         with self._writing(check_name(name)) as coll:
-            ids = as_ids(ids, "ids to delete")
-            if len(ids) == 0:
-                raise InputError("no ids to delete; give at least one id")
-            if len(np.unique(ids)) != len(ids):
-                raise InputError("the same id is given twice; give each id to delete once")
+            ids = check_delete_ids(ids)
             absent = coll.rows(ids) < 0
             if absent.any():
                 pos = int(np.argmax(absent))

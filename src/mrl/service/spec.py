@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, replace
 
+import numpy as np
+
 from mrl.checks import check_int, check_k
 from mrl.errors import ConfigError, InputError
 from mrl.nesting import Nesting
 from mrl.retrieval.plans import Funnel, Plan, SingleShot, check_plan, parse_plan
+from mrl.retrieval.storage import as_ids
 from mrl.service.backend import METRICS, STORAGE_DTYPES, CollectionSpec
 
 BACKENDS = ("memory", "postgres")
@@ -91,3 +94,13 @@ def check_search_k(k: object, count: int, name: str) -> int:
     if count == 0:
         raise InputError(f"collection {name!r} is empty: add items before searching it")
     return check_k(k, count, f"items of collection {name!r}")
+
+
+def check_delete_ids(ids: object) -> np.ndarray:
+    """Ids to delete as int64: at least one, each once (a repeat would be deleted twice)."""
+    ids = as_ids(ids, "ids to delete")
+    if len(ids) == 0:
+        raise InputError("no ids to delete; give at least one id")
+    if len(np.unique(ids)) != len(ids):
+        raise InputError("the same id is given twice; give each id to delete once")
+    return ids
