@@ -36,7 +36,12 @@ from mrl.data.text import (
 from mrl.errors import ConfigError, InputError, MissingPathError, PathError
 
 DEBIAN_FILE = "debian-packages.jsonl.gz"
-TEXT_DATASETS = ("debian", "text-pairs", "text-labels")
+# Each text set, and what it holds: pairs (for a contrastive loss) and/or labels (for heads).
+TEXT_DATASETS = {
+    "debian": ("pairs", "labels"),
+    "text-pairs": ("pairs",),
+    "text-labels": ("labels",),
+}
 
 
 @dataclass(frozen=True)

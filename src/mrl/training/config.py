@@ -60,8 +60,6 @@ RECIPES = {
         "warmup_epochs": 0.1,
     },
 }
-# Which objectives each text set can train: pairs give the contrastive loss, labels the heads.
-_TEXT_HAS = {"debian": ("pairs", "labels"), "text-pairs": ("pairs",), "text-labels": ("labels",)}
 
 # TrainConfig keys that never change the trained weights: where and how fast a run executes,
 # how often it reads losses and saves, and where it stops (`max_steps`: the schedule spans
@@ -221,7 +219,7 @@ class TrainConfig:
         for key, value in RECIPES["text" if text else "vision"].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        has = _TEXT_HAS.get(self.dataset, ("labels",))  # vision sets are labelled
+        has = TEXT_DATASETS.get(self.dataset, ("labels",))  # vision sets are labelled
         if self.contrastive_weight is None:
             self.contrastive_weight = 1.0 if "pairs" in has else 0.0
         if self.classification_weight is None:
@@ -264,7 +262,7 @@ class TrainConfig:
             )
         for key in ("contrastive_weight", "classification_weight"):
             check_number(key, getattr(self, key), low=0)
-        has = _TEXT_HAS.get(self.dataset, ("labels",))
+        has = TEXT_DATASETS.get(self.dataset, ("labels",))
         if self.contrastive_weight > 0 and "pairs" not in has:
             raise ConfigError(
                 f"contrastive_weight {self.contrastive_weight:g} needs pairs, and dataset "
