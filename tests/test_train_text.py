@@ -10,7 +10,7 @@ from text_helpers import SECTIONS, text_config, write_debian
 from training_helpers import same_weights
 
 from mrl.data import LengthSortedBatches, load_text_splits
-from mrl.errors import ConfigError
+from mrl.errors import ConfigError, MissingPathError, PathError
 from mrl.training import TrainConfig, load_model, train
 from mrl.training.checkpoint import load_checkpoint
 
@@ -286,3 +286,39 @@ def test_text_backbone_grads_reach_every_parameter(tiny_bert_path):
 @pytest.fixture
 def debian_file(tmp_path):
     return write_debian(tmp_path / "debian-packages.jsonl.gz")
+
+
+@pytest.mark.parametrize(
+    "name, layout, error, match",
+    [
+        ("text-pairs", {"train.jsonl": GOOD}, MissingPathError, r"data_root .*: no test file"),
+        (
+            "text-pairs",
+            {"train.jsonl": GOOD, "train.csv": "query,positive\nq,p\n", "test.jsonl": GOOD},
+            MissingPathError,
+            "several train files; expected exactly one of train.jsonl, train.csv",
+        ),
+        ("text-labels", "a file", PathError, "is a file; give the folder holding train"),
+        ("debian", {}, MissingPathError, "no debian-packages.jsonl.gz there"),
+        ("imdb", {}, ConfigError, "unknown text dataset 'imdb'; choose one of debian"),
+    ],
+    ids=["missing-split", "two-train-files", "root-is-a-file", "no-debian-file", "unknown"],
+)
+def test_text_set_layout_errors(tmp_path, name, layout, error, match):
+    root = tmp_path / "root"
+    if isinstance(layout, str):
+        root.write_text(layout)
+    else:
+        root.mkdir()
+        for file, text in layout.items():
+            (root / file).write_text(text + "\n")
+    with pytest.raises(error, match=match):
+        load_text_splits(name, root)
+
+
+def test_labelled_test_file_uses_the_training_classes(tmp_path):
+    (tmp_path / "train.csv").write_text("text,label\na game,games\nsome lib,libs\n")
+    (tmp_path / "test.csv").write_text("text,label\nanother lib,libs\n")
+    train, test = load_text_splits("text-labels", tmp_path)
+    assert train.classes == test.classes == ("games", "libs") and test.labels.tolist() == [1]
+    assert train.queries is None and train.columns().keys() == {"text"}
