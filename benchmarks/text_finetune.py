@@ -12,6 +12,11 @@ same batch size, learning rate, warm-up, epochs, sequence length and seed:
   "per_direction"`) at scale 1 / temperature, which is our symmetric InfoNCE: the two
   rows optimise the same objective, so their quality and pairs/s compare implementations.
 
+Run as a script, it is the throughput probe: ours and the anchor alternated for a few steps
+each, several rounds, medians printed and written as JSON (`--out`):
+
+    python benchmarks/text_finetune.py --rounds 3 --steps 20 --out docs/results/text/speed.json
+
 Each returns a `FineTuned`: the trained encoder and the training pairs/s (pairs over the
 wall-clock of the training steps alone, without loading or evaluation). The pairs are
 `training_pairs(...)`: the seeded draw `mrl train` makes for `max_train_examples`, so both
@@ -21,6 +26,11 @@ are aligned to ours: weight decay 0.01, linear decay after 10% warm-up, no gradi
 
 from __future__ import annotations
 
+import argparse
+import json
+import platform
+import statistics
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,8 +68,13 @@ def training_pairs(setup: FineTuneSetup) -> TextSplit:
     return train
 
 
-def finetune_ours(nesting: Sequence[int], setup: FineTuneSetup, out: Path) -> FineTuned:
-    """`mrl train` on the Debian pairs with our Matryoshka InfoNCE over `nesting`."""
+def finetune_ours(
+    nesting: Sequence[int], setup: FineTuneSetup, out: Path, max_steps: int | None = None
+) -> FineTuned:
+    """`mrl train` on the Debian pairs with our Matryoshka InfoNCE over `nesting`.
+
+    `max_steps` stops early (a throughput probe: the encoder is then not reloaded, None).
+    """
     from mrl.training import TrainConfig, load_model, train
 
     config = TrainConfig(
@@ -74,7 +89,7 @@ def finetune_ours(nesting: Sequence[int], setup: FineTuneSetup, out: Path) -> Fi
         classification_weight=0.0,
         temperature=setup.temperature,
         max_train_examples=setup.pairs,
-        max_eval_examples=500,
+        max_eval_examples=500 if max_steps is None else 16,
         epochs=setup.epochs,
         batch_size=setup.batch_size,
         optimizer="adamw",
@@ -85,18 +100,25 @@ def finetune_ours(nesting: Sequence[int], setup: FineTuneSetup, out: Path) -> Fi
         seed=setup.seed,
         device="cpu",
         out_dir=str(out),
+        max_steps=max_steps,
+        progress=False,
     )
     result = train(config)
     rate = result.metrics["examples_per_s"]
+    trained = result.metrics["step"] * setup.batch_size
+    if max_steps is not None:
+        return FineTuned(None, rate, trained / rate)
     model, _ = load_model(result.run_dir)
-    trained = len(training_pairs(setup)) // setup.batch_size * setup.batch_size * setup.epochs
     return FineTuned(model.backbone, rate, trained / rate)
 
 
 def finetune_sentence_transformers(
-    nesting: Sequence[int], setup: FineTuneSetup, out: Path
+    nesting: Sequence[int], setup: FineTuneSetup, out: Path, max_steps: int | None = None
 ) -> FineTuned:
-    """The anchor: sentence-transformers' `MatryoshkaLoss(MNRL)` and its own trainer."""
+    """The anchor: sentence-transformers' `MatryoshkaLoss(MNRL)` and its own trainer.
+
+    `max_steps` stops early (a throughput probe: the model is then not saved, encoder None).
+    """
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -136,12 +158,94 @@ def finetune_sentence_transformers(
         use_cpu=True,
         dataloader_drop_last=True,
         logging_steps=50,
+        max_steps=-1 if max_steps is None else max_steps,
+        disable_tqdm=True,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    trained = trainer.state.global_step * setup.batch_size
+    if max_steps is not None:
+        return FineTuned(None, trained / seconds, seconds)
     folder = out / "model"
     model.save(str(folder))
-    trained = len(pairs) // setup.batch_size * setup.batch_size * setup.epochs
     return FineTuned(TextEncoder(str(folder)), trained / seconds, seconds)
+
+
+def interleaved_pairs_per_second(
+    nesting: Sequence[int], setup: FineTuneSetup, out: Path, steps: int, rounds: int
+) -> dict[str, list[float]]:
+    """Training pairs/s of ours and of the anchor, `steps` steps each, alternated `rounds` times.
+
+    On a machine whose load changes, one long run of each measures each under different
+    load; alternating short runs exposes both to the same conditions, and the median of the
+    rounds drops the odd disturbed one.
+    """
+    rates: dict[str, list[float]] = {"ft_mrl": [], "ft_st": []}
+    for r in range(rounds):
+        probe = out / f"round{r}"
+        ours = finetune_ours(nesting, setup, probe / "ours", steps)
+        anchor = finetune_sentence_transformers(nesting, setup, probe / "st", steps)
+        rates["ft_mrl"].append(ours.pairs_per_second)
+        rates["ft_st"].append(anchor.pairs_per_second)
+    return rates
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import torch
+
+    from mrl.data.text import DEBIAN_DEFAULT
+    from mrl.io import atomic_write_json
+    from mrl.models.text import default_text_model_path
+
+    parser = argparse.ArgumentParser(description="pairs/s of ours vs sentence-transformers")
+    parser.add_argument("--data", default=str(DEBIAN_DEFAULT))
+    parser.add_argument("--model", default=None, help="default all-MiniLM-L6-v2")
+    parser.add_argument("--nesting", default="12,24,48,96,192,384")
+    parser.add_argument("--pairs", type=int, default=4000, help="the pairs drawn (as text.py)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per probe")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="reports/text/speed.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    nesting = tuple(int(s) for s in args.nesting.split(","))
+    setup = FineTuneSetup(
+        data=args.data,
+        pairs=args.pairs,
+        model=args.model or default_text_model_path(),
+        max_seq_length=args.max_seq_length,
+        batch_size=args.batch_size,
+        lr=2e-5,
+        epochs=1,
+        warmup=0.1,
+        temperature=0.05,
+        seed=0,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        rates = interleaved_pairs_per_second(nesting, setup, Path(tmp), args.steps, args.rounds)
+    median = {row: statistics.median(v) for row, v in rates.items()}
+    report = {
+        "benchmark": "text-train-throughput",
+        "steps_per_probe": args.steps,
+        "rounds": args.rounds,
+        "batch_size": args.batch_size,
+        "max_seq_length": args.max_seq_length,
+        "nesting": list(nesting),
+        "threads": args.threads,
+        "pairs_per_s": rates,
+        "median_pairs_per_s": median,
+        "ratio_ours_over_anchor": median["ft_mrl"] / median["ft_st"],
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+    }
+    print(json.dumps(report, indent=1))
+    atomic_write_json(args.out, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

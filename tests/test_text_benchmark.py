@@ -95,3 +95,22 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
     again = bench.main([*argv, "--finetune-pairs", "0"])
     assert sorted(cache.glob("*.npy")) == files and "ft_mrl" not in again["rows"]
     assert again["rows"]["truncated"] == report["rows"]["truncated"]
+
+
+def test_throughput_probe_alternates_both_trainers(tmp_path, tiny_bert_path, one_thread):
+    spec = importlib.util.spec_from_file_location(
+        "text_finetune", SCRIPT.with_name("text_finetune.py")
+    )
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    data = debian_file(tmp_path / "debian.jsonl.gz")
+    report = probe.main(
+        [
+            "--data", str(data), "--model", str(tiny_bert_path), "--nesting", "8,16,32",
+            "--pairs", "24", "--batch-size", "8", "--max-seq-length", "16", "--steps", "2",
+            "--rounds", "2", "--threads", "1", "--out", str(tmp_path / "speed.json"),
+        ]
+    )  # fmt: skip
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert saved["ratio_ours_over_anchor"] == report["ratio_ours_over_anchor"] > 0
+    assert [len(v) for v in saved["pairs_per_s"].values()] == [2, 2]
