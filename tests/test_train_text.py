@@ -295,7 +295,7 @@ def debian_file(tmp_path):
         (
             "text-pairs",
             {"train.jsonl": GOOD, "train.csv": "query,positive\nq,p\n", "test.jsonl": GOOD},
-            MissingPathError,
+            PathError,
             "several train files; expected exactly one of train.jsonl, train.csv",
         ),
         ("text-labels", "a file", PathError, "is a file; give the folder holding train"),

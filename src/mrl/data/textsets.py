@@ -174,8 +174,9 @@ def _split_file(root: Path, split: str) -> Path:
         raise PathError(f"data_root {root} is a file; give the folder holding train.* and test.*")
     found = [root / f"{split}{s}" for s in CORPUS_SUFFIXES if (root / f"{split}{s}").is_file()]
     if len(found) != 1:
+        error = MissingPathError if not found else PathError  # several: which one is meant?
         what = f"no {split} file" if not found else f"several {split} files"
-        raise MissingPathError(
+        raise error(
             f"data_root {root}: {what}; expected exactly one of "
             f"{', '.join(split + s for s in CORPUS_SUFFIXES)}"
         )
