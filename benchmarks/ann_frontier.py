@@ -56,7 +56,13 @@ from mrl.errors import ConfigError, InputError
 from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
 from mrl.retrieval import MatryoshkaIndex
 from mrl.retrieval.storage import unit_prefix
-from mrl.retrieval.tune import choose_index, neighbor_recall, pareto_front, time_search
+from mrl.retrieval.tune import (
+    choose_index,
+    default_plans,
+    neighbor_recall,
+    pareto_front,
+    time_search,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from retrieval import thread_count  # noqa: E402  (the sibling harness: same thread control)
@@ -230,9 +236,9 @@ def candidate_indexes(xn, args, bar) -> list[tuple[MatryoshkaIndex, list[int], d
         params = {"shortlist_dim": int(dim), "ann": kind}
         if kind.startswith("ivf"):
             params.update(ivf_lists=lists)
-            efforts = [e for e in (2, 4, 8, 16, 32, 64) if e <= lists]
+            efforts = [e for e in (4, 8, 16, 32, 64) if e <= lists]
         else:
-            efforts = [16, 32, 64, 128]
+            efforts = [32, 64, 128]
         bar.set_description(f"build ours {spec}")
         t0 = time.perf_counter()
         index = MatryoshkaIndex(**params).build(xn)
@@ -248,6 +254,11 @@ def _ours_point(index, info, plan, effort, queries, truth, k, mode, threads, n) 
     with thread_count(threads):
         res, took = time_search(index, queries[:n], k, plan, 1, effort, mode == "single")
     st = res.stats
+    profile = {  # ms per query: the shortlist, the rerank steps, and everything else
+        "shortlist_ms": 1e3 * st.shortlist_seconds / n,
+        "rerank_ms": 1e3 * st.rerank_seconds / n,
+        "other_ms": 1e3 * (took - st.seconds) / n,
+    }
     return {
         "method": "MatryoshkaIndex (tuned)",
         "index": info["name"],
@@ -258,9 +269,7 @@ def _ours_point(index, info, plan, effort, queries, truth, k, mode, threads, n) 
         "build_seconds": info["build_seconds"],
         "bytes": info["bytes"],
         "lean_bytes": info["lean_bytes"],
-        "shortlist_share": st.shortlist_seconds / max(st.seconds, 1e-12)
-        if mode == "batch"
-        else None,
+        "profile": profile,
     }
 
 
@@ -269,14 +278,24 @@ def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tupl
     candidates = candidate_indexes(xn, args, bar)
     bar.set_description("tune ours")
     t0 = time.perf_counter()
-    _, _, tuners = choose_index(
-        [(c[0], c[1]) for c in candidates],
-        tune_q,
-        TARGETS[0],
-        k,
-        repeats=1,
-        confidence=args.confidence or None,
-    )
+    tuners = []  # choose_index's loop, each candidate with its own (D_s-specific) plans
+    for index, efforts, info in candidates:
+        plans = default_plans(index.dim, index.shortlist_dim, k, index.count)
+        plans = [p for p in plans if p.shortlist_size(k) <= args.max_shortlist]
+        try:
+            tuners += choose_index(
+                [(index, efforts)],
+                tune_q,
+                TARGETS[0],
+                k,
+                plans=plans,
+                repeats=1,
+                confidence=args.confidence or None,
+            )[2]
+        except InputError as e:  # this candidate reaches no target
+            log.info("%s: %s", info["name"], e)
+            tuners.append(None)
+        bar.set_description(f"tuned {info['name']}")
     tune_s = time.perf_counter() - t0
     points, chosen = [], {}
     fronts = [(c, t) for c, t in zip(candidates, tuners, strict=True) if t is not None]
@@ -300,7 +319,7 @@ def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tupl
             (index, _, info), plan, effort = record.pop("pick")
             for mode, (threads, n) in modes.items():
                 p = _ours_point(index, info, plan, effort, queries, truth, k, mode, threads, n)
-                record[mode] = {"recall": p["recall"], "qps": p["qps"]}
+                record[mode] = {"recall": p["recall"], "qps": p["qps"], "profile": p["profile"]}
             record["holds"] = record["batch"]["recall"] >= target - 0.005
             record.update(lean_memory(index, plan, effort, queries, truth, k, modes, workdir))
             chosen[f"{label} {target}"] = record
@@ -512,7 +531,7 @@ def format_report(all_res: list[dict], header: str) -> str:
             "|---|---|---|---|",
         ]
         for key, b in res["bars"].items():
-            if isinstance(b, dict):
+            if "@" in key:  # the queries/s bars (the rest are build and memory figures)
                 lines.append(
                     f"| {key} | {_f(b['ours_qps'], '.0f')} ({b['ours_point'] or '-'}) | "
                     f"{_f(b['hnsw_qps'], '.0f')} ({b['hnsw_ef'] or '-'}) | "
@@ -550,6 +569,14 @@ def format_report(all_res: list[dict], header: str) -> str:
                 f"{c['lean_single_cold']['qps']:.0f} | "
                 f"{c['lean_single_warm']['qps']:.0f} ({c['lean_single_warm']['recall']:.4f}) |"
             )
+        lines += ["", "Where the time goes (ms per query: shortlist / rerank / the rest):", ""]
+        for target, c in res["ours"]["chosen"].items():
+            cells = [
+                f"{mode} {c[mode]['profile']['shortlist_ms']:.4f} / "
+                f"{c[mode]['profile']['rerank_ms']:.4f} / {c[mode]['profile']['other_ms']:.4f}"
+                for mode in ("batch", "single")
+            ]
+            lines.append(f"- {target} (`{c['plan']}`): " + "; ".join(cells))
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -588,8 +615,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ours",
         nargs="+",
-        default=["ivf@32", "ivf@64", "ivf_sq8@32", "hnsw@32", "hnsw_sq8@64"],
+        default=["ivf@32", "ivf@64", "ivf_sq8@32", "hnsw@32"],
         help="candidate MatryoshkaIndex kinds as ANN@D_s",
+    )
+    p.add_argument(
+        "--max-shortlist",
+        type=int,
+        default=200,
+        help="largest shortlist among the tuner's default plans (bounds the tuning time)",
     )
     p.add_argument(
         "--lean", default="ivf_sq8@32", help="the candidate also reported in lean-memory mode"

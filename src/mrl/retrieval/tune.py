@@ -24,7 +24,7 @@ from mrl.errors import ConfigError, InputError
 from mrl.evaluation import metrics
 from mrl.nesting import Nesting
 from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot
-from mrl.retrieval.search import HNSW_KINDS, SearchResult, check_effort
+from mrl.retrieval.search import HNSW_KINDS, SearchResult, SearchStats, check_effort
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def time_search(
 
     Args:
         per_query: call `search` once per query (a service's case) instead of once per batch;
-            the result is then assembled as if batched, with the stats of the last call.
+            the result is then assembled as if batched (stats summed over the calls).
 
     Returns:
         (the `SearchResult` of the fastest run, its seconds for all the queries).
@@ -99,9 +99,17 @@ def time_search(
         else:
             r = index.search(queries, k, plan, effort=effort)
         took = time.perf_counter() - t0
-        if per_query:
+        if per_query:  # stats as a batch's: seconds summed, per-query costs averaged
+            st = [p.stats for p in parts]
+            stats = SearchStats(
+                flops_per_query=float(np.mean([s.flops_per_query for s in st])),
+                bytes_per_query=float(np.mean([s.bytes_per_query for s in st])),
+                rerank_bytes_per_query=float(np.mean([s.rerank_bytes_per_query for s in st])),
+                shortlist_seconds=sum(s.shortlist_seconds for s in st),
+                rerank_seconds=sum(s.rerank_seconds for s in st),
+            )
             ids = np.stack([p.ids for p in parts])
-            r = SearchResult(ids, np.stack([p.scores for p in parts]), parts[-1].stats)
+            r = SearchResult(ids, np.stack([p.scores for p in parts]), stats)
         if took < best:
             best, res = took, r
     return res, best
