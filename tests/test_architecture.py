@@ -139,7 +139,7 @@ def _loaded_after_import(module: str) -> set[str]:
 @pytest.mark.parametrize(
     "module, absent",
     [
-        ("mrl", {"torch", "mrl.training", "mrl.retrieval", "matplotlib"}),
+        ("mrl", {"torch", "mrl.training", "mrl.retrieval", "mrl.service", "fastapi", "matplotlib"}),
         (
             "mrl.retrieval",
             {
@@ -154,10 +154,15 @@ def _loaded_after_import(module: str) -> set[str]:
                 "matplotlib",
                 "sklearn",
                 "fastapi",
+                "uvicorn",
+                "starlette",
             },
         ),
         # the service's models and backends load no web framework and no training stack
         ("mrl.service.backend", {"fastapi", "mrl.training", "mrl.models", "transformers"}),
+        ("mrl.service.memory", {"fastapi", "uvicorn", "mrl.training", "mrl.models", "mrl.cli"}),
+        # the app loads the text encoder only when /v1/embeddings (or a text item) needs it
+        ("mrl.service.app", {"mrl.training", "mrl.models", "transformers", "mrl.cli"}),
         ("mrl.evaluation.metrics", {"torch", "mrl.training", "matplotlib"}),
     ],
 )

@@ -101,5 +101,12 @@ class Backend(Protocol):
     def search(self, name: str, queries: np.ndarray, k: int, plan: Plan | None) -> SearchHits:
         """Top-k of each [Q, dim] query under `plan` (None: the collection's default)."""
 
+    def set_tuning(self, name: str, table: dict[str, Any]) -> None:
+        """Store a collection's tuner table (plans with their measured recall and latency),
+        durably, so a search by `target_recall` resolves the same plan after a restart."""
+
+    def tuning(self, name: str) -> dict[str, Any] | None:
+        """The stored tuner table of a collection, or None before the first tune."""
+
     def close(self) -> None:
         """Flush and release everything (log files, connections, the embedded server)."""
