@@ -122,3 +122,27 @@ def test_a_nesting_that_does_not_end_at_the_width_is_named(tmp_path, tiny_bert_p
         "--nesting",
         "8,64",
     ).assert_named_error("ends at 64 but the embedding has 32 dims")
+
+
+def test_mrl_embed_of_a_trained_text_run_gives_its_encoder_vectors(
+    tmp_path, tiny_bert_path, cli, one_thread
+):
+    from text_helpers import text_config, write_debian
+
+    from mrl.training import load_model, train
+
+    data = write_debian(tmp_path / "debian-packages.jsonl.gz", n=80)
+    run = train(text_config(tmp_path, tiny_bert_path, data, epochs=1, max_train_examples=32))
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n")
+    r = cli("embed", run.run_dir, "--texts", tmp_path / "texts.txt", "--out", tmp_path / "e")
+    assert r.code == 0, r.err
+    model, _ = load_model(run.run_dir)
+    got = load_embeddings(tmp_path / "e")
+    np.testing.assert_array_equal(got.embeddings, model.backbone.encode(TEXTS))
+    assert got.nesting.dims == (8, 16, 32)
+    r = cli("embed", run.run_dir, "--split", "test", "--out", tmp_path / "split")
+    assert r.code == 0, r.err
+    assert load_embeddings(tmp_path / "split").labels is not None  # the run's section labels
+    cli("embed", run.run_dir, "--save-logits", "--out", tmp_path / "x").assert_named_error(
+        "mrl cascade RUN_DIR"
+    )

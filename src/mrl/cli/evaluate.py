@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from mrl.cli.common import check_out, parse_nesting
-from mrl.data import load_dataset
+from mrl.data import load_dataset, load_text_splits
 from mrl.data.text import read_pairs, read_texts_and_labels
 from mrl.errors import ConfigError
 from mrl.evaluation.embed import DTYPES, embed_dataset, embed_texts, load_embeddings
@@ -14,6 +15,7 @@ from mrl.evaluation.ranking import RANKING_KS, Qrels, ranking_metrics, read_qrel
 from mrl.evaluation.report import RANKING_PLOTS, RANKING_TABLES, write_report
 from mrl.io import atomic_write_json
 from mrl.training import load_model
+from mrl.training.checkpoint import CHECKPOINT
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -76,9 +78,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def run_embed(args: argparse.Namespace) -> int:
     check_out(args.out, "folder")  # before the model is loaded
-    if args.texts:
-        return run_embed_texts(args)
+    if args.texts and not (Path(args.run_dir) / CHECKPOINT).is_file():
+        return run_embed_texts(args)  # a Hugging Face or sentence-transformers folder
     model, config = load_model(args.run_dir)
+    if config.is_text:
+        return run_embed_text_run(args, model, config)
     dataset_name = args.dataset or config.dataset
     root = args.data_root or config.data_root
     dataset = load_dataset(dataset_name, args.split, root, image_size=config.image_size)
@@ -96,11 +100,7 @@ def run_embed_texts(args: argparse.Namespace) -> int:
     from mrl.models.text import TextEncoder
 
     nesting = parse_nesting(args.nesting) if args.nesting else None
-    if args.pair_side:
-        texts = [getattr(pair, args.pair_side) for pair in read_pairs(args.texts)]
-        labels, classes = None, None
-    else:
-        texts, labels, classes = read_texts_and_labels(args.texts)
+    texts, labels, classes = _read_texts(args)
     encoder = TextEncoder(args.run_dir)
     out = embed_texts(
         encoder,
@@ -113,6 +113,44 @@ def run_embed_texts(args: argparse.Namespace) -> int:
         {"model": str(args.run_dir), "texts": str(args.texts), "classes": classes},
     )
     print(f"wrote {len(texts)} embeddings of {args.texts} by {args.run_dir} to {out}")
+    return 0
+
+
+def _read_texts(args: argparse.Namespace) -> tuple[list[str], object, object]:
+    """(texts, labels or None, classes or None) of --texts, or of one side of a pairs file."""
+    if args.pair_side:
+        return [getattr(pair, args.pair_side) for pair in read_pairs(args.texts)], None, None
+    return read_texts_and_labels(args.texts)
+
+
+def run_embed_text_run(args: argparse.Namespace, model, config) -> int:
+    """A trained text run: its fine-tuned encoder over --texts, or over its dataset's split."""
+    if args.save_logits:
+        raise ConfigError(
+            "--save-logits: a text run's logits go straight to `mrl cascade RUN_DIR`; drop "
+            "--save-logits"
+        )
+    if args.texts:
+        texts, labels, classes = _read_texts(args)
+        info = {"texts": str(args.texts)}
+    else:
+        train, test = load_text_splits(
+            args.dataset or config.dataset, args.data_root or config.data_root
+        )
+        rows = train if args.split == "train" else test
+        texts, labels, classes = rows.texts, rows.labels, rows.classes
+        info = {"dataset": args.dataset or config.dataset, "split": args.split}
+    out = embed_texts(
+        model.backbone,
+        texts,
+        args.out,
+        config.get_nesting(),
+        labels,
+        args.batch_size,
+        args.dtype,
+        {"model": str(args.run_dir), **info, "classes": classes},
+    )
+    print(f"wrote {len(texts)} embeddings of {args.run_dir} to {out}")
     return 0
 
 
