@@ -36,10 +36,12 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import io
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -299,7 +301,7 @@ def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tupl
     tune_s = time.perf_counter() - t0
     points, chosen = [], {}
     fronts = [(c, t) for c, t in zip(candidates, tuners, strict=True) if t is not None]
-    todo = [(c, t, plan_i) for c, t in fronts for plan_i, row in enumerate(t.table_) if row.pareto]
+    todo = [(c, t, i) for c, t in fronts for i in _spread_pareto(t, args.max_points)]
     bar.set_description("sweep ours")
     for (index, _, info), tuner, i in todo:
         plan, effort = tuner.measured_plans_[i]
@@ -327,14 +329,33 @@ def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tupl
     return points, info
 
 
+def _spread_pareto(tuner, most: int) -> list[int]:
+    """Rows of a tuner's Pareto set (at most `most`, spread evenly over its quality range
+    from recall 0.8 up), the operating points worth timing on the timed queries. Exact
+    plans (brute force over every row: the ground truth, not an ANN point) are left out."""
+    table = tuner.table_
+    front = sorted(
+        (
+            i
+            for i, r in enumerate(table)
+            if r.pareto and r.quality >= 0.8 and not tuner.measured_plans_[i][0].exact
+        ),
+        key=lambda i: table[i].quality,
+    )
+    if len(front) <= most:
+        return front
+    return [front[round(j)] for j in np.linspace(0, len(front) - 1, most)]
+
+
 def _pick(target: float, pool: list) -> dict | None:
-    """The fastest (candidate, plan, effort) of `pool` whose tuning bound reaches `target`."""
-    picks = []
-    for cand, tuner in pool:
-        try:
-            picks.append((tuner.best_for(target), cand))
-        except InputError:  # this candidate cannot reach the target
-            continue
+    """The fastest ANN (candidate, plan, effort) of `pool` whose tuning bound reaches
+    `target`, as `PlanTuner.best_for` reads it but without exact (brute-force) plans."""
+    picks = [  # what `PlanTuner.best_for` reads, less exact (brute-force) plans
+        ((*tuner.measured_plans_[i], row), cand)
+        for cand, tuner in pool
+        for i, row in enumerate(tuner.table_)
+        if row.quality_bound >= target and not tuner.measured_plans_[i][0].exact
+    ]
     if not picks:
         return None
     (plan, effort, row), cand = min(picks, key=lambda p: p[0][2].latency_ms)
@@ -619,6 +640,9 @@ def parser() -> argparse.ArgumentParser:
         help="candidate MatryoshkaIndex kinds as ANN@D_s",
     )
     p.add_argument(
+        "--max-points", type=int, default=10, help="tuning Pareto points timed per candidate"
+    )
+    p.add_argument(
         "--max-shortlist",
         type=int,
         default=200,
@@ -659,6 +683,8 @@ def _sets(args):
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints where a long run is
+        faulthandler.register(signal.SIGUSR1)
     for spec in args.ours:
         kind, _, dim = spec.partition("@")
         MatryoshkaIndex(shortlist_dim=int(dim), ann=kind).check_params(max(int(dim), 1))
