@@ -5,17 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import mrl.cli.main
 from mrl.evaluation.embed import load_embeddings
-
-
-@pytest.fixture(autouse=True)
-def adapt_registered(monkeypatch):
-    """`mrl adapt` in the command list (a no-op once main.py lists it)."""
-    if "adapt" not in mrl.cli.main.COMMAND_MODULES:
-        monkeypatch.setattr(
-            mrl.cli.main, "COMMAND_MODULES", (*mrl.cli.main.COMMAND_MODULES, "adapt")
-        )
 
 
 def write_embed_folder(folder, x, labels, num_classes):

@@ -79,3 +79,16 @@ def test_bad_config_files_are_named_errors(tmp_path, cli, content, fragments):
     if content is not None:
         path.write_text(content)
     cli("train", "--config", path).assert_named_error(*fragments)
+
+
+def test_a_command_loads_only_its_own_module():
+    """`mrl serve` (or any command) starts without importing the other commands' stacks."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mrl.cli.main import build_parser; build_parser('serve'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('torch', 'sklearn', 'mrl.cli.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['mrl.cli.main', 'mrl.cli.serve']"

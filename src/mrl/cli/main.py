@@ -11,17 +11,21 @@ from collections.abc import Sequence
 from mrl.errors import MrlError
 
 # One module per command group; each defines add_commands(subparsers) and sets `func`
-# on its parsers, func(args) -> exit code.
-COMMAND_MODULES = (
-    "cascade",
-    "train",
-    "evaluate",
-    "reproduce",
-    "retrieval",
-    "adapt",
-    "export",
-    "serve",
-)
+# on its parsers, func(args) -> exit code. Keyed by the commands each module adds, so
+# `mrl <command>` imports only its own module: a command's start does not pay for the
+# others' imports (torch, scikit-learn and transformers take seconds).
+COMMAND_MODULES = {
+    "cascade": "cascade",
+    "train": "train",
+    "embed": "evaluate",
+    "eval": "evaluate",
+    "reproduce": "reproduce",
+    "index": "retrieval",
+    "search": "retrieval",
+    "adapt": "adapt",
+    "export": "export",
+    "serve": "serve",
+}
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -34,19 +38,29 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `mrl` parser: every command, or only `command`'s module when it is a known one."""
     parser = OneLineErrorParser(
         prog="mrl", description="Matryoshka Representation Learning toolkit"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    modules = dict.fromkeys(COMMAND_MODULES.values())  # each once, in the listed order
+    if command in COMMAND_MODULES:
+        modules = {COMMAND_MODULES[command]: None}
+    for name in modules:
         importlib.import_module(f"mrl.cli.{name}").add_commands(subparsers)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command word of `argv` (its first argument that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser = build_parser(_command(argv))
     args, extra = parser.parse_known_args(argv)
     # A command that takes free config overrides (`--key=value` or `--key value`) declares
     # an `overrides` default (mrl train); for every other command an unknown flag stays an error.
