@@ -186,6 +186,11 @@ BAD_CALLS = [
     ),
     ("plan-dim", lambda ix, x: ix.search(x[:2], 5, Rerank(16, 256, 50)), "uses dim 256 but"),
     ("plan-ds", lambda ix, x: ix.search(x[:2], 5, Rerank(32, 128, 50)), "indexes the 16-prefix"),
+    # The same through the lean one-query path:
+    ("one-plan-ds", lambda ix, x: ix.search(x[0], 5, Rerank(32, 128, 50)), "indexes the 16-pre"),
+    ("one-plan-type", lambda ix, x: ix.search(x[0], 5, ["rerank"]), "plan must be a SingleShot"),
+    ("one-query-nan", lambda ix, x: ix.search(_with_nan(x[:1], 0), 5), "first bad row is 0"),
+    ("one-k-big", lambda ix, x: ix.search(x[0], 201), "k=201 exceeds the 200 indexed vectors"),
     (
         "plan-last",
         lambda ix, x: ix.search(x[:2], 20, Funnel(16, ((32, 50), (128, 10)))),

@@ -112,6 +112,7 @@ def search_one(
     if plan.exact or plan.shortlist_size(k) >= store.count or not plan.steps:
         ids, scores, stats = search(index, q, k, plan, effort)  # rare here: reuse the batch path
         return ids[0], scores[0], stats
+    _check_ann_dim(index, plan.shortlist_dim)
     t0 = time.perf_counter()
     size = plan.shortlist_size(k)
     qd = truncate(q, plan.shortlist_dim, normalize=True)  # (1, D_s)
@@ -187,12 +188,16 @@ def shortlist(
     if exact:
         rows, scores = _scan(store, qd, dim, n)
         return rows, scores, float(store.count * dim)
+    _check_ann_dim(index, dim)
+    return _ann_search(index, qd, n, effort)
+
+
+def _check_ann_dim(index: MatryoshkaIndex, dim: int) -> None:
     if dim != index.shortlist_dim:
         raise ConfigError(
             f"the ANN structure indexes the {index.shortlist_dim}-prefix, not {dim}; "
             "use exact=True or a plan whose D_s is the index's shortlist_dim"
         )
-    return _ann_search(index, qd, n, effort)
 
 
 def _scan(store: VectorStore, qd: np.ndarray, dim: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -261,9 +266,9 @@ def rerank(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Re-score candidates step by step; no Python loop over queries.
 
-    Each step gathers the top `candidates` rows (only their first `dim` columns), takes one
-    dot product per candidate with the unit query prefix and divides it by the candidate
-    prefix's stored norm (`VectorStore.norms`): the cosine of the unit prefixes, without
+    Each step takes one dot product per top-`candidates` row with the unit query prefix
+    (reading only the first `dim` columns of each row, see `_dots`) and divides it by the
+    row's stored prefix norm (`VectorStore.norms`): the cosine of the unit prefixes, without
     normalising a copy of the candidates.
 
     Args:
