@@ -42,7 +42,14 @@ from mrl.retrieval.storage import as_ids, as_rows, check_new_ids
 from mrl.service import sql as plans_sql
 from mrl.service.backend import CollectionSpec, SearchHits
 from mrl.service.embedded import EmbeddedPostgres
-from mrl.service.spec import check_name, check_search_k, check_spec, resolve_plan, spec_to_dict
+from mrl.service.spec import (
+    check_delete_ids,
+    check_name,
+    check_search_k,
+    check_spec,
+    resolve_plan,
+    spec_to_dict,
+)
 
 CATALOG = "mrl_collections"
 _MIN_PGVECTOR = (0, 7)  # subvector() and halfvec arrived in pgvector 0.7.0
@@ -470,11 +477,7 @@ class PostgresBackend:
 
     def delete(self, name: str, ids: np.ndarray) -> int:
         """Delete every id given, in one transaction; none if one is absent (NotFoundError)."""
-        ids = as_ids(ids, "ids to delete")
-        if len(ids) == 0:
-            raise InputError("no ids to delete; give at least one id")
-        if len(np.unique(ids)) != len(ids):
-            raise InputError("the same id is given twice; give each id to delete once")
+        ids = check_delete_ids(ids)
         with self._transaction() as conn:
             table, _, _ = self._lookup(conn, name, lock=True)
             gone = conn.execute(
