@@ -84,6 +84,10 @@ def test_build_search_tune(files, tmp_path, cli):
     ok = [row for row in tuned["table"] if row["meets_target"]]
     fastest = min(ok, key=lambda row: row["latency_ms"])
     assert (tuned["best_plan"], tuned["best_effort"]) == (fastest["plan"], fastest["effort"])
+    r = cli("index", "tune", idx, files / "q.npy", "--target", "0.9", "--k", "5", "--per-query",
+            "--confidence", "0")  # fmt: skip
+    assert r.code == 0, r.err
+    assert " bound " in r.out and "cheapest plan reaching 0.9" in r.out
 
 
 B = "index build {d}/x.npy --out {t}/i"
@@ -136,6 +140,8 @@ BAD = [
     ),
     ("tune-labels-alone", f"{T} --query-labels {{d}}/yq.npy", "give both --query-labels and"),
     ("tune-out-folder", f"{T} --out {{d}}/a_folder", "a_folder is a folder"),
+    ("tune-confidence", f"{T} --confidence 0.3", "confidence must be a finite number in [0.5, 1]"),
+    ("tune-confidence-1", f"{T} --confidence 1", "confidence must be below 1"),
 ]
 
 

@@ -93,6 +93,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         type=_int_list,
         help="ANN efforts to try with every plan, e.g. 16,32,64 (HNSW efSearch or IVF nprobe)",
     )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="a plan meets --target when this lower confidence bound of its quality does "
+        "(0 compares the sample mean)",
+    )
+    p.add_argument(
+        "--per-query", action="store_true", help="time one query per call (a service's latency)"
+    )
     p.add_argument("--out", help="write the table and the chosen plan as JSON")
     p.set_defaults(func=run_tune)
 
@@ -175,16 +185,25 @@ def run_tune(args: argparse.Namespace) -> int:
             np.asarray(_load(args.id_labels, 1, "id labels")),
         )
     queries = np.asarray(_load(args.queries, 2, "queries"))
-    tuner = index.tune(queries, args.target, args.k, *labels, efforts=args.efforts)
+    tuner = index.tune(
+        queries,
+        args.target,
+        args.k,
+        *labels,
+        efforts=args.efforts,
+        confidence=args.confidence or None,
+        per_query=args.per_query,
+    )
     print(
         f"{'plan':48s} {'effort':>6s} {'ms/query':>9s} {'MFLOPs/q':>9s} {'quality':>8s} "
-        f"{'rel.':>7s}  pareto"
+        f"{'rel.':>7s} {'bound':>7s}  pareto"
     )
     for r in tuner.table_:
         effort = "-" if r.effort is None else str(r.effort)
         print(
             f"{r.plan:48s} {effort:>6s} {r.latency_ms:9.4f} {r.flops_per_query / 1e6:9.3f} "
-            f"{r.quality:8.4f} {r.relative_quality:7.4f}  {'*' if r.pareto else ''}"
+            f"{r.quality:8.4f} {r.relative_quality:7.4f} {r.quality_bound:7.4f}  "
+            f"{'*' if r.pareto else ''}"
         )
     effort = "" if tuner.best_effort_ is None else f" at effort {tuner.best_effort_}"
     print(
