@@ -169,8 +169,9 @@ def _build_faiss(kind: str, xn: np.ndarray, lists: int, pq_m: int) -> faiss.Inde
     """A trained, filled full-D faiss index of `kind` over the unit rows `xn`.
 
     IVF k-means runs 10 iterations on 40 points per cell, OPQ 10 iterations on 20k points,
-    and both train on one thread: on a shared, oversubscribed 2-core machine faiss's many
-    short OpenMP regions (PQ k-means) ran 8x slower on two threads than on one.
+    without polysemous training, and both train on one thread: on a shared, oversubscribed
+    2-core machine faiss's many short OpenMP regions (PQ k-means) ran 8x slower on two
+    threads than on one.
     """
     d = xn.shape[1]
     ip = faiss.METRIC_INNER_PRODUCT
@@ -187,7 +188,11 @@ def _build_faiss(kind: str, xn: np.ndarray, lists: int, pq_m: int) -> faiss.Inde
         index = faiss.index_factory(d, f"OPQ{pq_m},IVF{lists},PQ{pq_m}", ip)
         opq = faiss.downcast_VectorTransform(index.chain.at(0))
         opq.niter, opq.max_train_points = 10, 20_000
-        faiss.extract_index_ivf(index).cp.niter = 10
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        ivf.cp.niter = 10
+        # The factory turns on polysemous training (simulated annealing over the codes),
+        # which only Hamming-filtered search uses: it was most of a 4-minute OPQ build.
+        ivf.do_polysemous_training = False
         index.train(_train_sample(xn, 40 * lists))
     if kind.startswith("hnsw"):
         index.hnsw.efConstruction = 40
