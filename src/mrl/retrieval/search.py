@@ -2,9 +2,10 @@
 
 Functions over the index's arrays, faiss-contrib style: `shortlist` finds candidates at the
 D_s-prefix (the ANN structure, or brute force block by block), `rerank` re-scores them at
-growing prefixes with one batched matmul per step, and `search` composes them under a plan.
-Scores are cosine similarities of the per-prefix unit vectors (the same ranking as L2 on unit
-vectors, as in the paper).
+growing prefixes (one in-place dot product per candidate, divided by its stored prefix norm),
+and `search` composes them under a plan; `search_one` is the same for one query per call
+without the batch machinery. Scores are cosine similarities of the per-prefix unit vectors
+(the same ranking as L2 on unit vectors, as in the paper).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Storage of the full-dim vectors behind a Matryoshka index: rows, ids, tombstones, prefix reads.
 
 Rows are append-only; `remove` marks a row dead (a tombstone) and `compact` drops dead rows.
-Every read of a prefix goes through `mrl.nesting.truncate`, so a rerank at dim m touches only
-the first m columns of each candidate row (which matters when the rows are memory-mapped).
+A rerank at dim m touches only the first m columns of each candidate row (which matters when
+the rows are memory-mapped), and the prefix norms it divides by are computed once per dim.
 """
 
 from __future__ import annotations
