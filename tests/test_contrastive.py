@@ -1,12 +1,12 @@
 """mrl.nn.contrastive: the fused loss against a hand-written per-size InfoNCE, and bad input."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from bench_helpers import load_benchmark
 
 from mrl.errors import ConfigError, InputError
 from mrl.nesting import Nesting
@@ -235,9 +235,7 @@ def test_state_dict_resumes_the_size_draws():
 
 
 def test_benchmark_runs_once_and_restores_threads(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("benchmarks_contrastive_fused", BENCHMARK)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("contrastive_fused")
     threads = torch.get_num_threads()
     out = tmp_path / "fused.json"
     bench.main(["--repeats", "1", "--threads", "1", "--out", str(out)])

@@ -90,14 +90,11 @@ def test_embedding_and_label_lengths_must_match():
 
 
 def test_knn_eval_benchmark_runs_small_and_writes_json(tmp_path, capsys):
-    import importlib.util
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "knn_eval.py"
-    spec = importlib.util.spec_from_file_location("knn_eval", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from bench_helpers import load_benchmark
+
+    bench = load_benchmark("knn_eval")
     out = tmp_path / "knn.json"
     argv = ["--n-db", "300", "--dim", "8", "--n-queries", "20", "--k", "5", "--num-classes", "3"]
     argv += ["--sizes", "2", "8", "--bandwidth-gib", "0.001", "--extrapolate-to", "600"]

@@ -1,24 +1,18 @@
 """benchmarks/ann_frontier.py run once, tiny: frontiers, bars, JSON, Markdown, PNG."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import faiss
 import pytest
 import torch
+from bench_helpers import load_benchmark
 
 from mrl.errors import ConfigError
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ann_frontier.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmarks_ann_frontier", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ann_frontier")
 
 
 @pytest.mark.slow

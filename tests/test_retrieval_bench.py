@@ -1,23 +1,17 @@
 """benchmarks/retrieval.py run once, tiny: its table, JSON and PNG, thread counts restored."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "retrieval.py"
+from bench_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmarks_retrieval", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("retrieval")
 
 
 def test_tiny_run_writes_sane_outputs_and_restores_threads(bench, tmp_path, capsys):

@@ -1,20 +1,14 @@
 """benchmarks/service.py run once, tiny, against a real `mrl serve`: table, JSON, no errors."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "service.py"
+from bench_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmarks_service", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("service")
 
 
 @pytest.mark.slow

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from bench_helpers import load_benchmark
 from pg_helpers import pg_data_dir  # noqa: F401 (fixture)
 
 pytest.importorskip("pgserver")
 pytest.importorskip("psycopg_pool")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pgvector_funnel.py"
-
 
 @pytest.mark.slow
-def test_tiny_run_writes_sane_outputs(pg_data_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
-    spec = importlib.util.spec_from_file_location("benchmarks_pgvector_funnel", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclass looks itself up there
-    spec.loader.exec_module(bench)
+def test_tiny_run_writes_sane_outputs(pg_data_dir, tmp_path, capsys):  # noqa: F811
+    bench = load_benchmark("pgvector_funnel")
     out = tmp_path / "out"
     argv = (
         "--n 1500 --dim 64 --queries 6 --warm 2 --shortlist-dims 16 --shortlists 10,40 "

@@ -1,24 +1,16 @@
 """benchmarks/text.py end to end on a tiny Debian file and a tiny random BERT."""
 
 import gzip
-import importlib.util
 import json
 import zlib
 from pathlib import Path
 
 import numpy as np
+from bench_helpers import load_benchmark
 
 from mrl.data.text import debian_split, load_debian_packages
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "text.py"
 WORDS = "editor game library shell network audio image font server python kernel".split()
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("text_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def debian_file(path: Path, n_test: int = 16, n_train: int = 44) -> Path:
@@ -57,7 +49,7 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
         "--cache", str(cache), "--out", str(out), "--finetune-pairs", "24",
         "--finetune-batch-size", "8", "--finetune-max-seq-length", "16",
     ]  # fmt: skip
-    bench = load_script()
+    bench = load_benchmark("text")
     report = bench.main(argv)
 
     saved = json.loads((out / "results.json").read_text())
@@ -98,11 +90,7 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
 
 
 def test_throughput_probe_alternates_both_trainers(tmp_path, tiny_bert_path, one_thread):
-    spec = importlib.util.spec_from_file_location(
-        "text_finetune", SCRIPT.with_name("text_finetune.py")
-    )
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_benchmark("text_finetune")
     data = debian_file(tmp_path / "debian.jsonl.gz")
     report = probe.main(
         [
