@@ -365,3 +365,26 @@ def test_stored_prefix_norms_follow_add_remove_and_compact(data):
     for dim in (32, 48, D):
         want = np.linalg.norm(index.store_.vectors[:, :dim].astype(np.float64), axis=1)
         np.testing.assert_allclose(index.store_.norms(dim), want, rtol=1e-5)
+
+
+def test_small_adds_grow_a_buffer_and_leave_earlier_views_intact():
+    rng = np.random.default_rng(0)
+    index = MatryoshkaIndex(shortlist_dim=8, ann="flat").build(
+        rng.standard_normal((100, 32)).astype(np.float32)
+    )
+    index.add(rng.standard_normal((1, 32)).astype(np.float32))
+    before = index.store_.vectors  # a reader's view, taken between two adds
+    snapshot = before.copy()
+    for _ in range(5):
+        index.add(rng.standard_normal((1, 32)).astype(np.float32))
+    after = index.store_.vectors
+    assert after.base is before.base  # the later adds wrote spare rows, nothing was copied
+    np.testing.assert_array_equal(before, snapshot)
+    np.testing.assert_array_equal(after[: len(before)], snapshot)
+    assert index.count == 106 and after.flags.c_contiguous
+    assert index.ids.tolist() == list(range(106))
+    index.remove(np.arange(60))  # past compact_at: the rows are rebuilt, adds grow afresh
+    index.add(rng.standard_normal((2, 32)).astype(np.float32), ids=np.array([500, 501]))
+    assert index.count == 48 and index.ids[-2:].tolist() == [500, 501]
+    hits = index.search(index.store_.vectors[-1], k=1)
+    assert hits.ids.tolist() == [501]
