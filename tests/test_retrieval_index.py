@@ -388,3 +388,11 @@ def test_small_adds_grow_a_buffer_and_leave_earlier_views_intact():
     assert index.count == 48 and index.ids[-2:].tolist() == [500, 501]
     hits = index.search(index.store_.vectors[-1], k=1)
     assert hits.ids.tolist() == [501]
+
+
+def test_cost_stats_count_only_the_rows_a_small_index_has():
+    x = np.eye(4, 8, dtype=np.float32)
+    index = MatryoshkaIndex(shortlist_dim=4, ann="flat").build(x)
+    stats = index.search(x[0], k=2, plan=Rerank(4, 8, 100, exact=True)).stats
+    assert stats.flops_per_query == 4 * 4 + 8 * 4  # shortlist over 4 rows, rerank of those 4
+    assert stats.rerank_bytes_per_query == 8 * 4 * 4

@@ -138,10 +138,12 @@ def search_one(
 
 def _stats(store: VectorStore, plan: Plan, flops: float, shortlist_s: float, rerank_s: float):
     itemsize = store.vectors.dtype.itemsize
-    rerank_bytes = sum(d * c for d, c in plan.steps) * itemsize
+    # a step reranks at most the live rows, however many candidates the plan allows
+    rerank_flops = sum(d * min(c, store.count) for d, c in plan.steps)
+    rerank_bytes = rerank_flops * itemsize
     shortlist_bytes = flops * (itemsize if plan.exact else 4)  # faiss stores float32
     return SearchStats(
-        flops_per_query=flops + sum(d * c for d, c in plan.steps),
+        flops_per_query=flops + rerank_flops,
         bytes_per_query=shortlist_bytes + rerank_bytes,
         rerank_bytes_per_query=rerank_bytes,
         shortlist_seconds=shortlist_s,
@@ -185,7 +187,8 @@ def shortlist(
         rows = np.broadcast_to(live, (len(queries), len(live)))
         scores = qd @ store.prefix(live, dim).T  # (Q, count)
         cols = top_by_score_then_id(scores, partial(_ids_of, store, live), len(live))
-        return np.take_along_axis(rows, cols, 1), np.take_along_axis(scores, cols, 1), 0.0
+        flops = float(store.count * dim)  # every live row scored at the prefix
+        return np.take_along_axis(rows, cols, 1), np.take_along_axis(scores, cols, 1), flops
     if exact:
         rows, scores = _scan(store, qd, dim, n)
         return rows, scores, float(store.count * dim)
