@@ -23,10 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from retrieval import thread_count  # noqa: E402  (the sibling harness: same thread control)
 
 from mrl.checks import check_int
 from mrl.nesting import Nesting
@@ -90,12 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     check_int("--threads", args.threads)
     check_int("--repeats", args.repeats)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with thread_count(args.threads):  # a caller's (or a test's) thread count is left alone
         report = run(args)
-    finally:
-        torch.set_num_threads(threads)  # a caller's (or a test's) thread count is left alone
     default = f"contrastive_fused_{report['device'].split(':')[0]}.json"
     out = Path(args.out or Path(__file__).parent / "results" / default)
     out.parent.mkdir(parents=True, exist_ok=True)

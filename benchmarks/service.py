@@ -44,10 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import faiss
 import httpx
 import numpy as np
-import torch
 
 from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
 from mrl.io import atomic_write_bytes, atomic_write_json
@@ -55,6 +53,9 @@ from mrl.nesting import Nesting
 from mrl.retrieval.index import MatryoshkaIndex
 from mrl.service.backend import CollectionSpec
 from mrl.service.spec import resolve_plan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from retrieval import thread_count  # noqa: E402  (the sibling harness: same thread control)
 
 K = 10
 
@@ -223,10 +224,7 @@ def in_process_search_ms(spec: CollectionSpec, x: np.ndarray, queries: np.ndarra
     """
     index = MatryoshkaIndex(shortlist_dim=spec.shortlist_dim).build(x)
     plan = resolve_plan(spec, None, K)
-    threads = faiss.omp_get_max_threads(), torch.get_num_threads()
-    faiss.omp_set_num_threads(1)
-    torch.set_num_threads(1)
-    try:
+    with thread_count(1):
         for q in queries[:10]:
             index.search(q[None, :], K, plan)
         out = []
@@ -234,9 +232,6 @@ def in_process_search_ms(spec: CollectionSpec, x: np.ndarray, queries: np.ndarra
             t0 = time.perf_counter()
             index.search(q[None, :], K, plan)
             out.append(time.perf_counter() - t0)
-    finally:
-        faiss.omp_set_num_threads(threads[0])
-        torch.set_num_threads(threads[1])
     return np.array(out) * 1e3
 
 

@@ -50,7 +50,8 @@ from mrl.io import atomic_open, atomic_write_json, make_dirs
 from mrl.models.text import TextEncoder, default_text_model_path
 from mrl.nesting import Nesting
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling text_finetune.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark modules
+from retrieval import thread_count  # noqa: E402  (the harness's thread control)
 from text_finetune import (  # noqa: E402
     FineTuneSetup,
     finetune_ours,
@@ -153,12 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
         if getattr(args, name) is not None:
             check_int(f"--{name.replace('_', '-')}", getattr(args, name))
     out = make_dirs(args.out, "--out")  # a bad output path fails before the long work
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with thread_count(args.threads):  # a caller's (or a test's) thread count is left alone
         report = run(args)
-    finally:
-        torch.set_num_threads(threads)  # a caller's (or a test's) thread count is left alone
     atomic_write_json(out / "results.json", report)
     with atomic_open(out / "results.md", "w") as f:
         f.write(markdown(report))

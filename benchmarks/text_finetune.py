@@ -194,6 +194,7 @@ def interleaved_pairs_per_second(
 
 def main(argv: list[str] | None = None) -> dict:
     import torch
+    from retrieval import thread_count  # the sibling harness: same thread control
 
     from mrl.data.text import DEBIAN_DEFAULT
     from mrl.io import atomic_write_json
@@ -211,7 +212,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="reports/text/speed.json")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     nesting = tuple(int(s) for s in args.nesting.split(","))
     setup = FineTuneSetup(
         data=args.data,
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
         temperature=0.05,
         seed=0,
     )
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, thread_count(args.threads):
         rates = interleaved_pairs_per_second(nesting, setup, Path(tmp), args.steps, args.rounds)
     median = {row: statistics.median(v) for row, v in rates.items()}
     report = {
