@@ -173,7 +173,10 @@ def backend_statement(backend: PostgresBackend, name: str, plan: Plan) -> sql.Co
 
 
 def hnsw_configs(backend, table: str, efs: list[int]) -> list[Config]:
-    """pgvector's HNSW over the full vector: a transaction with SET LOCAL, then the query."""
+    """pgvector's HNSW over the full vector: a transaction with SET LOCAL, then the query.
+
+    Sequential scans are off in that transaction: on a small table the planner may prefer
+    an exact scan, and this row measures the HNSW index, whatever the table's size."""
     statement = sql.SQL("SELECT id FROM {} ORDER BY embedding <=> %(q)s LIMIT {}").format(
         sql.Identifier(table), sql.Literal(K)
     )
@@ -181,6 +184,7 @@ def hnsw_configs(backend, table: str, efs: list[int]) -> list[Config]:
     def search(q, ef):
         with backend.pool.connection() as conn:
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
+            conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
             return [i for (i,) in conn.execute(statement, {"q": PgVector(q)}).fetchall()]
 
     return [
@@ -189,7 +193,7 @@ def hnsw_configs(backend, table: str, efs: list[int]) -> list[Config]:
             f"ef={ef}",
             lambda q, ef=ef: search(q, ef),
             statement,
-            {"hnsw.ef_search": str(ef)},
+            {"hnsw.ef_search": str(ef), "enable_seqscan": "off"},
             {"ef": ef},
         )
         for ef in efs
@@ -420,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             {"q": PgVector(queries[0])},
         ).fetchall()
         funnel_uses = " ".join(r[0] for r in shown)
+        conn.execute("SELECT set_config('enable_seqscan', 'off', true)")  # as hnsw_configs
         shown = conn.execute(
             sql.SQL("EXPLAIN SELECT id FROM {} ORDER BY embedding <=> %(q)s LIMIT 10").format(
                 sql.Identifier(table)
