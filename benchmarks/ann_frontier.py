@@ -7,13 +7,14 @@ Build time and resident memory are reported per index.
 
 Methods, all in one run and one process (so ratios are same-machine, same-load):
 
-- `MatryoshkaIndex`: candidate indexes (HNSW, HNSW over SQ8 codes and IVF over the 32- and
-  64-d prefixes) tuned by `mrl.retrieval.tune.choose_index` on held-out *tuning* queries
-  (distinct from the timed ones); the union of the candidates' tuning Pareto sets is then
-  timed on the timed queries. The plan chosen for each target (0.95, 0.985) is checked on
-  the timed queries (does it hold its target?) and, saved and memory-mapped, in lean-memory
-  mode (only the prefix structure and norms resident; cold after evicting the vectors file
-  from the page cache, then warm);
+- `MatryoshkaIndex`: candidate indexes (`--ours`; default IVF over the 32-, 64- and 128-d
+  prefixes, IVF over SQ8 codes of the 32-d prefix, HNSW over the 32-d prefix) tuned by
+  `mrl.retrieval.tune.choose_index` on held-out *tuning* queries (distinct from the timed
+  ones); the union of the candidates' tuning Pareto sets is then timed on the timed queries.
+  The plan chosen for each target (0.95, 0.985) is checked on the timed queries (does it
+  hold its target?) and, saved and memory-mapped, in lean-memory mode (only the prefix
+  structure and norms resident; cold after evicting the vectors file from the page cache,
+  then warm);
 - faiss `IndexHNSWFlat` (M=32, efConstruction 40) at full D, efSearch swept;
 - faiss `IndexHNSWSQ` (8-bit scalar codes) at full D, efSearch swept;
 - faiss `IndexIVFFlat` and OPQ + `IndexIVFPQ` at full D, nprobe swept.
@@ -641,7 +642,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ours",
         nargs="+",
-        default=["ivf@32", "ivf@64", "ivf_sq8@32", "hnsw@32"],
+        default=["ivf@32", "ivf@64", "ivf@128", "ivf_sq8@32", "hnsw@32"],
         help="candidate MatryoshkaIndex kinds as ANN@D_s",
     )
     p.add_argument(

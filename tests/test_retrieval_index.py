@@ -396,3 +396,28 @@ def test_cost_stats_count_only_the_rows_a_small_index_has():
     stats = index.search(x[0], k=2, plan=Rerank(4, 8, 100, exact=True)).stats
     assert stats.flops_per_query == 4 * 4 + 8 * 4  # shortlist over 4 rows, rerank of those 4
     assert stats.rerank_bytes_per_query == 8 * 4 * 4
+
+
+@pytest.mark.parametrize("ann", ["hnsw", "hnsw_sq8", "flat", "ivf", "ivf_sq8"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_one_query_per_call_equals_the_batch_path_bit_for_bit(data, ann, dtype):
+    """The lean one-query path (shared faiss parameters, C entry point, 1-D rerank) returns
+    exactly the batch path's ids and scores, with and without removed rows, for rerank
+    dims that do and do not divide D (in-place faiss dots vs gathered einsum)."""
+    x, _, q, _ = data
+    index = MatryoshkaIndex(shortlist_dim=16, ann=ann, dtype=dtype, ivf_lists=16).build(x)
+    plans = [
+        Rerank(16, D, 40),
+        Funnel(16, ((48, 60), (D, 20))),
+        parse_plan("funnel:16:32x50,64x20", D),
+    ]
+    for removed in (False, True):
+        if removed:
+            index.remove(np.arange(0, N, 7))
+        for plan in plans:
+            batch = index.search(q[:8], 10, plan, effort=8)
+            for i in range(8):
+                one = index.search(q[i], 10, plan, effort=8)
+                assert_array_equal(one.ids, batch.ids[i])
+                assert_array_equal(one.scores, batch.scores[i])
+    assert not np.isin(index.search(q[0], 10).ids, np.arange(0, N, 7)).any()

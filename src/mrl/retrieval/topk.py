@@ -30,7 +30,7 @@ def top_by_score_then_id(scores: np.ndarray, ids, n: int) -> np.ndarray:
     q, m = scores.shape
     if q == 1:  # one query per call (the service's case): the lean path, same order
         one = ids() if callable(ids) else ids
-        return _top_of_one_row(scores[0], np.broadcast_to(one, (1, m))[0], n)[None]
+        return top_of_one_row(scores[0], np.broadcast_to(one, (1, m))[0], n)[None]
 
     def tie_ids() -> np.ndarray:  # a view: a shared [m] row is never copied Q times
         return np.broadcast_to(ids() if callable(ids) else ids, (q, m))
@@ -59,7 +59,7 @@ def top_by_score_then_id(scores: np.ndarray, ids, n: int) -> np.ndarray:
     return cols
 
 
-def _top_of_one_row(scores: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
+def top_of_one_row(scores: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
     """`top_by_score_then_id` of one [m] row: its best `n` columns by (score desc, id asc).
 
     Everything >= the n-th largest score is kept (boundary ties included), then one lexsort
