@@ -364,3 +364,33 @@ def test_identifiers_are_quoted(backend):
         assert backend.search("Mixed-Case_1", _data(1), 2, SingleShot(64)).ids.shape == (1, 2)
     finally:
         backend.drop("Mixed-Case_1")
+
+
+def test_search_follows_changes_made_by_another_backend(backend, pg_database, coll):  # noqa: F811
+    """Searches cache a collection's table and spec, never its count or its existence."""
+    backend.add(coll, np.arange(3), _data(3))
+    assert backend.search(coll, _data(1), 3, SingleShot(64)).ids.shape == (1, 3)
+    with PostgresBackend(dsn=pg_database, pool_size=1) as other:
+        other.add(coll, np.array([7, 8]), _data(2, seed=4))
+        assert backend.search(coll, _data(1), 5, SingleShot(64)).ids.shape == (1, 5)
+        other.drop(coll)  # re-created under the same name: a new table, other rows
+        other.create(CollectionSpec(coll, 64, NESTING, 16, backend="postgres"))
+        other.add(coll, np.array([40, 41]), _data(2, seed=5))
+        hits = backend.search(coll, _data(1), 2, SingleShot(64))
+        assert set(hits.ids[0]) == {40, 41}
+        with pytest.raises(ConfigError, match="k=3 exceeds the 2 items"):
+            backend.search(coll, _data(1), 3, SingleShot(64))
+        other.drop(coll)
+        with pytest.raises(NotFoundError, match=f"collection '{coll}' does not exist"):
+            backend.search(coll, _data(1), 1, SingleShot(64))
+        other.create(CollectionSpec(coll, 64, NESTING, 16, backend="postgres"))  # for teardown
+
+
+def test_settings_statement_applies_every_setting_to_the_transaction(backend):
+    statement, values = plans_sql.settings_statement({"hnsw.ef_search": "77", "work_mem": "5MB"})
+    with backend.pool.connection() as conn:
+        conn.execute(statement, values)
+        assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == "77"
+        assert conn.execute("SHOW work_mem").fetchone()[0] == "5MB"
+    with backend.pool.connection() as conn:  # SET LOCAL: gone with the transaction
+        assert conn.execute("SHOW work_mem").fetchone()[0] != "5MB"

@@ -34,7 +34,7 @@ from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from mrl.checks import check_int, check_number
+from mrl.checks import check_int, check_k, check_number
 from mrl.errors import ConfigError, ConflictError, InputError, NotFoundError, UnavailableError
 from mrl.retrieval.plans import Plan
 from mrl.retrieval.search import check_effort
@@ -55,6 +55,7 @@ CATALOG = "mrl_collections"
 _MIN_PGVECTOR = (0, 7)  # subvector() and halfvec arrived in pgvector 0.7.0
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
+_LIVE = sql.SQL("SELECT no, count FROM {} WHERE name = %s").format(sql.Identifier(CATALOG))
 
 
 class PgVector:
@@ -222,6 +223,7 @@ class PostgresBackend:
                 "(pgvector's rule); raise it or lower hnsw_m"
             )
         self.ef_search = check_int("ef_search", ef_search, 1, plans_sql.MAX_EF_SEARCH)
+        self._entries: dict[str, tuple[str, CollectionSpec]] = {}  # name -> (table, spec)
         self.server = None if data_dir is None else EmbeddedPostgres(data_dir)
         try:
             self.dsn = dsn if self.server is None else self.server.start()
@@ -330,6 +332,20 @@ class PostgresBackend:
         no, spec, count = row
         return f"mrl_items_{no}", _spec_of(spec), count
 
+    def _entry(self, name: str) -> tuple[str, CollectionSpec]:
+        """(table, spec) of collection `name`, from the catalog once, then from memory.
+
+        A collection's table and spec never change while it exists, so searches skip the
+        catalog round trip; each one reads the live count in the same pipeline and checks
+        that the table is still the collection's (`search` looks it up again if not).
+        """
+        hit = self._entries.get(name)
+        if hit is None:
+            with self._transaction() as conn:
+                table, spec, _ = self._lookup(conn, name)
+            hit = self._entries[name] = (table, spec)
+        return hit
+
     # ------------------------------------------------------------------ collections
     def create(self, spec: CollectionSpec) -> None:
         """Create an empty collection: its table and its HNSW index over the D_s-prefix."""
@@ -405,6 +421,7 @@ class PostgresBackend:
                 sql.SQL("DELETE FROM {} WHERE name = %s").format(sql.Identifier(CATALOG)), (name,)
             )
             conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
+        self._entries.pop(name, None)
 
     # ------------------------------------------------------------------ items
     def add(
@@ -566,26 +583,42 @@ class PostgresBackend:
             ties by smaller id; -1 / -inf pad rows an ANN scan could not fill. `stats` has
             `seconds` (the SQL part), `shortlist` and `ef_search`.
         """
+        given = plan
+        check_name(name)
+        k = check_k(k)  # against the collection's live count once that is read
         if effort is not None:
             effort = min(check_effort(effort), plans_sql.MAX_EF_SEARCH)
-        with self._transaction() as conn:
-            table, spec, count = self._lookup(conn, name)
-            k = check_search_k(k, count, name)
+        for _ in range(2):  # again after a cached catalog entry turned out stale
+            table, spec = self._entry(name)
             kind = plans_sql.column_type(spec.dim, spec.dtype)
             q = as_rows(queries, spec.dim, "queries", "float32")
-            plan = resolve_plan(spec, plan, k)
+            plan = resolve_plan(spec, given, k)
             statement = plans_sql.search_statement(
                 table, kind, spec.dim, spec.shortlist_dim, plan, k
             )
             settings = plans_sql.settings(plan, k, self.ef_search if effort is None else effort)
-            t0 = time.perf_counter()
+            setter, values = plans_sql.settings_statement(settings)
             wrap = PgHalfVector if kind == "halfvec" else PgVector
-            with conn.pipeline():  # settings and every query in one round trip
-                for key, value in settings.items():
-                    conn.execute("SELECT set_config(%s, %s, true)", (key, value))
-                cursors = [conn.execute(statement, {"q": wrap(v)}) for v in q]
-            results = [cur.fetchall() for cur in cursors]
+            t0 = time.perf_counter()
+            try:
+                with self._transaction() as conn:
+                    with conn.pipeline():  # the count, the settings, every query: one round trip
+                        live = conn.execute(_LIVE, (name,), prepare=True)
+                        conn.execute(setter, values, prepare=True)
+                        cursors = [conn.execute(statement, {"q": wrap(v)}, prepare=True) for v in q]
+                    row = live.fetchone()
+                    results = [cur.fetchall() for cur in cursors]
+            except psycopg.errors.UndefinedTable:  # dropped by another process
+                row = None
             seconds = time.perf_counter() - t0
+            if row is not None and f"mrl_items_{row[0]}" == table:
+                break
+            self._entries.pop(name, None)  # dropped or re-created since it was cached
+        else:
+            raise ConflictError(
+                f"collection {name!r} was dropped and re-created during the search; retry it"
+            )
+        k = check_search_k(k, row[1], name)
         ids = np.full((len(q), k), -1, dtype=np.int64)
         scores = np.full((len(q), k), -np.inf, dtype=np.float32)
         for i, rows in enumerate(results):

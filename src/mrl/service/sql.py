@@ -114,11 +114,12 @@ def create_ann_index(
 @lru_cache(maxsize=256)
 def search_statement(
     table: str, kind: str, dim: int, shortlist_dim: int, plan: Plan, k: int
-) -> sql.Composed:
+) -> sql.SQL:
     """One query's top-k under a checked `plan`: rows (id, cosine distance at the last dim).
 
     The query vector is the parameter `%(q)s` (a `kind` value of `dim` dims); the caller sets
-    `settings(plan, k, ...)` for the transaction first.
+    `settings(plan, k, ...)` for the transaction first. The result is cached flat, as one
+    `sql.SQL` string: psycopg then skips composing the nested parts on every execution.
     """
     q = sql.Placeholder("q")
 
@@ -145,7 +146,7 @@ def search_statement(
         inner = sql.SQL("SELECT id, {} AS dist FROM {} ORDER BY {}{} LIMIT {}").format(
             first, sql.Identifier(table), first, tie, sql.Literal(size)
         )
-        return sql.SQL("SELECT id, dist FROM ({}) s ORDER BY dist, id").format(inner)
+        return _flat(sql.SQL("SELECT id, dist FROM ({}) s ORDER BY dist, id").format(inner))
     body = sql.SQL("SELECT id, embedding FROM {} ORDER BY {}{} LIMIT {}").format(
         sql.Identifier(table), first, tie, sql.Literal(size)
     )
@@ -157,7 +158,19 @@ def search_statement(
         body = sql.SQL("SELECT {} FROM ({}) {} ORDER BY {} LIMIT {}").format(
             cols, body, sql.Identifier(f"s{i}"), order, sql.Literal(keep)
         )
-    return body
+    return _flat(body)
+
+
+def _flat(statement: sql.Composed) -> sql.SQL:
+    """`statement` as one SQL string (identifiers quoted, literals inlined)."""
+    return sql.SQL(statement.as_string())
+
+
+def settings_statement(values: dict[str, str]) -> tuple[sql.Composed, list[str]]:
+    """One `SELECT set_config(name, value, true), ...` applying `values` to the transaction
+    (`SET LOCAL`), and its parameters: one statement (one round trip) whatever their number."""
+    calls = sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in values)
+    return sql.SQL("SELECT ") + calls, [v for item in values.items() for v in item]
 
 
 def settings(plan: Plan, k: int, effort: int | None = None) -> dict[str, str]:
