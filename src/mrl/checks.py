@@ -64,6 +64,8 @@ def check_k(k: Any, available: int | None = None, what: str = "items") -> int:
 
 def first_bad_row(x: np.ndarray) -> int | None:
     """Index of the first row of `x` holding a NaN or inf, or None; reads `x` in chunks."""
+    if len(x) <= _CHUNK_ROWS and np.isfinite(x).all():  # the usual case, one pass (a query)
+        return None
     for start in range(0, len(x), _CHUNK_ROWS):
         block = np.asarray(x[start : start + _CHUNK_ROWS])
         bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)

@@ -118,7 +118,9 @@ def search_one(
         return ids[0], scores[0], stats
     _check_ann_dim(index, plan.shortlist_dim)
     t0 = time.perf_counter()
-    scores, rows, flops = _ann_call(index, _unit_prefix_of(q, plan.shortlist_dim), size, effort)
+    squares = q * q  # every stage's query-prefix norm sums a slice of these
+    qd = _unit_prefix_of(q, squares, plan.shortlist_dim)
+    scores, rows, flops = _ann_call(index, qd, size, effort)
     rows, scores = rows[0], scores[0]
     found = rows >= 0  # faiss pads a short result with -1 at the end
     if not found.all():
@@ -130,7 +132,7 @@ def search_one(
     for i, (dim, cand) in enumerate(plan.steps):
         keep = plan.steps[i + 1][1] if i + 1 < len(plan.steps) else k
         rows = rows[:cand]
-        scores = _dots(store, _unit_prefix_of(q, dim), rows[None], dim, None)[0]  # (c,)
+        scores = _dots(store, _unit_prefix_of(q, squares, dim), rows[None], dim, None)[0]
         scores /= np.maximum(store.norms(dim)[rows], 1e-12)
         cols = top_of_one_row(scores, store.ids[rows], min(keep, len(rows)))
         rows, scores = rows[cols], scores[cols]
@@ -142,16 +144,15 @@ def search_one(
     return ids, out, _stats(store, plan, flops, t1 - t0, t2 - t1)
 
 
-def _unit_prefix_of(q: np.ndarray, dim: int) -> np.ndarray:
-    """`truncate(q, dim, normalize=True)` for validated float32 queries, minus its checks.
+def _unit_prefix_of(q: np.ndarray, squares: np.ndarray, dim: int) -> np.ndarray:
+    """`truncate(q, dim, normalize=True)` of one validated [1, D] float32 query, from `q * q`.
 
-    The same operations as `truncate` (and `np.linalg.norm(axis=1)`), so the same bits; the
-    checks it skips cost more than the arithmetic for one query.
+    The same operations on the same numbers as `truncate` (`np.linalg.norm(axis=1)` sums the
+    squares of the prefix pairwise), so the same bits as the batch path; without its checks
+    and with the squares shared by every stage, which for one query cost more than the sum.
     """
-    prefix = q[:, :dim]
-    return prefix / np.maximum(
-        np.sqrt(np.add.reduce(prefix * prefix, axis=1, keepdims=True)), 1e-12
-    )
+    norm = np.sqrt(np.add.reduce(squares[:, :dim], axis=1, keepdims=True))
+    return q[:, :dim] / np.maximum(norm, 1e-12)
 
 
 def _stats(store: VectorStore, plan: Plan, flops: float, shortlist_s: float, rerank_s: float):
