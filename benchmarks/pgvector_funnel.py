@@ -402,15 +402,22 @@ def plot(res: dict, path: Path) -> None:
             for family in sorted({r["family"] for r in here}):
                 rows = [r for r in here if r["family"] == family]
                 label = "full-vector HNSW" if family == "full" else f"funnel {family}"
-                ax.scatter([r["recall"] for r in rows], [r[key] for r in rows], s=10, alpha=0.4)
                 front = pareto(rows, key)
-                ax.plot(
+                (line,) = ax.plot(
                     [r["recall"] for r in front], [r[key] for r in front], marker="o", label=label
+                )
+                ax.scatter(
+                    [r["recall"] for r in rows],
+                    [r[key] for r in rows],
+                    s=10,
+                    alpha=0.35,
+                    color=line.get_color(),
                 )
             ax.axvline(TARGET, color="grey", lw=0.8, ls="--")
             ax.set_yscale("log")
             ax.set_xlabel("recall@10 vs exact full-D search")
-            ax.set_ylabel(f"{ylabel}, shared_buffers {regime}")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"shared_buffers = {regime}", fontsize=10)
             ax.grid(alpha=0.3)
         row[0].legend(fontsize=8)
     c = res["config"]
