@@ -12,7 +12,8 @@ Methods, all in one run and one process (so ratios are same-machine, same-load):
 - `MatryoshkaIndex`: candidate indexes (`--ours`; default IVF over the 32-, 64- and 128-d
   prefixes, IVF over SQ8 codes of the 32-d prefix, HNSW over the 32-d prefix) tuned by
   `mrl.retrieval.tune.choose_index` on held-out *tuning* queries (distinct from the timed
-  ones); the union of the candidates' tuning Pareto sets is then timed on the timed queries.
+  ones), once per mode (batched; one query per call on one thread, as a service tunes); the
+  union of the candidates' Pareto sets of a mode is then timed on the timed queries.
   The plan chosen for each target (0.95, 0.985) is checked on the timed queries (does it
   hold its target?) and, saved and memory-mapped, in lean-memory mode (only the prefix
   structure and norms resident; cold after evicting the vectors file from the page cache,
@@ -288,39 +289,52 @@ def _ours_point(index, info, plan, effort, queries, truth, k, mode, modes) -> di
     }
 
 
-def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tuple[list, dict]:
-    """Build the candidates, tune them on `tune_q`, time their Pareto sets on `queries`."""
-    candidates = candidate_indexes(xn, args, bar)
-    bar.set_description("tune ours")
-    t0 = time.perf_counter()
+def _tune(candidates, tune_q, k, args, mode: str, threads: int, bar) -> list:
+    """Each candidate's fitted `PlanTuner` for `mode` (None where no plan reaches the first
+    target): one query per call on one thread for "single", as a service would tune it (the
+    plan fastest batched is not the fastest alone: a batch hides the rerank's memory
+    latency across threads), one batched call otherwise."""
     tuners = []  # choose_index's loop, each candidate with its own (D_s-specific) plans
     for index, efforts, info in candidates:
         plans = default_plans(index.dim, index.shortlist_dim, k, index.count)
         plans = [p for p in plans if p.shortlist_size(k) <= args.max_shortlist]
         try:
-            tuners += choose_index(
-                [(index, efforts)],
-                tune_q,
-                TARGETS[0],
-                k,
-                plans=plans,
-                repeats=1,
-                confidence=args.confidence or None,
-            )[2]
+            with thread_count(threads):
+                tuners += choose_index(
+                    [(index, efforts)],
+                    tune_q,
+                    TARGETS[0],
+                    k,
+                    plans=plans,
+                    repeats=1,
+                    confidence=args.confidence or None,
+                    per_query=mode == "single",
+                )[2]
         except InputError as e:  # this candidate reaches no target
-            log.info("%s: %s", info["name"], e)
+            log.info("%s (%s): %s", info["name"], mode, e)
             tuners.append(None)
-        bar.set_description(f"tuned {info['name']}")
+        bar.set_description(f"tuned {info['name']} ({mode})")
+    return tuners
+
+
+def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tuple[list, dict]:
+    """Build the candidates, tune them on `tune_q` per mode, time each mode's Pareto sets."""
+    candidates = candidate_indexes(xn, args, bar)
+    bar.set_description("tune ours")
+    t0 = time.perf_counter()
+    tuned = {mode: _tune(candidates, tune_q, k, args, mode, modes[mode][0], bar) for mode in modes}
     tune_s = time.perf_counter() - t0
     points, chosen = [], {}
-    fronts = [(c, t) for c, t in zip(candidates, tuners, strict=True) if t is not None]
-    todo = [(c, t, i) for c, t in fronts for i in _spread_pareto(t, args.max_points)]
     bar.set_description("sweep ours")
-    for (index, _, info), tuner, i in todo:
-        plan, effort = tuner.measured_plans_[i]
-        for mode in modes:
-            points.append(_ours_point(index, info, plan, effort, queries, truth, k, mode, modes))
+    for mode, tuners in tuned.items():
+        for (index, _, info), tuner in zip(candidates, tuners, strict=True):
+            for i in _spread_pareto(tuner, args.max_points) if tuner is not None else ():
+                plan, effort = tuner.measured_plans_[i]
+                points.append(
+                    _ours_point(index, info, plan, effort, queries, truth, k, mode, modes)
+                )
     bar.update()
+    fronts = [(c, t) for c, t in zip(candidates, tuned["batch"], strict=True) if t is not None]
     # The tuner's choice per target across candidates: does it hold on the timed queries?
     # And the same for the leanest candidate (`--lean`), which lean-memory mode is about.
     lean = [(c, t) for c, t in fronts if c[2]["name"] == f"ours {args.lean}"]
