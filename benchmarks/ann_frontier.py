@@ -298,6 +298,8 @@ def _tune(candidates, tune_q, k, args, mode: str, threads: int, bar) -> list:
     for index, efforts, info in candidates:
         plans = default_plans(index.dim, index.shortlist_dim, k, index.count)
         plans = [p for p in plans if p.shortlist_size(k) <= args.max_shortlist]
+        if mode == "single":  # a brute-force scan per call: minutes of tuning, never an ANN point
+            plans = [p for p in plans if not p.exact]
         try:
             with thread_count(threads):
                 tuners += choose_index(
