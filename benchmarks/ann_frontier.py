@@ -674,7 +674,7 @@ def parser() -> argparse.ArgumentParser:
         help="candidate MatryoshkaIndex kinds as ANN@D_s",
     )
     p.add_argument(
-        "--max-points", type=int, default=10, help="tuning Pareto points timed per candidate"
+        "--max-points", type=int, default=20, help="Pareto points timed per candidate and mode"
     )
     p.add_argument(
         "--max-shortlist",
