@@ -461,6 +461,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _reopen(backend, data_dir, args, regime: str, label: str):
+    """Close `backend` and open the server again under `shared_buffers = regime`."""
+    backend.close()
+    backend = _open(data_dir, args, regime)
+    print(f"{label}shared_buffers = {regime}", flush=True)
+    return backend
+
+
 def _open(data_dir: Path, args, shared_buffers: str | None = None) -> PostgresBackend:
     """The backend on the embedded server, restarted with `shared_buffers` if given."""
     backend = PostgresBackend(
@@ -586,9 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, service = [], {}
     print(f"measuring {len(configs)} configs, {args.repeats} interleaved passes", flush=True)
     for regime in regimes:
-        backend.close()
-        backend = _open(data_dir, args, regime)
-        print(f"shared_buffers = {regime}", flush=True)
+        backend = _reopen(backend, data_dir, args, regime, "")
         got = measure(backend, configs, queries, warm, truth, args.repeats)
         rows += [{**r, "regime": regime} for r in got]
         best = fastest_at(got, TARGET, "ms_mean", method="sql_funnel")
@@ -621,9 +627,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             check_plans(backend, ivf, queries[0])
             for regime in regimes:
-                backend.close()
-                backend = _open(data_dir, args, regime)
-                print(f"{family}, shared_buffers = {regime}", flush=True)
+                backend = _reopen(backend, data_dir, args, regime, f"{family}, ")
                 got = measure(backend, ivf, queries, warm, truth, args.repeats)
                 rows += [{**r, "regime": regime} for r in got]
             with psycopg.connect(backend.dsn, autocommit=True) as conn:
