@@ -9,7 +9,7 @@ import torch
 from text_helpers import SECTIONS, text_config, write_debian
 from training_helpers import same_weights
 
-from mrl.data import LengthSortedBatches, load_text_splits
+from mrl.data import LengthSortedBatches, columns_sort_key, load_text_splits
 from mrl.errors import ConfigError, MissingPathError, PathError
 from mrl.training import TrainConfig, load_model, train
 from mrl.training.checkpoint import load_checkpoint
@@ -169,6 +169,26 @@ def test_length_sorted_batches_are_deterministic_and_cover_each_row_once():
     ]
     for i, batch in enumerate(full):
         assert np.array_equal(np.sort(np.concatenate([s[i] for s in shards])), np.sort(batch))
+
+
+def test_columns_sort_key_orders_by_the_longest_column_first_and_cuts_padding():
+    rng = np.random.default_rng(0)
+    short = rng.integers(5, 30, size=2000)  # queries: short, varied
+    long = np.minimum(rng.integers(10, 120, size=2000), 64)  # documents: many at the cap
+    key = columns_sort_key([short, long])
+    order = np.argsort(key, kind="stable")
+    pairs = list(zip(long[order], short[order], strict=True))
+    assert pairs == sorted(pairs)  # lexicographic: documents' length, then queries'
+
+    def slots(lengths) -> int:  # token slots of batches of 32, each column padded on its own
+        batches = list(
+            LengthSortedBatches(lengths, 32, shuffle=True, drop_last=True).iter_batches()
+        )
+        return sum(len(b) * (short[b].max() + long[b].max()) for b in batches)
+
+    assert slots(key) < 0.97 * slots(short + long) < 0.97 * slots(np.zeros(2000))
+    with pytest.raises(ConfigError, match="at least one column"):
+        columns_sort_key([])
 
 
 def test_config_resolves_the_text_recipe():

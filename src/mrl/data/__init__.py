@@ -16,6 +16,7 @@ _EXPORTS = {
     "ImageFolderDataset": "mrl.data.datasets",
     "InMemoryDataset": "mrl.data.datasets",
     "LengthSortedBatches": "mrl.data.loader",
+    "columns_sort_key": "mrl.data.loader",
     "LabeledDataset": "mrl.data.datasets",
     "TEXT_DATASETS": "mrl.data.textsets",
     "TextPair": "mrl.data.text",
