@@ -9,8 +9,9 @@ the noise of a shared machine.
 
 Methods, all in one run and one process (so ratios are same-machine, same-load):
 
-- `MatryoshkaIndex`: candidate indexes (`--ours`; default IVF over the 32-, 64- and 128-d
-  prefixes, IVF over SQ8 codes of the 32-d prefix, HNSW over the 32-d prefix) tuned by
+- `MatryoshkaIndex`: candidate indexes (`--ours`; default IVF over the float and the SQ8
+  codes of the 64- and 128-d prefixes, IVF over SQ8 codes of the 32-d prefix (the lean
+  pick), HNSW over the 32-d prefix) tuned by
   `mrl.retrieval.tune.choose_index` on held-out *tuning* queries (distinct from the timed
   ones), once per mode (batched; one query per call on one thread, as a service tunes); the
   union of the candidates' Pareto sets of a mode is then timed on the timed queries.
