@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from mrl.retrieval.topk import top_by_score_then_id
+from mrl.retrieval.topk import top_by_score_then_id, top_of_one_row
 
 
 @pytest.mark.parametrize("shared_ids", [False, True])
@@ -34,3 +34,15 @@ def test_one_row_lean_path_matches_lexsort():
             ref = np.lexsort((ids, -scores[0]))[:n]
             assert_array_equal(top_by_score_then_id(scores, ids, n)[0], ref)
             assert_array_equal(top_by_score_then_id(scores, ids[None], n)[0], ref)
+
+
+@pytest.mark.parametrize("m", [25, 256, 257, 1000])
+def test_one_row_orders_short_rows_whole_and_long_rows_after_a_partition(m):
+    """`top_of_one_row` sorts rows of up to 256 whole and partitions longer ones first; on
+    either side of that length, with ties straddling the cut, it is the reference order."""
+    rng = np.random.default_rng(m)
+    for _ in range(20):
+        scores = rng.integers(0, 6, m).astype(np.float32)  # many ties at every cut
+        ids = rng.permutation(10 * m)[:m]
+        for n in (1, 10, m // 2, m):
+            assert_array_equal(top_of_one_row(scores, ids, n), np.lexsort((ids, -scores))[:n])

@@ -103,13 +103,16 @@ def search_one(
 ) -> tuple[np.ndarray, np.ndarray, SearchStats]:
     """`search` for one validated [1, D] float32 query, without the batch machinery.
 
-    The one-query-per-call path of a service, where per-call overhead is most of the cost
-    (a 64-d IVF shortlist and a 1024-d rerank of 50 rows compute for ~0.05 ms): one faiss
-    call for the shortlist (parameters made once per effort, outputs straight from the C
-    entry point), then per rerank step one faiss dot-product call over the candidate rows,
-    a division by their stored norms and a one-row top-n, all on 1-D arrays. Every number
-    is computed by the same arithmetic as in `search`, so the ids and scores equal the batch
-    path's bit for bit (tested). Returns [k] ids and scores and the stats.
+    The one-query-per-call path of a service, where the count of NumPy calls is most of the
+    cost (a 64-d IVF shortlist and a 2048-d rerank of 50 rows compute for ~0.1 ms; each NumPy
+    call costs 1-2 us after faiss has swept the caches): one faiss call for the shortlist
+    (parameters made once per effort, outputs straight from the C entry point), then per
+    rerank step one faiss dot-product call over the candidate rows, a division by their
+    stored norms and one lexsort, all on 1-D arrays. The shortlist's own order is fixed (ties
+    by id) only when the first step keeps part of it; a step that re-scores every candidate
+    orders them itself. Every number is computed by the same arithmetic as in `search`, so
+    the ids and scores equal the batch path's bit for bit (tested). Returns [k] ids and
+    scores and the stats.
     """
     store = index.store_
     size = plan.shortlist_size(k)
@@ -122,26 +125,33 @@ def search_one(
     qd = _unit_prefix_of(q, squares, plan.shortlist_dim)
     scores, rows, flops = _ann_call(index, qd, size, effort)
     rows, scores = rows[0], scores[0]
-    found = rows >= 0  # faiss pads a short result with -1 at the end
-    if not found.all():
+    if rows[-1] < 0:  # faiss pads a short result with -1 at the end
+        found = rows >= 0
         rows, scores = rows[found], scores[found]
-    if len(scores) > 1 and (scores[1:] == scores[:-1]).any():  # faiss orders ties arbitrarily
+    cut = plan.steps[0][1] < len(rows)
+    if cut and (scores[1:] == scores[:-1]).any():  # faiss orders ties arbitrarily
         cols = top_of_one_row(scores, store.ids[rows], len(rows))
         rows, scores = rows[cols], scores[cols]
     t1 = time.perf_counter()
-    for i, (dim, cand) in enumerate(plan.steps):
-        keep = plan.steps[i + 1][1] if i + 1 < len(plan.steps) else k
+    for dim, cand, keep in _steps_with_keep(plan.steps, k):
         rows = rows[:cand]
         scores = _dots(store, _unit_prefix_of(q, squares, dim), rows[None], dim, None)[0]
         scores /= np.maximum(store.norms(dim)[rows], 1e-12)
         cols = top_of_one_row(scores, store.ids[rows], min(keep, len(rows)))
         rows, scores = rows[cols], scores[cols]
     t2 = time.perf_counter()
-    ids = np.full(k, -1, dtype=np.int64)
-    ids[: len(rows)] = store.ids[rows[:k]]
-    out = np.full(k, -np.inf, dtype=np.float32)
-    out[: len(rows)] = scores[:k]
-    return ids, out, _stats(store, plan, flops, t1 - t0, t2 - t1)
+    ids = store.ids[rows]
+    if len(rows) < k:  # fewer live candidates than k: pad as the batch path does
+        ids = np.concatenate([ids, np.full(k - len(rows), -1, dtype=np.int64)])
+        scores = np.concatenate([scores, np.full(k - len(rows), -np.inf, dtype=np.float32)])
+    return ids, scores, _stats(store, plan, flops, t1 - t0, t2 - t1)
+
+
+@lru_cache(maxsize=1024)
+def _steps_with_keep(steps: tuple[Step, ...], k: int) -> tuple[tuple[int, int, int], ...]:
+    """`(dim, candidates, keep)` per rerank step: keep is the next step's candidates (k last)."""
+    keeps = [cand for _, cand in steps[1:]] + [k]
+    return tuple((dim, cand, keep) for (dim, cand), keep in zip(steps, keeps, strict=True))
 
 
 def _unit_prefix_of(q: np.ndarray, squares: np.ndarray, dim: int) -> np.ndarray:
@@ -390,7 +400,8 @@ def _dots(
     nq, c = rows.shape
     if vectors.dtype == np.float32 and vectors.flags.c_contiguous and store.dim % dim == 0:
         out = np.empty((nq, c), dtype=np.float32)
-        ids = np.ascontiguousarray(rows * (store.dim // dim), dtype=np.int64)
+        stride = store.dim // dim
+        ids = np.ascontiguousarray(rows if stride == 1 else rows * stride, dtype=np.int64)
         # faiss splits the queries over OpenMP threads without checking that there are
         # several: one query on 2 threads waited ~30 ms per call for the idle thread on a
         # loaded machine (2 us on one). The thread count is per calling thread in OpenMP,

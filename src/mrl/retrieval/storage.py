@@ -103,7 +103,7 @@ def as_rows(x: np.ndarray, dim: int, what: str, dtype: str | None = None) -> np.
         raise InputError(f"{what} have dim {x.shape[1]} but the index has dim {dim}")
     if len(x) == 0:
         raise InputError(f"{what} are empty (shape {tuple(x.shape)}); give at least one row")
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype.kind != "f":  # `np.issubdtype(.., np.floating)`, at a tenth of its cost
         raise InputError(f"{what} must be floating point, got dtype {x.dtype}")
     if dtype is None or x.dtype == dtype:
         check_finite_rows(x, what)

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# Rows up to this length are sorted whole by `top_of_one_row` (fewer calls than a partition
+# first; a lexsort of 256 floats costs about what the partition and gathers would).
+_WHOLE_ROW_SORT = 256
+
 
 def top_by_score_then_id(scores: np.ndarray, ids, n: int) -> np.ndarray:
     """Columns of the best `n` entries per row, ordered by score desc, then id asc.
@@ -62,10 +66,13 @@ def top_by_score_then_id(scores: np.ndarray, ids, n: int) -> np.ndarray:
 def top_of_one_row(scores: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
     """`top_by_score_then_id` of one [m] row: its best `n` columns by (score desc, id asc).
 
-    Everything >= the n-th largest score is kept (boundary ties included), then one lexsort
-    of those few orders them exactly; a handful of NumPy calls instead of the batch path's
-    dozens, which is most of the cost when a call holds a single query.
+    A row of a rerank (tens to a few hundred candidates) is ordered whole by one lexsort: two
+    NumPy calls, where one query's cost is mostly the count of calls. A longer row first keeps
+    everything >= the n-th largest score (boundary ties included) and orders only those. Both
+    give the first `n` columns of the same total order, so the same columns.
     """
     m = len(scores)
-    cand = np.flatnonzero(scores >= np.partition(scores, m - n)[m - n]) if m > n else np.arange(m)
+    if m <= _WHOLE_ROW_SORT:
+        return np.lexsort((ids, -scores))[:n]
+    cand = np.flatnonzero(scores >= np.partition(scores, m - n)[m - n])
     return cand[np.lexsort((ids[cand], -scores[cand]))[:n]]
