@@ -172,6 +172,16 @@ def test_default_plans_and_search_work_for_small_dims(dim, shortlist_dim):
     assert index.search(x[:3], 5).ids.shape == (3, 5)  # the default plan
 
 
+def test_default_plans_shortlist_k_to_50k_below_the_count():
+    """Shortlists of k, 2k, 3k, 5k, 10k, 20k and 50k rows, each reranked at every halving
+    dim above D_s; sizes not below the count are left out (exact search covers them)."""
+    plans = default_plans(2048, 64, 10, 300)
+    sizes = sorted({p.shortlist_size(10) for p in plans if isinstance(p, Rerank)})
+    assert sizes == [10, 20, 30, 50, 100, 200]
+    reranks = {(p.rerank_dim, p.shortlist_size(10)) for p in plans if isinstance(p, Rerank)}
+    assert reranks == {(d, s) for d in (128, 256, 512, 1024, 2048) for s in sizes}
+
+
 def test_lower_bound_matches_the_normal_formula():
     values = np.array([1.0, 0.9, 0.8, 1.0, 0.7])
     z = 1.6448536269514722  # the 0.95 quantile of N(0, 1)
