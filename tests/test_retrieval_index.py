@@ -421,3 +421,25 @@ def test_one_query_per_call_equals_the_batch_path_bit_for_bit(data, ann, dtype):
                 assert_array_equal(one.ids, batch.ids[i])
                 assert_array_equal(one.scores, batch.scores[i])
     assert not np.isin(index.search(q[0], 10).ids, np.arange(0, N, 7)).any()
+
+
+@pytest.mark.parametrize("ann", ["hnsw_sq8", "ivf_sq8"])
+def test_rescoring_a_quantised_shortlist_at_d_s_gives_exact_scores(data, ann):
+    """`Rerank(D_s, D_s, n)` over 8-bit codes: the float re-scoring returns the exact cosine
+    of every result (the codes' own scores are off), ranks at least as well as the codes
+    alone, and one query per call gives the same bits as a batch."""
+    x, _, q, _ = data
+    index = MatryoshkaIndex(shortlist_dim=D, ann=ann, ivf_lists=16, ivf_probe=16).build(x)
+    coded = index.search(q, 10, SingleShot(D, exact=False))
+    rescored = index.search(q, 10, Rerank(D, D, 30))
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    exact_scores = np.einsum("qd,qkd->qk", qn, xn[rescored.ids])
+    np.testing.assert_allclose(rescored.scores, exact_scores, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(coded.scores, np.einsum("qd,qkd->qk", qn, xn[coded.ids]), atol=1e-6)
+    truth = faiss_exact(x, q, D, 10)
+    assert neighbor_recall(rescored.ids, truth) >= neighbor_recall(coded.ids, truth)
+    assert neighbor_recall(rescored.ids, truth) >= 0.95
+    one = index.search(q[3], 10, Rerank(D, D, 30))
+    assert_array_equal(one.ids, rescored.ids[3])
+    assert_array_equal(one.scores, rescored.scores[3])

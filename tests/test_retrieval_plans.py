@@ -22,7 +22,8 @@ def test_paper_funnel_schedule():
         (lambda: Funnel(16, ((32, 100), (32, 50))), "got 32 then 32"),
         (lambda: Funnel(16, ((32, 100), (64, 200))), "candidate counts must not increase"),
         (lambda: Funnel(16, ()), "at least one"),
-        (lambda: Rerank(16, 16, 200), "got 16 then 16"),
+        (lambda: Funnel(16, ((16, 100), (16, 50))), "only the first rerank dim may equal D_s"),
+        (lambda: Rerank(16, 8, 200), "got 16 then 8"),
         (lambda: Rerank(16, 32, 0), "Rerank.shortlist must be >= 1, got 0"),
         (lambda: SingleShot(0), "SingleShot.dim must be >= 1, got 0"),
         # float dims were truncated silently (Funnel(16, ((32.7, 100),)) searched at 32)
@@ -70,6 +71,14 @@ def test_check_plan_against_index_and_k():
 )
 def test_parse_plan_round_trip(plan):
     assert parse_plan(str(plan), 2048) == plan
+
+
+def test_a_first_rerank_at_d_s_re_scores_the_shortlist():
+    """`rerank:DS:DS:N` (and a funnel opening at D_s) re-scores a shortlist found on 8-bit
+    codes with the stored floats: the same dim, read exactly."""
+    assert Rerank(16, 16, 50).steps == ((16, 50),)
+    assert parse_plan("rerank:64:64:30", 64) == Rerank(64, 64, 30)
+    assert Funnel(16, ((16, 100), (64, 20))).steps == ((16, 100), (64, 20))
 
 
 def test_parse_plan_default_and_errors():

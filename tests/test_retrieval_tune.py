@@ -234,3 +234,21 @@ def test_efforts_faiss_would_raise_to_the_same_value_are_measured_once(setup):
     plans = [Rerank(8, 64, 50)]
     tuner = index.tune(q, 0.5, 10, plans=plans, repeats=1, efforts=[16, 32, 64])
     assert [r.effort for r in tuner.table_] == [16, 64]
+
+
+def test_default_plans_re_score_at_d_s_only_for_an_index_over_codes():
+    """`rescore=True` (an `hnsw_sq8` / `ivf_sq8` index) adds `Rerank(D_s, D_s, s)` for every
+    shortlist size; at D_s = D it is the only rerank there is."""
+    plain = default_plans(256, 64, 10, 1000)
+    coded = default_plans(256, 64, 10, 1000, rescore=True)
+    added = set(map(str, coded)) - set(map(str, plain))
+    assert added == {f"rerank:64:64:{s}" for s in (10, 20, 30, 50, 100, 200, 500)}
+    full = default_plans(256, 256, 10, 1000, rescore=True)
+    assert {p.steps for p in full if isinstance(p, Rerank)} == {
+        ((256, s),) for s in (10, 20, 30, 50, 100, 200, 500)
+    }
+    x = np.random.default_rng(0).standard_normal((1000, 32)).astype(np.float32)
+    index = MatryoshkaIndex(shortlist_dim=32, ann="hnsw_sq8").build(x)
+    tuner = index.tune(x[:40], 0.99, 10, repeats=1, confidence=None)
+    assert any(row.plan.startswith("rerank:32:32:") for row in tuner.table_)
+    assert tuner.best_.meets_target

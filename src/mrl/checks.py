@@ -7,7 +7,6 @@ format/version tag of the files mrl writes.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
@@ -63,20 +62,9 @@ def check_k(k: Any, available: int | None = None, what: str = "items") -> int:
     return int(k)
 
 
-def _all_finite(x: np.ndarray) -> bool:
-    """Whether every value of `x` is finite, in one NumPy call for float16/float32 arrays.
-
-    Their float64 sum cannot overflow (|x| < 3.5e38 per value), so it is finite exactly when
-    every value is; a one-query check is then one reduction instead of `isfinite` + `all`.
-    """
-    if x.dtype.itemsize <= 4 and x.dtype.kind == "f":
-        return math.isfinite(np.add.reduce(x, axis=None, dtype=np.float64))
-    return bool(np.isfinite(x).all())
-
-
 def first_bad_row(x: np.ndarray) -> int | None:
     """Index of the first row of `x` holding a NaN or inf, or None; reads `x` in chunks."""
-    if len(x) <= _CHUNK_ROWS and _all_finite(x):  # the usual case (a query), one pass
+    if len(x) <= _CHUNK_ROWS and np.isfinite(x).all():  # the usual case, one pass (a query)
         return None
     for start in range(0, len(x), _CHUNK_ROWS):
         block = np.asarray(x[start : start + _CHUNK_ROWS])

@@ -24,7 +24,13 @@ from mrl.errors import ConfigError, InputError
 from mrl.nesting import Nesting
 from mrl.retrieval import persist, search
 from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot, check_plan
-from mrl.retrieval.search import HNSW_KINDS, IVF_KINDS, SearchResult, check_effort
+from mrl.retrieval.search import (
+    HNSW_KINDS,
+    IVF_KINDS,
+    QUANTISED_KINDS,
+    SearchResult,
+    check_effort,
+)
 from mrl.retrieval.storage import (
     STORAGE_DTYPES,
     VectorStore,
@@ -205,9 +211,11 @@ class MatryoshkaIndex:
     @property
     def norm_dims(self) -> list[int]:
         """Prefix dims whose row norms are computed at build and saved: the halving dims
-        above D_s (every dim the default plans and the paper's funnel rerank at), and D."""
+        above D_s (every dim the default plans and the paper's funnel rerank at), D, and D_s
+        itself over 8-bit codes (whose shortlist the default plans may re-score at D_s)."""
         dims = Nesting.halving(self.dim, min_dim=min(8, self.dim)).dims
-        return sorted({d for d in dims if d > self.shortlist_dim} | {self.dim})
+        above = {d for d in dims if d > self.shortlist_dim} | {self.dim}
+        return sorted(above | ({self.shortlist_dim} if self.ann in QUANTISED_KINDS else set()))
 
     def add(self, vectors: np.ndarray, ids: np.ndarray | None = None) -> None:
         """Add vectors after build or load.

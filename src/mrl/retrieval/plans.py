@@ -78,7 +78,8 @@ class Rerank:
 
     Args:
         shortlist_dim: D_s, the prefix that finds the shortlist (16 in the paper's headline).
-        rerank_dim: D_r > D_s, the prefix that orders the shortlist (2048 in the paper).
+        rerank_dim: D_r >= D_s, the prefix that orders the shortlist (2048 in the paper);
+            D_r = D_s re-scores a shortlist found on 8-bit codes with the float vectors.
         shortlist: number of candidates k' re-scored (200 in the paper).
         exact: True finds the shortlist by brute force at D_s (the paper's FLOP accounting,
             D_s * N); False uses the index's ANN structure (HNSW in the paper's wall-clock).
@@ -119,8 +120,10 @@ class Funnel:
 
     Args:
         shortlist_dim: D_s, the prefix that finds the first shortlist.
-        steps: `(dim, candidates)` pairs; dims strictly increase (each > D_s) and candidate
-            counts never increase; the first step's `candidates` is the shortlist size.
+        steps: `(dim, candidates)` pairs; dims strictly increase (each > D_s, but the first
+            may equal D_s: a float re-scoring of a shortlist found on 8-bit codes) and
+            candidate counts never increase; the first step's `candidates` is the shortlist
+            size.
         exact: True finds the shortlist by brute force at D_s; False uses the ANN structure.
 
     References:
@@ -195,12 +198,18 @@ Plan = SingleShot | Rerank | Funnel
 
 
 def _check_dims_increasing(shortlist_dim: int, steps: tuple[Step, ...]) -> None:
+    """Rerank dims strictly increase; the first may equal D_s (a re-scoring step).
+
+    A first step at D_s re-scores, with the stored float vectors, a shortlist that an ANN
+    structure over 8-bit codes scored approximately (`hnsw_sq8`, `ivf_sq8`); the tuner offers
+    it for those kinds, where it is the "exact rescoring of the final few" of quantised search.
+    """
     dims = [shortlist_dim] + [d for d, _ in steps]
-    for a, b in pairwise(dims):
-        if b <= a:
+    for i, (a, b) in enumerate(pairwise(dims)):
+        if b < a or (b == a and i > 0):
             raise ConfigError(
-                f"plan dims must strictly increase (D_s first, then each rerank dim), "
-                f"got {a} then {b} in {dims}"
+                f"plan dims must strictly increase (D_s first, then each rerank dim; only the "
+                f"first rerank dim may equal D_s, to re-score), got {a} then {b} in {dims}"
             )
 
 

@@ -33,6 +33,7 @@ _GATHER_FLOATS = 1 << 24  # gathered candidate floats per rerank chunk (64 MB of
 _NO_ID = np.iinfo(np.int64).max  # sorts invalid candidates last among equal (-inf) scores
 HNSW_KINDS = ("hnsw", "hnsw_sq8")  # ANN kinds searched with faiss's HNSW parameters
 IVF_KINDS = ("ivf", "ivf_sq8")  # ... and with its IVF parameters
+QUANTISED_KINDS = ("hnsw_sq8", "ivf_sq8")  # ANN kinds scoring 8-bit codes, not the floats
 # Bound of every ANN beam or probe count (efConstruction, efSearch, nprobe): far above any
 # useful value, low enough that faiss never tries to allocate a beam that cannot fit.
 MAX_EFFORT = 1 << 20

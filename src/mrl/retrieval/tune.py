@@ -24,7 +24,13 @@ from mrl.errors import ConfigError, InputError
 from mrl.evaluation import metrics
 from mrl.nesting import Nesting
 from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot
-from mrl.retrieval.search import HNSW_KINDS, SearchResult, SearchStats, check_effort
+from mrl.retrieval.search import (
+    HNSW_KINDS,
+    QUANTISED_KINDS,
+    SearchResult,
+    SearchStats,
+    check_effort,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +132,14 @@ def pareto_front(latency: np.ndarray, quality: np.ndarray) -> np.ndarray:
     return front
 
 
-def default_plans(embed_dim: int, shortlist_dim: int, k: int, count: int) -> list[Plan]:
+def default_plans(
+    embed_dim: int, shortlist_dim: int, k: int, count: int, rescore: bool = False
+) -> list[Plan]:
     """Candidate plans: pure ANN, shortlist+rerank over the halving dims, halving funnels.
+
+    With `rescore` (an ANN over 8-bit codes), also a float re-scoring of each shortlist at
+    D_s itself (`Rerank(D_s, D_s, s)`): the exact rescoring of a quantised search, which is
+    the only rerank left when D_s = D, and the cheapest when longer prefixes add little.
 
     Shortlist sizes k, 2k, 3k, 5k, 10k, 20k, 50k (below `count`); exact full-dim single shot
     is always included so a recall target can always be met. 3k is where a good prefix
@@ -139,7 +151,7 @@ def default_plans(embed_dim: int, shortlist_dim: int, k: int, count: int) -> lis
     sizes = sorted({s for s in (k, 2 * k, 3 * k, 5 * k, 10 * k, 20 * k, 50 * k) if s < count})
     plans: list[Plan] = [SingleShot(shortlist_dim, exact=False), SingleShot(embed_dim)]
     for s in sizes:
-        plans += [Rerank(shortlist_dim, d, s) for d in dims]
+        plans += [Rerank(shortlist_dim, d, s) for d in ([shortlist_dim] if rescore else []) + dims]
         if s >= 2 * k and 2 * shortlist_dim < embed_dim:
             plans.append(Funnel.halving(embed_dim, shortlist_dim, shortlist=s, final=k))
     return plans
@@ -236,7 +248,9 @@ class PlanTuner:
             raise ConfigError("give both query_labels and id_labels for mAP, or neither")
         if query_labels is not None:
             query_labels, id_labels = _check_tune_labels(index, queries, query_labels, id_labels)
-        plans = self.plans or default_plans(index.dim, index.shortlist_dim, self.k, index.count)
+        plans = self.plans or default_plans(
+            index.dim, index.shortlist_dim, self.k, index.count, index.ann in QUANTISED_KINDS
+        )
         truth = index.search(queries, self.k, SingleShot(index.dim)).ids
 
         def quality(ids: np.ndarray) -> np.ndarray:  # [Q] per-query quality
