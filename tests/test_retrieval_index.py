@@ -407,7 +407,9 @@ def test_one_query_per_call_equals_the_batch_path_bit_for_bit(data, ann, dtype):
     x, _, q, _ = data
     index = MatryoshkaIndex(shortlist_dim=16, ann=ann, dtype=dtype, ivf_lists=16).build(x)
     plans = [
+        SingleShot(16, exact=False),  # the ANN alone: the shortlist is the answer
         Rerank(16, D, 40),
+        Rerank(16, 16, 30),  # a re-scoring at D_s
         Funnel(16, ((48, 60), (D, 20))),
         parse_plan("funnel:16:32x50,64x20", D),
     ]

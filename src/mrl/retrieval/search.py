@@ -109,15 +109,16 @@ def search_one(
     call costs 1-2 us after faiss has swept the caches): one faiss call for the shortlist
     (parameters made once per effort, outputs straight from the C entry point), then per
     rerank step one faiss dot-product call over the candidate rows, a division by their
-    stored norms and one lexsort, all on 1-D arrays. The shortlist's own order is fixed (ties
-    by id) only when the first step keeps part of it; a step that re-scores every candidate
-    orders them itself. Every number is computed by the same arithmetic as in `search`, so
-    the ids and scores equal the batch path's bit for bit (tested). Returns [k] ids and
-    scores and the stats.
+    stored norms and one lexsort, all on 1-D arrays; a plan without steps (the ANN alone)
+    returns the shortlist. The shortlist's own order is fixed (ties by id) only when it is
+    kept or cut by the first step; a step that re-scores every candidate orders them
+    itself. Every number is computed by the same arithmetic as in `search`, so the ids and
+    scores equal the batch path's bit for bit (tested). Returns [k] ids and scores and the
+    stats.
     """
     store = index.store_
     size = plan.shortlist_size(k)
-    if plan.exact or size >= store.count or not plan.steps:
+    if plan.exact or size >= store.count:
         ids, scores, stats = search(index, q, k, plan, effort)  # rare here: reuse the batch path
         return ids[0], scores[0], stats
     _check_ann_dim(index, plan.shortlist_dim)
@@ -129,7 +130,7 @@ def search_one(
     if rows[-1] < 0:  # faiss pads a short result with -1 at the end
         found = rows >= 0
         rows, scores = rows[found], scores[found]
-    cut = plan.steps[0][1] < len(rows)
+    cut = not plan.steps or plan.steps[0][1] < len(rows)  # is the shortlist's order kept?
     if cut and (scores[1:] == scores[:-1]).any():  # faiss orders ties arbitrarily
         cols = top_of_one_row(scores, store.ids[rows], len(rows))
         rows, scores = rows[cols], scores[cols]
@@ -152,7 +153,7 @@ def search_one(
 def _steps_with_keep(steps: tuple[Step, ...], k: int) -> tuple[tuple[int, int, int], ...]:
     """`(dim, candidates, keep)` per rerank step: keep is the next step's candidates (k last)."""
     keeps = [cand for _, cand in steps[1:]] + [k]
-    return tuple((dim, cand, keep) for (dim, cand), keep in zip(steps, keeps, strict=True))
+    return tuple((dim, cand, keep) for (dim, cand), keep in zip(steps, keeps, strict=False))
 
 
 def _unit_prefix_of(q: np.ndarray, squares: np.ndarray, dim: int) -> np.ndarray:
