@@ -16,7 +16,8 @@ Methods, all in one run and one process (so ratios are same-machine, same-load):
   ones), once per mode (batched; one query per call on one thread, as a service tunes); the
   union of the candidates' Pareto sets of a mode is then timed on the timed queries.
   The plan chosen for each target (0.95, 0.985) is checked on the timed queries (does it
-  hold its target?) and, saved and memory-mapped, in lean-memory mode (only the prefix
+  hold its target?; its timings join the frontier like any other point) and, saved and
+  memory-mapped, in lean-memory mode (only the prefix
   structure and norms resident; cold after evicting the vectors file from the page cache,
   then warm);
 - faiss `IndexHNSWFlat` (M=32, efConstruction 40) at full D, efSearch swept;
@@ -356,6 +357,7 @@ def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tupl
             (index, _, info), plan, effort = record.pop("pick")
             for mode in modes:
                 p = _ours_point(index, info, plan, effort, queries, truth, k, mode, modes)
+                points.append(p)  # timed on the same queries: a frontier point like any other
                 record[mode] = {"recall": p["recall"], "qps": p["qps"], "profile": p["profile"]}
             record["holds"] = record["batch"]["recall"] >= target - 0.005
             record.update(lean_memory(index, plan, effort, queries, truth, k, modes, workdir))

@@ -38,6 +38,9 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     assert chosen["chosen 0.95"]["tuning_bound"] >= 0.95
     assert chosen["lean 0.95"]["index"] == "ours ivf_sq8@8"
     assert chosen["lean 0.95"]["lean_single_warm"]["recall"] > 0.5
+    timed = {(p["mode"], p["qps"]) for p in res["points"] if p["method"].startswith("Matryoshka")}
+    for pick in chosen.values():  # each pick's timings are frontier points too
+        assert {("batch", pick["batch"]["qps"]), ("single", pick["single"]["qps"])} <= timed
     assert 0 < res["bars"]["lean_memory_fraction"] < res["bars"]["memory_fraction"]
     assert res["bars"]["lean_vs_opq"]["ours_bytes"] == chosen["lean 0.95"]["lean_bytes"]
     assert (out / "frontier_generated_2000x32.png").stat().st_size > 10_000
