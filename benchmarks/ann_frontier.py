@@ -63,7 +63,6 @@ from mrl.data.npy import load_npy
 from mrl.errors import ConfigError, InputError
 from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
 from mrl.retrieval import MatryoshkaIndex
-from mrl.retrieval.search import QUANTISED_KINDS
 from mrl.retrieval.storage import unit_prefix
 from mrl.retrieval.tune import (
     choose_index,
@@ -303,9 +302,7 @@ def _tune(candidates, tune_q, k, args, mode: str, threads: int, bar) -> list:
     latency across threads), one batched call otherwise."""
     tuners = []  # choose_index's loop, each candidate with its own (D_s-specific) plans
     for index, efforts, info in candidates:
-        plans = default_plans(
-            index.dim, index.shortlist_dim, k, index.count, index.ann in QUANTISED_KINDS
-        )
+        plans = default_plans(index.dim, index.shortlist_dim, k, index.count, index.scores_codes)
         plans = [p for p in plans if p.shortlist_size(k) <= args.max_shortlist]
         if mode == "single":  # a brute-force scan per call: minutes of tuning, never an ANN point
             plans = [p for p in plans if not p.exact]

@@ -215,7 +215,13 @@ class MatryoshkaIndex:
         itself over 8-bit codes (whose shortlist the default plans may re-score at D_s)."""
         dims = Nesting.halving(self.dim, min_dim=min(8, self.dim)).dims
         above = {d for d in dims if d > self.shortlist_dim} | {self.dim}
-        return sorted(above | ({self.shortlist_dim} if self.ann in QUANTISED_KINDS else set()))
+        return sorted(above | ({self.shortlist_dim} if self.scores_codes else set()))
+
+    @property
+    def scores_codes(self) -> bool:
+        """Whether the ANN structure scores 8-bit codes of the prefix (`hnsw_sq8`, `ivf_sq8`)
+        rather than its floats: its shortlist scores are approximate, worth re-scoring."""
+        return self.ann in QUANTISED_KINDS
 
     def add(self, vectors: np.ndarray, ids: np.ndarray | None = None) -> None:
         """Add vectors after build or load.

@@ -26,7 +26,6 @@ from mrl.nesting import Nesting
 from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot
 from mrl.retrieval.search import (
     HNSW_KINDS,
-    QUANTISED_KINDS,
     SearchResult,
     SearchStats,
     check_effort,
@@ -249,7 +248,7 @@ class PlanTuner:
         if query_labels is not None:
             query_labels, id_labels = _check_tune_labels(index, queries, query_labels, id_labels)
         plans = self.plans or default_plans(
-            index.dim, index.shortlist_dim, self.k, index.count, index.ann in QUANTISED_KINDS
+            index.dim, index.shortlist_dim, self.k, index.count, index.scores_codes
         )
         truth = index.search(queries, self.k, SingleShot(index.dim)).ids
 
