@@ -40,6 +40,7 @@ class CollectionView:
     # A Backend exposes no ANN effort knob: "flat" tells the tuner there is none to vary, so
     # it measures each plan once at the backend's own setting.
     ann = "flat"
+    scores_codes = False  # and no 8-bit codes whose shortlist the tuner would re-score
 
     def __init__(self, backend: Backend, spec: CollectionSpec, count: int):
         self.backend, self.spec, self.count = backend, spec, count
