@@ -101,10 +101,11 @@ def index_bytes(index: faiss.Index) -> int:
 
 
 def ours_bytes(index: MatryoshkaIndex, with_vectors: bool) -> int:
-    """Resident bytes of a `MatryoshkaIndex`: ANN + ids + live + norms (+ the vectors)."""
+    """Resident bytes of a `MatryoshkaIndex`: ANN + ids + live + norms (+ the vectors and
+    the fused-rerank copy of them)."""
     store = index.store_
     norms = sum(n.nbytes for n in store.cached_norms.values())
-    extra = store.vectors.nbytes if with_vectors else 0
+    extra = store.vectors.nbytes + index.fused_bytes if with_vectors else 0
     return index_bytes(index.ann_) + store.ids.nbytes + store.live.nbytes + norms + extra
 
 
@@ -247,14 +248,26 @@ def faiss_baselines(xn, queries, truth, k, modes, args, bar) -> tuple[list, dict
 
 
 # ---------------------------------------------------------------------------------- ours
+def parse_candidate(spec: str) -> tuple[str, int, bool]:
+    """`ANN@D_s[+fused]` as (ann kind, D_s, whether `use_fused_rerank` is on); checked."""
+    body, plus, suffix = spec.partition("+")
+    kind, at, dim = body.partition("@")
+    if not at or not dim.isdigit() or (plus and suffix != "fused"):
+        raise ConfigError(
+            f"--ours takes ANN@D_s or ANN@D_s+fused (hnsw_sq8@192+fused), got {spec!r}"
+        )
+    MatryoshkaIndex(shortlist_dim=int(dim), ann=kind).check_params(max(int(dim), 1))
+    return kind, int(dim), bool(plus)
+
+
 def candidate_indexes(xn, args, bar) -> list[tuple[MatryoshkaIndex, list[int], dict]]:
     """The candidate `MatryoshkaIndex`es the tuner chooses among, each with its efforts."""
     n = len(xn)
     lists = max(16, 2 ** round(math.log2(4 * math.sqrt(n))))  # cheap at a short prefix
     out = []
     for spec in args.ours:
-        kind, dim = spec.split("@")
-        params = {"shortlist_dim": int(dim), "ann": kind}
+        kind, dim, fused = parse_candidate(spec)
+        params = {"shortlist_dim": dim, "ann": kind}
         if kind.startswith("ivf"):
             params.update(ivf_lists=lists)
             efforts = [e for e in IVF_EFFORTS if e <= lists]
@@ -262,7 +275,7 @@ def candidate_indexes(xn, args, bar) -> list[tuple[MatryoshkaIndex, list[int], d
             efforts = list(HNSW_EFFORTS)
         bar.set_description(f"build ours {spec}")
         t0 = time.perf_counter()
-        index = MatryoshkaIndex(**params).build(xn)
+        index = MatryoshkaIndex(**params).build(xn).use_fused_rerank(fused)
         build = {"build_seconds": time.perf_counter() - t0, "bytes": ours_bytes(index, True)}
         build["lean_bytes"] = ours_bytes(index, False)
         log.info("ours %s: built in %.1f s", spec, build["build_seconds"])
@@ -678,7 +691,8 @@ def parser() -> argparse.ArgumentParser:
         "--ours",
         nargs="+",
         default=["ivf@64", "ivf@128", "ivf_sq8@64", "ivf_sq8@128", "ivf_sq8@32", "hnsw@32"],
-        help="candidate MatryoshkaIndex kinds as ANN@D_s",
+        help="candidate MatryoshkaIndex kinds as ANN@D_s; ANN@D_s+fused also keeps the "
+        "fused-rerank copy (`use_fused_rerank`: one faiss call for a rerank to full D)",
     )
     p.add_argument(
         "--max-points", type=int, default=20, help="Pareto points timed per candidate and mode"
@@ -734,8 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints where a long run is
         faulthandler.register(signal.SIGUSR1)
     for spec in args.ours:
-        kind, _, dim = spec.partition("@")
-        MatryoshkaIndex(shortlist_dim=int(dim), ann=kind).check_params(max(int(dim), 1))
+        parse_candidate(spec)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workdir = Path(args.workdir or tempfile.gettempdir())

@@ -21,13 +21,16 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     out = tmp_path / "out"
     argv = (
         "--data 2000x32 --num-classes 20 --queries 30 --single-queries 10 --tune-queries 30 "
-        "--threads 1 --pq-m 4 --max-shortlist 50 --ours ivf@8 ivf_sq8@8 hnsw@8 "
+        "--threads 1 --pq-m 4 --max-shortlist 50 --ours ivf@8 ivf_sq8@8 hnsw@8+fused "
         "--lean ivf_sq8@8 --baselines hnsw ivf ivfpq "
         f"--workdir {tmp_path} --out {out}"
     )
     assert bench.main(argv.split()) == 0
     res = json.loads((out / "frontier.json").read_text())["sets"][0]
     assert (res["rows"], res["dim"]) == (2000, 32)
+    fused = [p for p in res["points"] if p.get("index") == "ours hnsw@8+fused"]
+    vectors = 2000 * 32 * 4
+    assert fused and all(p["bytes"] == p["lean_bytes"] + 2 * vectors for p in fused)  # + copy
     methods = {p["method"] for p in res["points"]}
     assert "MatryoshkaIndex (tuned)" in methods and bench.HNSW in methods
     for key, pts in res["frontiers"].items():
@@ -57,7 +60,12 @@ def test_frontier_keeps_only_pareto_points(bench):
 
 
 @pytest.mark.parametrize(
-    "argv, match", [(["--data", "12x"], "ROWSxDIM"), (["--ours", "bad@8"], "unknown ann")]
+    "argv, match",
+    [
+        (["--data", "12x"], "ROWSxDIM"),
+        (["--ours", "bad@8"], "unknown ann"),
+        (["--ours", "hnsw@8+fast"], "ANN@D_s"),
+    ],
 )
 def test_bad_options_are_named(bench, tmp_path, argv, match):
     with pytest.raises(ConfigError, match=match):

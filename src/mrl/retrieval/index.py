@@ -23,6 +23,7 @@ from mrl.checks import check_int, check_k, check_number
 from mrl.errors import ConfigError, InputError
 from mrl.nesting import Nesting
 from mrl.retrieval import persist, search
+from mrl.retrieval.fused import FusedRerank
 from mrl.retrieval.plans import Funnel, Plan, Rerank, SingleShot, check_plan
 from mrl.retrieval.search import (
     HNSW_KINDS,
@@ -115,6 +116,7 @@ class MatryoshkaIndex:
         self.ivf_probe = ivf_probe
         self.compact_at = compact_at
         self._checked_plans: dict = {}  # (plan, k) -> plan, checked once (a search's fast path)
+        self.fused_: FusedRerank | None = None  # see use_fused_rerank
 
     # ------------------------------------------------------------------ build / add / remove
     def check_params(self, dim: int) -> None:
@@ -207,6 +209,8 @@ class MatryoshkaIndex:
             ann.add(block)
         self.ann_ = ann
         store.cache_norms(self.norm_dims)
+        if self.fused_ is not None:  # a rebuild: the copy follows the new rows and structure
+            self.use_fused_rerank()
 
     @property
     def norm_dims(self) -> list[int]:
@@ -239,6 +243,8 @@ class MatryoshkaIndex:
         ids = check_new_ids(ids, len(vectors))
         self.store_.append(vectors, ids)
         self.ann_.add(unit_prefix(vectors, self.shortlist_dim))
+        if self.fused_ is not None:
+            self.fused_.add(unit_prefix(vectors, self.dim))
 
     def remove(self, ids: np.ndarray) -> None:
         """Remove vectors by id (every id must be present); compacts past `compact_at`."""
@@ -254,6 +260,35 @@ class MatryoshkaIndex:
         self.ann_.reset()  # keeps a trained IVF quantizer, so any size can be re-added
         for _, block in self.store_.blocks(self.shortlist_dim, 1 << 16):
             self.ann_.add(block)
+        if self.fused_ is not None:
+            self.use_fused_rerank()
+
+    def use_fused_rerank(self, enabled: bool = True) -> MatryoshkaIndex:
+        """Run plans re-scored once at full D (`Rerank(D_s, D, s)`) as one faiss call.
+
+        Such a plan then runs inside faiss (`IndexRefine` over this index's ANN structure
+        and a unit-norm float32 copy of the full vectors, `mrl.retrieval.fused`), without
+        the NumPy calls between its stages: for one query of a small embedding those cost
+        as much as the search. The results are the same neighbours; a score may differ
+        from the stage-by-stage one in its last bits (faiss sums the dot product in its
+        own order), and batch and one-query calls still agree bit for bit. The copy costs
+        `4 N D` bytes of RAM (`fused_bytes`) whatever the storage dtype or memory map, is
+        kept up to date by `add`, `remove` and `compact`, and is not saved: call this
+        again after `load`. Returns the index; `enabled=False` drops the copy.
+        """
+        self._check_built()
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"enabled must be True or False, got {enabled!r}")
+        self.fused_ = None
+        if enabled:
+            blocks = (block for _, block in self.store_.blocks(self.dim, 1 << 16))
+            self.fused_ = FusedRerank(self.ann_, self.dim, self.shortlist_dim, blocks)
+        return self
+
+    @property
+    def fused_bytes(self) -> int:
+        """RAM held by the fused-rerank copy of the vectors (0 when it is off)."""
+        return 0 if self.fused_ is None else self.fused_.nbytes
 
     # ------------------------------------------------------------------ properties
     def _check_built(self) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from mrl.checks import check_int
 from mrl.errors import ConfigError
 from mrl.nesting import truncate
+from mrl.retrieval.fused import refine_params, shared_refine_params
 from mrl.retrieval.plans import Plan, Step
 from mrl.retrieval.storage import Scratch, VectorStore
 from mrl.retrieval.topk import top_by_score_then_id, top_of_one_row
@@ -87,7 +88,21 @@ class SearchResult:
 def search(
     index: MatryoshkaIndex, q: np.ndarray, k: int, plan: Plan, effort: int | None
 ) -> tuple[np.ndarray, np.ndarray, SearchStats]:
-    """Run a validated `plan` for validated [Q, D] float32 queries `q`: ids, scores, stats."""
+    """Run a validated `plan` for validated [Q, D] float32 queries `q`: ids, scores, stats.
+
+    A plan the index's `FusedRerank` can run (`fused_applies`) runs as one faiss call;
+    any other plan runs stage by stage (`search_steps`).
+    """
+    if fused_applies(index, plan, k):
+        unit = truncate(q, index.store_.dim, normalize=True)
+        return _fused_search(index, q, unit, k, plan, effort, search_steps)
+    return search_steps(index, q, k, plan, effort)
+
+
+def search_steps(
+    index: MatryoshkaIndex, q: np.ndarray, k: int, plan: Plan, effort: int | None
+) -> tuple[np.ndarray, np.ndarray, SearchStats]:
+    """`search` stage by stage: the shortlist, then each rerank step, in NumPy and faiss."""
     store = index.store_
     t0 = time.perf_counter()
     size = plan.shortlist_size(k)
@@ -116,10 +131,21 @@ def search_one(
     scores equal the batch path's bit for bit (tested). Returns [k] ids and scores and the
     stats.
     """
+    if fused_applies(index, plan, k):
+        unit = _unit_prefix_of(q, q * q, index.store_.dim)
+        ids, scores, stats = _fused_search(index, q, unit, k, plan, effort, _search_one_steps)
+        return ids[0], scores[0], stats
+    return _search_one_steps(index, q, k, plan, effort)
+
+
+def _search_one_steps(
+    index: MatryoshkaIndex, q: np.ndarray, k: int, plan: Plan, effort: int | None
+) -> tuple[np.ndarray, np.ndarray, SearchStats]:
+    """`search_one` stage by stage (see there); a batch of one for exact or whole-DB plans."""
     store = index.store_
     size = plan.shortlist_size(k)
     if plan.exact or size >= store.count:
-        ids, scores, stats = search(index, q, k, plan, effort)  # rare here: reuse the batch path
+        ids, scores, stats = search_steps(index, q, k, plan, effort)  # rare here: batch path
         return ids[0], scores[0], stats
     _check_ann_dim(index, plan.shortlist_dim)
     t0 = time.perf_counter()
@@ -277,6 +303,21 @@ def _ann_call(
     parameters are shared (`_plain_params`). The C entry point (`search_c`) takes the
     arrays this module made, skipping the NumPy wrapper's checks and copies.
     """
+    params, stats, bitmap = _ann_params(index, n, effort)
+    nq = len(qd)
+    qd = np.ascontiguousarray(qd, dtype=np.float32)
+    scores = np.empty((nq, n), dtype=np.float32)
+    rows = np.empty((nq, n), dtype=np.int64)
+    index.ann_.search_c(
+        nq, faiss.swig_ptr(qd), n, faiss.swig_ptr(scores), faiss.swig_ptr(rows), params
+    )
+    del bitmap  # kept alive until the search is done (the selector points into it)
+    return scores, rows, _ann_flops(index, stats, nq)
+
+
+def _ann_params(index: MatryoshkaIndex, n: int, effort: int | None):
+    """(faiss search parameters for an `n`-row shortlist at `effort`, the reset faiss counters
+    of the ANN family or None, the live-row bitmap the parameters point into or None)."""
     store = index.store_
     family = "hnsw" if index.ann in HNSW_KINDS else "ivf" if index.ann in IVF_KINDS else None
     if family == "hnsw":
@@ -295,22 +336,61 @@ def _ann_call(
         params = _new_params(family, value, sel)
     if stats is not None:
         stats.reset()
-    nq = len(qd)
-    qd = np.ascontiguousarray(qd, dtype=np.float32)
-    scores = np.empty((nq, n), dtype=np.float32)
-    rows = np.empty((nq, n), dtype=np.int64)
-    index.ann_.search_c(
-        nq, faiss.swig_ptr(qd), n, faiss.swig_ptr(scores), faiss.swig_ptr(rows), params
-    )
-    del bitmap  # kept alive until the search is done (the selector points into it)
+    return params, stats, bitmap
+
+
+def _ann_flops(index: MatryoshkaIndex, stats, nq: int) -> float:
+    """Multiply-adds per query of the ANN search just run, from faiss's counters."""
     if stats is None:
-        flops = float(store.count * index.shortlist_dim)
+        return float(index.store_.count * index.shortlist_dim)
+    per_query = stats.ndis / nq
+    if index.ann in IVF_KINDS:
+        per_query += index.ivf_lists  # the coarse quantizer's distances
+    return per_query * index.shortlist_dim
+
+
+def fused_applies(index: MatryoshkaIndex, plan: Plan, k: int) -> bool:
+    """Whether `plan` runs as one `FusedRerank` call: the index has one (see
+    `MatryoshkaIndex.use_fused_rerank`) and the plan is an ANN shortlist of fewer than
+    every row, re-scored by one step at full D."""
+    steps = plan.steps
+    return (
+        index.fused_ is not None
+        and len(steps) == 1
+        and steps[0][0] == index.store_.dim
+        and not plan.exact
+        and plan.shortlist_size(k) < index.store_.count
+    )
+
+
+def _fused_search(index, q, unit, k, plan, effort, fallback):
+    """`plan` for the queries `q` (unit full-D rows `unit`) in one `FusedRerank` call.
+
+    faiss orders equal scores arbitrarily, so one result past k is asked for: a query whose
+    k + 1 best scores hold a tie (or that found fewer than k rows) is searched again by
+    `fallback`, the stage-by-stage path, which orders ties by id. Without ties the k best
+    are unique and come back in the one order the contract allows. The whole call is timed
+    as the shortlist (faiss does not split it); the flops are the stages' own.
+    """
+    store = index.store_
+    size = plan.shortlist_size(k)
+    n = min(k + 1, size)
+    t0 = time.perf_counter()
+    base, stats, bitmap = _ann_params(index, size, effort)
+    if bitmap is None:
+        params = shared_refine_params(base, size, n)
     else:
-        per_query = stats.ndis / nq
-        if family == "ivf":
-            per_query += index.ivf_lists  # the coarse quantizer's distances
-        flops = per_query * index.shortlist_dim
-    return scores, rows, flops
+        params = refine_params(base, size, n)
+    scores, rows = index.fused_.search(unit, n, params)
+    del bitmap, params  # kept alive until the search is done
+    flops = _ann_flops(index, stats, len(q))
+    redo = (scores[:, 1:] == scores[:, :-1]).any(axis=1) | (rows[:, k - 1] < 0)
+    ids, scores = store.ids[rows[:, :k]], scores[:, :k]
+    t1 = time.perf_counter()
+    stats = _stats(store, plan, flops, t1 - t0, 0.0)
+    for i in np.flatnonzero(redo):  # rare: ties, or fewer than k rows found
+        ids[i], scores[i], _ = fallback(index, q[i : i + 1], k, plan, effort)
+    return ids, scores, stats
 
 
 def _new_params(family: str | None, value: int, sel=None) -> faiss.SearchParameters:

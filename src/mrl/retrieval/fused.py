@@ -1,0 +1,96 @@
+"""A shortlist re-scored once at full D, as one compiled faiss call (`faiss.IndexRefine`).
+
+The plan most tuned indexes serve is `Rerank(D_s, D, s)`: the ANN finds `s` candidates at
+the D_s-prefix and one rerank step re-scores them at full D. Run step by step (`search`),
+each step is a handful of NumPy calls around faiss; for one query of a small embedding
+(D = 384, a 40 us HNSW search) those calls cost as much as the search itself. `FusedRerank`
+runs the whole plan inside faiss: an `IndexRefine` whose base is the index's own ANN
+structure (behind a transform that keeps the first D_s of the D query dims, when D_s < D)
+and whose refine index holds a unit-norm float32 copy of the full vectors, so a refine
+distance is the full-D cosine the unfused path computes. The copy costs 4 N D bytes of RAM
+beside the stored vectors; `MatryoshkaIndex.use_fused_rerank` turns it on or off.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import faiss
+import numpy as np
+
+
+class FusedRerank:
+    """`faiss.IndexRefine` over an ANN structure of `shortlist_dim`-prefixes and unit full rows.
+
+    Args:
+        ann: the index's faiss ANN over unit D_s-prefixes (shared, not copied or owned).
+        dim: D, the full width.
+        shortlist_dim: D_s.
+        unit_blocks: unit-norm float32 [b, D] blocks of every stored row, in storage order
+            (faiss wants the copy as full as the ANN before it pairs them).
+    """
+
+    def __init__(self, ann: faiss.Index, dim: int, shortlist_dim: int, unit_blocks):
+        self.refine = faiss.IndexFlatIP(dim)
+        for block in unit_blocks:
+            self.refine.add(np.ascontiguousarray(block, dtype=np.float32))
+        if shortlist_dim == dim:
+            self.base = ann
+        else:  # the first D_s dims of each query (`uniform=False`), then the ANN
+            self.prefix = faiss.RemapDimensionsTransform(dim, shortlist_dim, False)
+            self.base = faiss.IndexPreTransform(self.prefix, ann)
+        self.ann = ann  # the Python objects keep the C++ ones they point to alive
+        self.index = faiss.IndexRefine(self.base, self.refine)
+
+    def add(self, unit_rows: np.ndarray) -> None:
+        """Append unit-norm full rows (the base ANN is filled by its owner, not here)."""
+        self.refine.add(np.ascontiguousarray(unit_rows, dtype=np.float32))
+        self.index.ntotal = self.refine.ntotal
+
+    def reset(self) -> None:
+        """Drop every row (before a compaction re-adds the live ones)."""
+        self.refine.reset()
+        self.index.ntotal = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the resident float32 copy."""
+        return self.refine.ntotal * self.refine.d * 4
+
+    def search(
+        self, unit_queries: np.ndarray, n: int, params: faiss.SearchParameters
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best `n` (scores, rows) per unit full-D query [Q, D] under `refine_params(...)`."""
+        nq = len(unit_queries)
+        scores = np.empty((nq, n), dtype=np.float32)
+        rows = np.empty((nq, n), dtype=np.int64)
+        self.index.search_c(
+            nq,
+            faiss.swig_ptr(unit_queries),
+            n,
+            faiss.swig_ptr(scores),
+            faiss.swig_ptr(rows),
+            params,
+        )
+        return scores, rows
+
+
+def refine_params(base: faiss.SearchParameters, candidates: int, n: int):
+    """`IndexRefine` parameters that make the base return `candidates` rows for `n` results.
+
+    faiss asks the base for `int(n * k_factor)` rows; `(candidates + 0.5) / n` makes that
+    product land half a row above `candidates`, so rounding never loses one. The base's own
+    parameters are referenced from the returned object's `base_params` (faiss keeps a raw
+    pointer to them).
+    """
+    params = faiss.IndexRefineSearchParameters(
+        k_factor=(candidates + 0.5) / n, base_index_params=base
+    )
+    params.base_params = base
+    return params
+
+
+@lru_cache(maxsize=256)
+def shared_refine_params(base: faiss.SearchParameters, candidates: int, n: int):
+    """`refine_params` for selector-free base parameters, made once and shared (read-only)."""
+    return refine_params(base, candidates, n)

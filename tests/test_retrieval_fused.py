@@ -1,0 +1,132 @@
+"""Fused rerank (`MatryoshkaIndex.use_fused_rerank`): the same neighbours as the staged path."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
+from mrl.errors import ConfigError
+from mrl.retrieval.index import MatryoshkaIndex
+from mrl.retrieval.plans import Funnel, Rerank, SingleShot
+from mrl.retrieval.search import fused_applies
+
+SPEC = GeneratedNestedSpec(dim=64, num_classes=20, seed=3)
+N, D, K = 2000, 64, 10
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, _ = generated_nested_embeddings(N, SPEC)
+    q, _ = generated_nested_embeddings(40, SPEC, "queries")
+    return x, q
+
+
+def staged_and_fused(x, q, plan, effort=32, **params):
+    """Results of one index searched stage by stage, then fused (batch and one by one)."""
+    index = MatryoshkaIndex(**params).build(x)
+    staged = index.search(q, K, plan, effort)
+    index.use_fused_rerank()
+    assert fused_applies(index, plan, K)
+    fused = index.search(q, K, plan, effort)
+    singles = [index.search(v, K, plan, effort) for v in q]
+    return index, staged, fused, singles
+
+
+@pytest.mark.parametrize(
+    "ann, ds",
+    [("hnsw", 16), ("hnsw_sq8", 16), ("hnsw_sq8", 64), ("ivf", 8), ("ivf_sq8", 64), ("flat", 16)],
+)
+def test_fused_finds_the_staged_neighbours_and_one_query_matches_the_batch(data, ann, ds):
+    x, q = data
+    plan = Rerank(ds, D, 40)
+    _, staged, fused, singles = staged_and_fused(
+        x, q, plan, shortlist_dim=ds, ann=ann, ivf_lists=32
+    )
+    assert_array_equal(fused.ids, staged.ids)
+    assert_allclose(fused.scores, staged.scores, atol=2e-6)
+    assert fused.stats.flops_per_query == pytest.approx(staged.stats.flops_per_query)
+    for i, one in enumerate(singles):  # bit for bit, as the staged paths agree
+        assert_array_equal(one.ids, fused.ids[i])
+        assert_array_equal(one.scores, fused.scores[i])
+
+
+def test_tied_scores_come_back_in_id_order_as_staged(data):
+    x, q = data
+    dup = np.concatenate([x[:500], x[:500]])  # every row twice: every score tied
+    plan = Rerank(16, D, 40)
+    _, staged, fused, singles = staged_and_fused(dup, x[:20], plan, shortlist_dim=16)
+    assert_array_equal(fused.ids, staged.ids)  # the tied queries went the staged way
+    assert_array_equal(fused.scores, staged.scores)
+    assert_array_equal(fused.ids[:, :2], np.stack([np.arange(20), 500 + np.arange(20)], 1))
+    for i, one in enumerate(singles):
+        assert_array_equal(one.ids, fused.ids[i])
+
+
+def test_fewer_rows_found_than_k_goes_the_staged_way(data):
+    x, q = data
+    # one IVF cell probed out of 64 over 200 rows: some queries reach fewer than k rows
+    plan = Rerank(8, D, 12)
+    index, staged, fused, _ = staged_and_fused(
+        x[:200], q, plan, effort=1, shortlist_dim=8, ann="ivf", ivf_lists=64
+    )
+    short = (staged.ids == -1).any(axis=1)
+    assert short.any(), "the case under test needs short results"
+    assert_array_equal(fused.ids, staged.ids)
+    assert_array_equal(fused.scores[short], staged.scores[short])  # searched again, staged
+    assert_allclose(fused.scores, staged.scores, atol=2e-6)
+
+
+def test_add_remove_and_compact_keep_the_fused_copy_in_step(data):
+    x, q = data
+    plan = Rerank(16, D, 40)
+    fused = MatryoshkaIndex(shortlist_dim=16, compact_at=0.9).build(x[:1500])
+    fused.use_fused_rerank()
+    staged = MatryoshkaIndex(shortlist_dim=16, compact_at=0.9).build(x[:1500])
+    for index in (fused, staged):
+        index.add(x[1500:])
+    assert fused.fused_bytes == 4 * N * D
+    assert_array_equal(fused.search(q, K, plan, 32).ids, staged.search(q, K, plan, 32).ids)
+    gone = fused.search(q, K, plan, 32).ids[:, :3].ravel()
+    for index in (fused, staged):
+        index.remove(np.unique(gone))
+    after = fused.search(q, K, plan, 32).ids
+    assert not np.isin(after, gone).any()
+    assert_array_equal(after, staged.search(q, K, plan, 32).ids)
+    for index in (fused, staged):
+        index.compact()
+    assert fused.fused_bytes == 4 * fused.count * D
+    assert_array_equal(fused.search(q, K, plan, 32).ids, staged.search(q, K, plan, 32).ids)
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        Funnel(16, ((32, 40), (64, 20))),  # two steps
+        Rerank(16, 32, 40),  # the last step below D
+        SingleShot(16, exact=False),  # no step
+        Rerank(16, D, 40, exact=True),  # brute-force shortlist
+        Rerank(16, D, N),  # the whole database
+    ],
+)
+def test_plans_it_cannot_run_are_served_stage_by_stage_bit_for_bit(data, plan):
+    x, q = data
+    index = MatryoshkaIndex(shortlist_dim=16).build(x)
+    staged = index.search(q, K, plan, 32)
+    index.use_fused_rerank()
+    assert not fused_applies(index, plan, K)
+    again = index.search(q, K, plan, 32)
+    assert_array_equal(again.ids, staged.ids)
+    assert_array_equal(again.scores, staged.scores)
+
+
+def test_the_copy_can_be_dropped_and_is_not_saved(data, tmp_path):
+    x, _ = data
+    index = MatryoshkaIndex(shortlist_dim=16).build(x).use_fused_rerank()
+    assert index.fused_bytes == 4 * N * D
+    index.save(tmp_path / "idx")
+    assert MatryoshkaIndex.load(tmp_path / "idx").fused_bytes == 0
+    assert index.use_fused_rerank(False).fused_bytes == 0
+    with pytest.raises(ConfigError, match="enabled must be True or False"):
+        index.use_fused_rerank("yes")
+    with pytest.raises(ConfigError, match="not built"):
+        MatryoshkaIndex().use_fused_rerank()
