@@ -40,17 +40,16 @@ class FusedRerank:
             self.prefix = faiss.RemapDimensionsTransform(dim, shortlist_dim, False)
             self.base = faiss.IndexPreTransform(self.prefix, ann)
         self.ann = ann  # the Python objects keep the C++ ones they point to alive
-        self.index = faiss.IndexRefine(self.base, self.refine)
+        self.refined = faiss.IndexRefine(self.base, self.refine)
+        # The query is made unit-norm inside faiss too (a zero query stays zero): for one
+        # query, the five NumPy calls of a normalisation cost a tenth of the search.
+        self.unit = faiss.NormalizationTransform(dim, 2.0)
+        self.index = faiss.IndexPreTransform(self.unit, self.refined)
 
     def add(self, unit_rows: np.ndarray) -> None:
         """Append unit-norm full rows (the base ANN is filled by its owner, not here)."""
         self.refine.add(np.ascontiguousarray(unit_rows, dtype=np.float32))
-        self.index.ntotal = self.refine.ntotal
-
-    def reset(self) -> None:
-        """Drop every row (before a compaction re-adds the live ones)."""
-        self.refine.reset()
-        self.index.ntotal = 0
+        self.refined.ntotal = self.index.ntotal = self.refine.ntotal
 
     @property
     def nbytes(self) -> int:
@@ -58,15 +57,17 @@ class FusedRerank:
         return self.refine.ntotal * self.refine.d * 4
 
     def search(
-        self, unit_queries: np.ndarray, n: int, params: faiss.SearchParameters
+        self, queries: np.ndarray, n: int, params: faiss.SearchParameters
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Best `n` (scores, rows) per unit full-D query [Q, D] under `refine_params(...)`."""
-        nq = len(unit_queries)
+        """Best `n` (cosine scores, rows) per float32 full-D query [Q, D] (of any norm)
+        under `refine_params(...)`."""
+        queries = np.ascontiguousarray(queries)
+        nq = len(queries)
         scores = np.empty((nq, n), dtype=np.float32)
         rows = np.empty((nq, n), dtype=np.int64)
         self.index.search_c(
             nq,
-            faiss.swig_ptr(unit_queries),
+            faiss.swig_ptr(queries),
             n,
             faiss.swig_ptr(scores),
             faiss.swig_ptr(rows),

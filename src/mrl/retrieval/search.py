@@ -4,8 +4,9 @@ Functions over the index's arrays, faiss-contrib style: `shortlist` finds candid
 D_s-prefix (the ANN structure, or brute force block by block), `rerank` re-scores them at
 growing prefixes (one in-place dot product per candidate, divided by its stored prefix norm),
 and `search` composes them under a plan; `search_one` is the same for one query per call
-without the batch machinery. Scores are cosine similarities of the per-prefix unit vectors
-(the same ranking as L2 on unit vectors, as in the paper).
+without the batch machinery. An index with a fused rerank (`mrl.retrieval.fused`) runs a
+plan re-scored once at full D as one faiss call instead. Scores are cosine similarities of
+the per-prefix unit vectors (the same ranking as L2 on unit vectors, as in the paper).
 """
 
 from __future__ import annotations
@@ -94,8 +95,7 @@ def search(
     any other plan runs stage by stage (`search_steps`).
     """
     if fused_applies(index, plan, k):
-        unit = truncate(q, index.store_.dim, normalize=True)
-        return _fused_search(index, q, unit, k, plan, effort, search_steps)
+        return _fused_search(index, q, k, plan, effort, search_steps)
     return search_steps(index, q, k, plan, effort)
 
 
@@ -132,8 +132,7 @@ def search_one(
     stats.
     """
     if fused_applies(index, plan, k):
-        unit = _unit_prefix_of(q, q * q, index.store_.dim)
-        ids, scores, stats = _fused_search(index, q, unit, k, plan, effort, _search_one_steps)
+        ids, scores, stats = _fused_search(index, q, k, plan, effort, _search_one_steps)
         return ids[0], scores[0], stats
     return _search_one_steps(index, q, k, plan, effort)
 
@@ -363,8 +362,8 @@ def fused_applies(index: MatryoshkaIndex, plan: Plan, k: int) -> bool:
     )
 
 
-def _fused_search(index, q, unit, k, plan, effort, fallback):
-    """`plan` for the queries `q` (unit full-D rows `unit`) in one `FusedRerank` call.
+def _fused_search(index, q, k, plan, effort, fallback):
+    """`plan` for the validated [Q, D] float32 queries `q` in one `FusedRerank` call.
 
     faiss orders equal scores arbitrarily, so one result past k is asked for: a query whose
     k + 1 best scores hold a tie (or that found fewer than k rows) is searched again by
@@ -381,7 +380,7 @@ def _fused_search(index, q, unit, k, plan, effort, fallback):
         params = shared_refine_params(base, size, n)
     else:
         params = refine_params(base, size, n)
-    scores, rows = index.fused_.search(unit, n, params)
+    scores, rows = index.fused_.search(q, n, params)
     del bitmap, params  # kept alive until the search is done
     flops = _ann_flops(index, stats, len(q))
     redo = (scores[:, 1:] == scores[:, :-1]).any(axis=1) | (rows[:, k - 1] < 0)
