@@ -130,3 +130,9 @@ def test_new_key_prints_a_key_and_its_line(cli):
     assert r.code == 0
     key = r.out.split("nowhere else): ")[1].split()[0]
     assert f"read {hash_key(key)}" in r.out
+
+
+def test_serve_refuses_fused_rerank_on_postgres(cli, tmp_path):
+    r = cli("serve", "--data-dir", tmp_path / "d", "--backend", "postgres", "--fused-rerank")
+    r.assert_named_error("--fused-rerank applies to the memory backend", "--backend memory")
+    assert not (tmp_path / "d").exists()

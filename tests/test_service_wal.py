@@ -9,6 +9,7 @@ import pytest
 from service_helpers import DIM, NESTING, SHORTLIST_DIM, vectors
 
 from mrl.errors import (
+    ConfigError,
     ConflictError,
     FormatError,
     InputError,
@@ -16,6 +17,7 @@ from mrl.errors import (
     NotFoundError,
     UnavailableError,
 )
+from mrl.retrieval.plans import Rerank
 from mrl.service import memory
 from mrl.service import wal as wal_module
 from mrl.service.backend import CollectionSpec
@@ -251,3 +253,27 @@ def test_a_failed_fsync_refuses_later_writes(tmp_path, monkeypatch):
     with pytest.raises(UnavailableError, match="writes are refused until the server restarts"):
         backend.add("c", np.array([301]), vectors(1), None)
     assert backend.info("c")["count"] == 20  # the unflushed add was not applied
+
+
+def test_fused_rerank_backends_answer_as_staged_ones_and_keep_it_over_a_restart(tmp_path):
+    plan, q = Rerank(SHORTLIST_DIM, DIM, 30), vectors(5, seed=2)
+    staged = filled(tmp_path / "staged", n=300)
+    fused = filled(tmp_path / "fused", n=300, fused_rerank=True)
+    assert fused._collections["c"].index.fused_bytes == 4 * 300 * DIM
+    np.testing.assert_array_equal(
+        fused.search("c", q, 10, plan).ids, staged.search("c", q, 10, plan).ids
+    )
+    fused.add("c", np.arange(300, 310), vectors(10, seed=3), None)  # the copy follows adds
+    staged.add("c", np.arange(300, 310), vectors(10, seed=3), None)
+    want = staged.search("c", q, 10, plan).ids
+    np.testing.assert_array_equal(fused.search("c", q, 10, plan).ids, want)
+    fused.close()  # snapshots: the next start loads the index, and fuses it again
+    again = MemoryBackend(tmp_path / "fused", fused_rerank=True)
+    assert again._collections["c"].index.fused_bytes == 4 * 310 * DIM
+    np.testing.assert_array_equal(again.search("c", q, 10, plan).ids, want)
+    again.close()
+    plain = MemoryBackend(tmp_path / "fused")
+    assert plain._collections["c"].index.fused_bytes == 0
+    plain.close()
+    with pytest.raises(ConfigError, match="fused_rerank must be True or False"):
+        MemoryBackend(tmp_path / "other", fused_rerank="yes")

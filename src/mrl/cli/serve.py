@@ -36,6 +36,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default=64 << 20,
         help="log size that triggers a snapshot (memory backend; default 64 MiB)",
     )
+    p.add_argument(
+        "--fused-rerank",
+        action="store_true",
+        help="memory backend: run rerank-to-full-D plans as one faiss call (faster one query "
+        "per call; keeps a second float32 copy of every collection's vectors in RAM)",
+    )
     for name in LIMIT_FLAGS:
         p.add_argument("--" + name.replace("_", "-"), type=int, help="request limit")
     p.add_argument(
@@ -71,6 +77,7 @@ def run_serve(args: argparse.Namespace) -> int:
         dsn=args.dsn,
         limits=Limits(**given),
         snapshot_bytes=args.snapshot_bytes,
+        fused_rerank=args.fused_rerank,
     )
     keys = load_keys(settings.keys_file)
     if not keys and not is_loopback(settings.host):
@@ -92,7 +99,11 @@ def open_backend(settings):
         return PostgresBackend(data_dir=settings.data_dir)
     from mrl.service.memory import MemoryBackend
 
-    return MemoryBackend(settings.data_dir, snapshot_bytes=settings.snapshot_bytes)
+    return MemoryBackend(
+        settings.data_dir,
+        snapshot_bytes=settings.snapshot_bytes,
+        fused_rerank=settings.fused_rerank,
+    )
 
 
 def serve(settings, keys, log_level: str = "info") -> None:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from mrl.checks import check_int, check_tag, require_keys
-from mrl.errors import ConflictError, FormatError, InputError, NotFoundError
+from mrl.errors import ConfigError, ConflictError, FormatError, InputError, NotFoundError
 from mrl.io import atomic_write_json, file_lock, fsync_dir, make_dirs
 from mrl.retrieval.index import MatryoshkaIndex
 from mrl.retrieval.plans import Plan
@@ -126,13 +126,23 @@ class MemoryBackend:
     Args:
         data_dir: the folder the backend owns (created if missing); one server at a time.
         snapshot_bytes: log size in bytes past which a background snapshot truncates it.
+        fused_rerank: every collection's index runs rerank-to-full-D plans as one faiss
+            call (`MatryoshkaIndex.use_fused_rerank`; a second copy of its vectors in RAM).
 
     Raises:
         LockedError: another server holds `data_dir`.
         FormatError: a snapshot or log that is not ours or is damaged (not a torn tail).
     """
 
-    def __init__(self, data_dir: str | os.PathLike, snapshot_bytes: int = SNAPSHOT_BYTES):
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        snapshot_bytes: int = SNAPSHOT_BYTES,
+        fused_rerank: bool = False,
+    ):
+        if not isinstance(fused_rerank, bool):
+            raise ConfigError(f"fused_rerank must be True or False, got {fused_rerank!r}")
+        self.fused_rerank = fused_rerank
         self.data_dir = make_dirs(data_dir, "service data folder")
         self.snapshot_bytes = check_int("snapshot_bytes", snapshot_bytes)
         self._exit = contextlib.ExitStack()
@@ -320,7 +330,7 @@ class MemoryBackend:
                 index = MatryoshkaIndex(
                     shortlist_dim=coll.spec.shortlist_dim, dtype=coll.spec.dtype
                 )
-                coll.index = index.build(vectors.copy(), ids)
+                coll.index = index.build(vectors.copy(), ids).use_fused_rerank(self.fused_rerank)
             else:
                 coll.index.add(vectors, ids)
             for i, payload in zip(ids.tolist(), h.get("payloads") or [], strict=False):
@@ -403,7 +413,7 @@ class MemoryBackend:
             coll = _Collection(spec_from_dict(entry["spec"]), tuning=entry.get("tuning"))
             if entry["saved"]:
                 name = coll.spec.name
-                coll.index = MatryoshkaIndex.load(folder / name)
+                coll.index = MatryoshkaIndex.load(folder / name).use_fused_rerank(self.fused_rerank)
                 pairs = json.loads((folder / f"{name}.payloads.json").read_text())
                 coll.payloads = {int(i): p for i, p in pairs}
             self._collections[coll.spec.name] = coll

@@ -27,6 +27,9 @@ class Settings:
         dsn: a PostgreSQL DSN for the postgres backend; None: the embedded server in data_dir.
         limits: request limits.
         snapshot_bytes: write-ahead log size that triggers a snapshot (memory backend).
+        fused_rerank: run each collection's rerank-to-full-D plans as one faiss call
+            (`MatryoshkaIndex.use_fused_rerank`: faster one query per call, a second copy
+            of the vectors in RAM); memory backend only.
     """
 
     data_dir: Path
@@ -38,12 +41,18 @@ class Settings:
     dsn: str | None = None
     limits: Limits = field(default_factory=Limits)
     snapshot_bytes: int = 64 << 20
+    fused_rerank: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "port", check_int("port", self.port, 0, 65535))
         if self.backend not in ("memory", "postgres"):
             raise ConfigError(f"unknown backend {self.backend!r}; choose 'memory' or 'postgres'")
+        if self.fused_rerank and self.backend != "memory":
+            raise ConfigError(
+                "--fused-rerank applies to the memory backend (PostgreSQL reranks in SQL); "
+                "drop it or use --backend memory"
+            )
 
 
 def is_loopback(host: str) -> bool:
