@@ -22,6 +22,9 @@ import numpy as np
 class FusedRerank:
     """`faiss.IndexRefine` over an ANN structure of `shortlist_dim`-prefixes and unit full rows.
 
+    `index` is what to search: float32 full-D queries of any norm (normalised inside), with
+    `refine_params(...)`; it answers cosine scores and storage rows.
+
     Args:
         ann: the index's faiss ANN over unit D_s-prefixes (shared, not copied or owned).
         dim: D, the full width.
@@ -55,25 +58,6 @@ class FusedRerank:
     def nbytes(self) -> int:
         """Bytes of the resident float32 copy."""
         return self.refine.ntotal * self.refine.d * 4
-
-    def search(
-        self, queries: np.ndarray, n: int, params: faiss.SearchParameters
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Best `n` (cosine scores, rows) per float32 full-D query [Q, D] (of any norm)
-        under `refine_params(...)`."""
-        queries = np.ascontiguousarray(queries)
-        nq = len(queries)
-        scores = np.empty((nq, n), dtype=np.float32)
-        rows = np.empty((nq, n), dtype=np.int64)
-        self.index.search_c(
-            nq,
-            faiss.swig_ptr(queries),
-            n,
-            faiss.swig_ptr(scores),
-            faiss.swig_ptr(rows),
-            params,
-        )
-        return scores, rows
 
 
 def refine_params(base: faiss.SearchParameters, candidates: int, n: int):

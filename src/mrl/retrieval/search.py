@@ -303,15 +303,19 @@ def _ann_call(
     arrays this module made, skipping the NumPy wrapper's checks and copies.
     """
     params, stats, bitmap = _ann_params(index, n, effort)
-    nq = len(qd)
-    qd = np.ascontiguousarray(qd, dtype=np.float32)
+    scores, rows = _faiss_search(index.ann_, qd, n, params)
+    del bitmap  # kept alive until the search is done (the selector points into it)
+    return scores, rows, _ann_flops(index, stats, len(qd))
+
+
+def _faiss_search(ann: faiss.Index, q: np.ndarray, n: int, params) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) [Q, n] of `ann` for the queries `q` through faiss's C entry point."""
+    nq = len(q)
+    q = np.ascontiguousarray(q, dtype=np.float32)
     scores = np.empty((nq, n), dtype=np.float32)
     rows = np.empty((nq, n), dtype=np.int64)
-    index.ann_.search_c(
-        nq, faiss.swig_ptr(qd), n, faiss.swig_ptr(scores), faiss.swig_ptr(rows), params
-    )
-    del bitmap  # kept alive until the search is done (the selector points into it)
-    return scores, rows, _ann_flops(index, stats, nq)
+    ann.search_c(nq, faiss.swig_ptr(q), n, faiss.swig_ptr(scores), faiss.swig_ptr(rows), params)
+    return scores, rows
 
 
 def _ann_params(index: MatryoshkaIndex, n: int, effort: int | None):
@@ -380,7 +384,7 @@ def _fused_search(index, q, k, plan, effort, fallback):
         params = shared_refine_params(base, size, n)
     else:
         params = refine_params(base, size, n)
-    scores, rows = index.fused_.search(q, n, params)
+    scores, rows = _faiss_search(index.fused_.index, q, n, params)
     del bitmap, params  # kept alive until the search is done
     flops = _ann_flops(index, stats, len(q))
     redo = (scores[:, 1:] == scores[:, :-1]).any(axis=1) | (rows[:, k - 1] < 0)
