@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -63,6 +64,7 @@ from mrl.data.npy import load_npy
 from mrl.errors import ConfigError, InputError
 from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
 from mrl.retrieval import MatryoshkaIndex
+from mrl.retrieval.search import IVF_KINDS
 from mrl.retrieval.storage import unit_prefix
 from mrl.retrieval.tune import (
     choose_index,
@@ -249,36 +251,61 @@ def faiss_baselines(xn, queries, truth, k, modes, args, bar) -> tuple[list, dict
 
 
 # ---------------------------------------------------------------------------------- ours
-def parse_candidate(spec: str) -> tuple[str, int, bool]:
-    """`ANN@D_s[+fused]` as (ann kind, D_s, whether `use_fused_rerank` is on); checked."""
+class Candidate(NamedTuple):
+    """One `--ours` spec, `ANN@D_s[/LISTS][+fused]`, parsed and checked."""
+
+    kind: str  # the ANN kind
+    dim: int  # D_s
+    lists: int | None  # IVF cells; None: about 4 sqrt(N) (`default_ivf_lists`)
+    fused: bool  # whether `use_fused_rerank` is on
+
+
+def parse_candidate(spec: str) -> Candidate:
+    """`ANN@D_s[/LISTS][+fused]` (`ivf_sq8@128/2048+fused`) as a `Candidate`; checked."""
     body, plus, suffix = spec.partition("+")
-    kind, at, dim = body.partition("@")
-    if not at or not dim.isdigit() or (plus and suffix != "fused"):
+    head, slash, lists = body.partition("/")
+    kind, at, dim = head.partition("@")
+    if (
+        not at
+        or not dim.isdigit()
+        or (plus and suffix != "fused")
+        or (slash and not lists.isdigit())
+    ):
         raise ConfigError(
-            f"--ours takes ANN@D_s or ANN@D_s+fused (hnsw_sq8@192+fused), got {spec!r}"
+            "--ours takes ANN@D_s[/LISTS][+fused] (hnsw_sq8@192+fused, ivf_sq8@128/2048), "
+            f"got {spec!r}"
         )
-    MatryoshkaIndex(shortlist_dim=int(dim), ann=kind).check_params(max(int(dim), 1))
-    return kind, int(dim), bool(plus)
+    params = {"ivf_lists": int(lists)} if slash else {}
+    MatryoshkaIndex(shortlist_dim=int(dim), ann=kind, **params).check_params(max(int(dim), 1))
+    if slash and kind not in IVF_KINDS:
+        raise ConfigError(f"--ours {spec!r}: /LISTS (IVF cells) applies to IVF kinds only")
+    return Candidate(kind, int(dim), int(lists) if slash else None, bool(plus))
+
+
+def default_ivf_lists(n: int) -> int:
+    """About 4 sqrt(N) cells as a power of two (1,024 at 100k rows): cheap at a short prefix."""
+    return max(16, 2 ** round(math.log2(4 * math.sqrt(n))))
 
 
 def candidate_indexes(xn, args, bar) -> list[tuple[MatryoshkaIndex, list[int], dict]]:
     """The candidate `MatryoshkaIndex`es the tuner chooses among, each with its efforts."""
-    n = len(xn)
-    lists = max(16, 2 ** round(math.log2(4 * math.sqrt(n))))  # cheap at a short prefix
     out = []
     for spec in args.ours:
-        kind, dim, fused = parse_candidate(spec)
-        params = {"shortlist_dim": dim, "ann": kind}
-        if kind.startswith("ivf"):
+        c = parse_candidate(spec)
+        params = {"shortlist_dim": c.dim, "ann": c.kind}
+        if c.kind in IVF_KINDS:
+            lists = c.lists or default_ivf_lists(len(xn))
             params.update(ivf_lists=lists)
             efforts = [e for e in IVF_EFFORTS if e <= lists]
         else:
             efforts = list(HNSW_EFFORTS)
         bar.set_description(f"build ours {spec}")
         t0 = time.perf_counter()
-        index = MatryoshkaIndex(**params).build(xn).use_fused_rerank(fused)
+        index = MatryoshkaIndex(**params).build(xn).use_fused_rerank(c.fused)
         build = {"build_seconds": time.perf_counter() - t0, "bytes": ours_bytes(index, True)}
         build["lean_bytes"] = ours_bytes(index, False)
+        if c.kind in IVF_KINDS:
+            build["ivf_lists"] = lists
         log.info("ours %s: built in %.1f s", spec, build["build_seconds"])
         out.append((index, efforts, {"name": f"ours {spec}", **build}))
         bar.update()
@@ -692,8 +719,9 @@ def parser() -> argparse.ArgumentParser:
         "--ours",
         nargs="+",
         default=["ivf@64", "ivf@128", "ivf_sq8@64", "ivf_sq8@128", "ivf_sq8@32", "hnsw@32"],
-        help="candidate MatryoshkaIndex kinds as ANN@D_s; ANN@D_s+fused also keeps the "
-        "fused-rerank copy (`use_fused_rerank`: one faiss call for a rerank to full D)",
+        help="candidate MatryoshkaIndex kinds as ANN@D_s; ANN@D_s/LISTS sets an IVF kind's "
+        "cells (default about 4 sqrt(N)); +fused also keeps the fused-rerank copy "
+        "(`use_fused_rerank`: one faiss call for a rerank to full D)",
     )
     p.add_argument(
         "--max-points", type=int, default=20, help="Pareto points timed per candidate and mode"

@@ -21,7 +21,7 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     out = tmp_path / "out"
     argv = (
         "--data 2000x32 --num-classes 20 --queries 30 --single-queries 10 --tune-queries 30 "
-        "--threads 1 --pq-m 4 --max-shortlist 50 --ours ivf@8 ivf_sq8@8 hnsw@8+fused "
+        "--threads 1 --pq-m 4 --max-shortlist 50 --ours ivf@8/32 ivf_sq8@8 hnsw@8+fused "
         "--lean ivf_sq8@8 --baselines hnsw ivf ivfpq "
         f"--workdir {tmp_path} --out {out}"
     )
@@ -31,6 +31,8 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     fused = [p for p in res["points"] if p.get("index") == "ours hnsw@8+fused"]
     vectors = 2000 * 32 * 4
     assert fused and all(p["bytes"] == p["lean_bytes"] + 2 * vectors for p in fused)  # + copy
+    lists = {c["name"]: c.get("ivf_lists") for c in res["ours"]["candidates"]}
+    assert lists["ours ivf@8/32"] == 32 and lists["ours ivf_sq8@8"] == bench.default_ivf_lists(2000)
     methods = {p["method"] for p in res["points"]}
     assert "MatryoshkaIndex (tuned)" in methods and bench.HNSW in methods
     for key, pts in res["frontiers"].items():
@@ -52,6 +54,12 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     assert (faiss.omp_get_max_threads(), torch.get_num_threads()) == threads
 
 
+def test_candidate_specs_parse_kind_prefix_lists_and_fusion(bench):
+    assert bench.parse_candidate("ivf_sq8@128/2048+fused") == ("ivf_sq8", 128, 2048, True)
+    assert bench.parse_candidate("hnsw@32") == ("hnsw", 32, None, False)
+    assert bench.default_ivf_lists(100_000) == 1024 and bench.default_ivf_lists(10) == 16
+
+
 def test_frontier_keeps_only_pareto_points(bench):
     pts = [{"recall": r, "qps": q} for r, q in [(0.9, 100), (0.95, 50), (0.93, 40), (0.99, 10)]]
     assert [p["recall"] for p in bench.frontier(pts)] == [0.9, 0.95, 0.99]
@@ -65,6 +73,9 @@ def test_frontier_keeps_only_pareto_points(bench):
         (["--data", "12x"], "ROWSxDIM"),
         (["--ours", "bad@8"], "unknown ann"),
         (["--ours", "hnsw@8+fast"], "ANN@D_s"),
+        (["--ours", "ivf@8/many"], "ANN@D_s"),
+        (["--ours", "hnsw@8/64"], "IVF kinds only"),
+        (["--ours", "ivf@8/0"], "ivf_lists"),
     ],
 )
 def test_bad_options_are_named(bench, tmp_path, argv, match):
