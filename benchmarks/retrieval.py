@@ -43,6 +43,7 @@ import io
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,7 +60,7 @@ from mrl.data.generated import (
     write_generated_nested_embeddings,
 )
 from mrl.data.npy import load_npy
-from mrl.errors import InputError
+from mrl.errors import ConfigError, InputError
 from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
 from mrl.nesting import Nesting, truncate
 from mrl.retrieval import Funnel, MatryoshkaIndex, Rerank, SingleShot, search
@@ -82,6 +83,36 @@ def thread_count(threads: int):
     finally:
         faiss.omp_set_num_threads(faiss_before)
         torch.set_num_threads(torch_before)
+
+
+RETAIN_FREED_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"
+
+
+def prefault_memory(gib: float, chunk_mib: int = 256) -> float:
+    """Write `gib` GiB once, then free it; the seconds that took (0 for `gib` 0).
+
+    Some virtual machines back guest memory lazily: the first write to a page the guest has
+    not used, or has handed back after a free, costs tens of microseconds (measured here:
+    12 s for 800 MB, against 0.15 s once backed). Which index build pays that depends on
+    the allocation history of the run, not on the index, so build times stop comparing.
+    Run the benchmark with `GLIBC_TUNABLES=<RETAIN_FREED_MEMORY>` (every allocation from the
+    heap, never trimmed: freed memory stays in this process) and this touches the pages
+    every later allocation reuses, up to `gib` GiB: builds then pay for their compute only.
+    Without that setting glibc hands large blocks back at once and this does nothing useful,
+    so it refuses.
+    """
+    if gib <= 0:
+        return 0.0
+    if RETAIN_FREED_MEMORY not in os.environ.get("GLIBC_TUNABLES", ""):
+        raise ConfigError(
+            f"--prefault-gib needs freed memory kept in the process: run with "
+            f"GLIBC_TUNABLES={RETAIN_FREED_MEMORY}"
+        )
+    t0 = time.perf_counter()
+    n = max(1, round(gib * 1024 / chunk_mib))
+    chunks = [np.ones(chunk_mib << 18, dtype=np.float32) for _ in range(n)]
+    del chunks
+    return time.perf_counter() - t0
 
 
 def measure_memory_bandwidth(mib: int = 512, repeats: int = 5) -> dict:

@@ -18,7 +18,9 @@ a chunked matmul) for these rows:
 The fine-tuned rows train on the same `--finetune-pairs` train-side pairs (a seeded draw),
 with the same batch size, learning rate, warm-up, epochs, sequence length and seed, and the
 report gives each trainer's pairs/s (training steps only) and ours / the anchor's ratio.
-`--finetune-pairs 0` runs the frozen rows alone. Only the train side is used for fitting.
+`--finetune-pairs 0` runs the frozen rows alone, `--rows` any subset (an experiment on one
+fine-tune need not re-encode the frozen rows); `--nesting-weights` sets the c_m of both
+Matryoshka fine-tunes (ours and the anchor alike). Only the train side is used for fitting.
 
 Base embeddings are cached as .npy under --cache, keyed by the role, the text count, a digest
 of the texts and of the model folder and max_seq_length, so a rerun does not re-encode.
@@ -26,6 +28,7 @@ of the texts and of the model folder and max_seq_length, so a rerun does not re-
     python benchmarks/text.py --finetune-pairs 0       # frozen rows, ~8 min on 2 cores
     python benchmarks/text.py --max-queries 2000 --max-corpus 4000  # seeded subsample
     python benchmarks/text.py                          # + 3 fine-tunes of 4,000 pairs: ~38 min
+    python benchmarks/text.py --rows ft_mrl --finetune-pairs 16000 --nesting-weights 1,1,1,1,1,5
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import torch
 from mrl.adaptation import MatryoshkaAdaptor
 from mrl.checks import check_int
 from mrl.data.text import DEBIAN_DEFAULT, debian_split, load_debian_packages
+from mrl.errors import ConfigError
 from mrl.evaluation.baselines import SVDProjection
 from mrl.evaluation.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from mrl.io import atomic_open, atomic_write_json, make_dirs
@@ -60,6 +64,7 @@ from text_finetune import (  # noqa: E402
 )
 
 FROZEN_ROWS = ("truncated", "pca", "adaptor_unsup", "adaptor_sup")
+FINETUNED_ROWS = ("ft_plain", "ft_mrl", "ft_st")
 
 LABELS = {
     "truncated": "base, truncated",
@@ -142,6 +147,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--finetune-lr", type=float, default=2e-5)
     parser.add_argument("--finetune-max-seq-length", type=int, default=64, help="training only")
     parser.add_argument("--temperature", type=float, default=0.05)
+    parser.add_argument(
+        "--nesting-weights",
+        default=None,
+        help="c_m per size, smallest first, for the two Matryoshka fine-tunes (default all 1)",
+    )
+    parser.add_argument(
+        "--rows",
+        default=",".join((*FROZEN_ROWS, *FINETUNED_ROWS)),
+        help="rows to run, comma-separated (default all; frozen rows share one base encoding)",
+    )
     parser.add_argument("--cache", default="runs/text-bench", help="base embedding cache")
     parser.add_argument("--out", default="reports/text", help="results.json/md/png folder")
     args = parser.parse_args(argv)
@@ -153,6 +168,11 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("max_queries", "max_corpus"):
         if getattr(args, name) is not None:
             check_int(f"--{name.replace('_', '-')}", getattr(args, name))
+    try:
+        args.rows = parse_rows(args.rows)
+        args.nesting_weights = parse_weights(args.nesting_weights)
+    except ValueError as e:
+        parser.error(str(e))  # exit 2, one line
     out = make_dirs(args.out, "--out")  # a bad output path fails before the long work
     with thread_count(args.threads):  # a caller's (or a test's) thread count is left alone
         report = run(args)
@@ -162,6 +182,31 @@ def main(argv: list[str] | None = None) -> dict:
     plot(report, out / "mrr_at_10.png")
     print(f"wrote {out}/results.json, results.md, mrr_at_10.png")
     return report
+
+
+def parse_rows(text: str) -> tuple[str, ...]:
+    """`--rows` as known row names in the report's order; ValueError naming a bad one."""
+    rows = [r.strip() for r in text.split(",") if r.strip()]
+    known = (*FROZEN_ROWS, *FINETUNED_ROWS)
+    bad = [r for r in rows if r not in known]
+    if bad or not rows:
+        raise ValueError(f"--rows {text!r}: unknown row {bad[0] if bad else '(none)'}; "
+                         f"choose from {','.join(known)}")  # fmt: skip
+    return tuple(r for r in known if r in rows)
+
+
+def parse_weights(text: str | None) -> tuple[float, ...] | None:
+    """`--nesting-weights 1,1,2` as positive floats; ValueError naming a bad value."""
+    if text is None:
+        return None
+    try:
+        weights = tuple(float(w) for w in text.split(","))
+    except ValueError:
+        weights = ()
+    if not weights or not all(np.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(f"--nesting-weights {text!r}: give positive numbers, one per size, "
+                         "smallest first, e.g. 1,1,1,1,1,5")  # fmt: skip
+    return weights
 
 
 def sample(n: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -188,47 +233,35 @@ def run(args: argparse.Namespace) -> dict:
         if args.nesting
         else Nesting.halving(encoder.embed_dim, min_dim=12)
     )
+    if args.nesting_weights is not None and len(args.nesting_weights) != len(nesting.dims):
+        raise ConfigError(
+            f"--nesting-weights has {len(args.nesting_weights)} values for the "
+            f"{len(nesting.dims)} sizes {list(nesting.dims)}: give one per size"
+        )
     cache = make_dirs(args.cache, "--cache")
+    corpus_texts = [test.pairs[i].positive for i in corpus_ids]
+    query_texts = [test.pairs[corpus_ids[j]].query for j in query_rows]
 
-    def embed(texts: list[str], role: str) -> np.ndarray:
-        return cached_embeddings(encoder, texts, role, cache, args.batch_size)
+    results, fit_s, n_fit, encode_s = {}, {}, 0, 0.0
+    frozen = [r for r in args.rows if r in FROZEN_ROWS]
+    if frozen:  # one base encoding (cached) serves every frozen row
 
-    corpus = embed([test.pairs[i].positive for i in corpus_ids], "corpus")
-    queries = embed([test.pairs[corpus_ids[j]].query for j in query_rows], "queries")
-    fit_docs = embed([train.pairs[i].positive for i in fit_ids], "train-descriptions")
-    fit_queries = embed([train.pairs[i].query for i in fit_ids], "train-summaries")
-    encode_s = time.perf_counter() - start
+        def embed(texts: list[str], role: str) -> np.ndarray:
+            return cached_embeddings(encoder, texts, role, cache, args.batch_size)
 
-    fit_s = {}
-    t = time.perf_counter()
-    pca = SVDProjection().fit(fit_docs)
-    fit_s["pca"] = time.perf_counter() - t
-    adaptors = {
-        "adaptor_unsup": MatryoshkaAdaptor(nesting, epochs=args.epochs, seed=args.seed),
-        "adaptor_sup": MatryoshkaAdaptor(
-            nesting, epochs=args.epochs, lr=args.sup_lr, seed=args.seed
-        ),
-    }
-    fit_data = {"adaptor_unsup": (fit_docs,), "adaptor_sup": (fit_queries, fit_docs)}
-    for name, adaptor in adaptors.items():
-        t = time.perf_counter()
-        adaptor.fit(*fit_data[name])
-        fit_s[name] = time.perf_counter() - t
-    maps = {
-        "truncated": lambda X: X,
-        "pca": pca.transform,
-        **{name: a.transform for name, a in adaptors.items()},
-    }
-
-    results = {}
-    for row in FROZEN_ROWS:
-        q, c = maps[row](queries), maps[row](corpus)
-        results[row] = {str(m): size_metrics(q, c, query_rows, m) for m in nesting.dims}
+        corpus = embed(corpus_texts, "corpus")
+        queries = embed(query_texts, "queries")
+        fit_docs = embed([train.pairs[i].positive for i in fit_ids], "train-descriptions")
+        fit_queries = embed([train.pairs[i].query for i in fit_ids], "train-summaries")
+        encode_s, n_fit = time.perf_counter() - start, len(fit_docs)
+        maps = fitted_maps(args, nesting, fit_docs, fit_queries, frozen, fit_s)
+        for row in frozen:
+            q, c = maps[row](queries), maps[row](corpus)
+            results[row] = {str(m): size_metrics(q, c, query_rows, m) for m in nesting.dims}
     finetuned = {}
-    if args.finetune_pairs:
-        corpus_texts = [test.pairs[i].positive for i in corpus_ids]
-        query_texts = [test.pairs[corpus_ids[j]].query for j in query_rows]
-        finetuned = fine_tuned_rows(args, encoder.path, nesting, cache)
+    tuned_rows = [r for r in args.rows if r in FINETUNED_ROWS]
+    if args.finetune_pairs and tuned_rows:
+        finetuned = fine_tuned_rows(args, encoder.path, nesting, cache, tuned_rows)
         for row, tuned in finetuned.items():
             tuned.encoder.max_seq_length = encoder.max_seq_length  # evaluated as the base
             q = tuned.encoder.encode(query_texts, batch_size=args.batch_size, progress=True)
@@ -244,16 +277,17 @@ def run(args: argparse.Namespace) -> dict:
             "lr": args.finetune_lr,
             "max_seq_length": args.finetune_max_seq_length,
             "temperature": args.temperature,
+            "nesting_weights": args.nesting_weights,
             "pairs_per_s": {row: t.pairs_per_second for row, t in finetuned.items()},
             "train_s": {row: t.train_seconds for row, t in finetuned.items()},
         },
         "model": encoder.path,
         "max_seq_length": encoder.max_seq_length,
         "nesting": list(nesting.dims),
-        "n_queries": len(queries),
-        "n_corpus": len(corpus),
-        "n_fit": len(fit_docs),
-        "top_k": min(TOP_K, len(corpus)),
+        "n_queries": len(query_rows),
+        "n_corpus": len(corpus_ids),
+        "n_fit": n_fit,
+        "top_k": min(TOP_K, len(corpus_ids)),
         "adaptor_epochs": args.epochs,
         "supervised_lr": args.sup_lr,
         "seed": args.seed,
@@ -269,8 +303,31 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path) -> dict:
-    """{row: FineTuned} of the three fine-tunes, on one seeded draw of train-side pairs."""
+def fitted_maps(args, nesting: Nesting, fit_docs, fit_queries, rows, fit_s: dict) -> dict:
+    """{frozen row: embeddings -> its vectors}, fitted on the train side; seconds in fit_s."""
+    maps = {"truncated": lambda X: X}
+    if "pca" in rows:
+        t = time.perf_counter()
+        maps["pca"] = SVDProjection().fit(fit_docs).transform
+        fit_s["pca"] = time.perf_counter() - t
+    adaptors = {
+        "adaptor_unsup": (dict(seed=args.seed), (fit_docs,)),
+        "adaptor_sup": (dict(lr=args.sup_lr, seed=args.seed), (fit_queries, fit_docs)),
+    }
+    for name, (options, data) in adaptors.items():
+        if name in rows:
+            t = time.perf_counter()
+            adaptor = MatryoshkaAdaptor(nesting, epochs=args.epochs, **options).fit(*data)
+            maps[name] = adaptor.transform
+            fit_s[name] = time.perf_counter() - t
+    return maps
+
+
+def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> dict:
+    """{row: FineTuned} of the chosen fine-tunes, on one seeded draw of train-side pairs.
+
+    Runs go to `<cache>/finetune-<pairs>-seed<seed>[-w<weights>]/<row>`; each row starts
+    from the base model, so an old run of the same row is removed, not resumed."""
     setup = FineTuneSetup(
         data=args.data,
         pairs=args.finetune_pairs,
@@ -282,21 +339,31 @@ def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path) -> dict:
         warmup=0.1,
         temperature=args.temperature,
         seed=args.seed,
+        nesting_weights=args.nesting_weights,
     )
     print(f"fine-tuning on {len(training_pairs(setup))} train-side pairs", flush=True)
-    runs = cache / f"finetune-{args.finetune_pairs}-seed{args.seed}"
-    if runs.exists():  # each row starts from the base model: an old run is not resumed
-        shutil.rmtree(runs)
+    tag = (
+        ""
+        if args.nesting_weights is None
+        else "-w" + "-".join(f"{w:g}" for w in args.nesting_weights)
+    )
+    runs = cache / f"finetune-{args.finetune_pairs}-seed{args.seed}{tag}"
     full = (max(nesting.dims),)
-    return {
-        "ft_plain": finetune_ours(full, setup, runs / "plain"),
-        "ft_mrl": finetune_ours(nesting.dims, setup, runs / "mrl"),
-        "ft_st": finetune_sentence_transformers(nesting.dims, setup, runs / "st"),
+    trainers = {
+        "ft_plain": lambda out: finetune_ours(full, setup, out),
+        "ft_mrl": lambda out: finetune_ours(nesting.dims, setup, out),
+        "ft_st": lambda out: finetune_sentence_transformers(nesting.dims, setup, out),
     }
+    folders = {"ft_plain": "plain", "ft_mrl": "mrl", "ft_st": "st"}
+    out = {}
+    for row in rows:
+        shutil.rmtree(runs / folders[row], ignore_errors=True)
+        out[row] = trainers[row](runs / folders[row])
+    return out
 
 
 def bars(report: dict) -> list[tuple[str, bool, str]]:
-    """The issue's bars that this report can check: (bar, met, the numbers)."""
+    """The issue's bars that this report's rows can check: (bar, met, the numbers)."""
     rows, sizes = report["rows"], [str(m) for m in report["nesting"]]
     out = []
 
@@ -310,9 +377,11 @@ def bars(report: dict) -> list[tuple[str, bool, str]]:
                 got = mrr("ft_mrl", m) / mrr("ft_mrl", full)
                 out.append((f"ours keeps >= {share:.0%} of its {full}-dim MRR@10 at {m}",
                             got >= share, f"{got:.1%}"))  # fmt: skip
+    if {"ft_mrl", "ft_plain"} <= rows.keys():
         gap = 100 * (mrr("ft_plain", full) - mrr("ft_mrl", full))
         out.append((f"ours at {full} within 0.5 pts of the non-MRL fine-tune", gap <= 0.5,
                     f"{-gap:+.2f} pts"))  # fmt: skip
+    if {"ft_mrl", "ft_st"} <= rows.keys():
         worst = min(100 * (mrr("ft_mrl", m) - mrr("ft_st", m)) for m in sizes)
         out.append(("ours >= the sentence-transformers anchor at every size (-0.5 pts)",
                     worst >= -0.5, f"worst {worst:+.2f} pts"))  # fmt: skip
@@ -320,9 +389,10 @@ def bars(report: dict) -> list[tuple[str, bool, str]]:
         ratio = rate["ft_mrl"] / rate["ft_st"]
         out.append(("ours trains >= 1.2x the anchor's pairs/s", ratio >= 1.2, f"{ratio:.2f}x"))
     small = [m for m in sizes if int(m) <= 96]
-    worst = min(100 * (mrr("adaptor_unsup", m) - mrr("pca", m)) for m in small)
-    out.append(("unsupervised adaptor beats PCA at every size <= 96", worst > 0,
-                f"worst {worst:+.2f} pts"))  # fmt: skip
+    if {"adaptor_unsup", "pca"} <= rows.keys() and small:
+        worst = min(100 * (mrr("adaptor_unsup", m) - mrr("pca", m)) for m in small)
+        out.append(("unsupervised adaptor beats PCA at every size <= 96", worst > 0,
+                    f"worst {worst:+.2f} pts"))  # fmt: skip
     return out
 
 
@@ -352,8 +422,8 @@ def markdown(report: dict) -> str:
         lines += [
             f"Fine-tuning: {ft['pairs']} pairs, {ft['epochs']} epoch(s), batch {ft['batch_size']}, "
             f"lr {ft['lr']}, max_seq_length {ft['max_seq_length']}, temperature "
-            f"{ft['temperature']}; training pairs/s: "
-            + ", ".join(f"{LABELS[r]} {v:.1f}" for r, v in rate.items()),
+            f"{ft['temperature']}, nesting weights {ft['nesting_weights'] or 'all 1'}; "
+            "training pairs/s: " + ", ".join(f"{LABELS[r]} {v:.1f}" for r, v in rate.items()),
             "",
         ]
     lines += ["| bar | met | measured |", "|---|---|---|"]

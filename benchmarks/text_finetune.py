@@ -53,6 +53,20 @@ class FineTuneSetup:
     warmup: float  # fraction of the steps
     temperature: float
     seed: int
+    # c_m of each size of a Matryoshka row, smallest size first; None: all 1 (the paper's).
+    # A one-size row (the non-MRL fine-tune) has one term and ignores them.
+    nesting_weights: tuple[float, ...] | None = None
+
+    def weights_for(self, nesting: Sequence[int]) -> list[float] | None:
+        """The weights of a row training `nesting` (ascending), or None for all 1."""
+        if self.nesting_weights is None or len(nesting) == 1:
+            return None
+        if len(self.nesting_weights) != len(nesting):
+            raise ValueError(
+                f"{len(self.nesting_weights)} nesting weights for {len(nesting)} sizes "
+                f"{sorted(nesting)}: give one weight per size"
+            )
+        return list(self.nesting_weights)
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,7 @@ def finetune_ours(
         max_seq_length=setup.max_seq_length,
         embed_dim=max(nesting),
         nesting=sorted(nesting),
+        nesting_weights=setup.weights_for(nesting),
         contrastive_weight=1.0,
         classification_weight=0.0,
         temperature=setup.temperature,
@@ -142,7 +157,13 @@ def finetune_sentence_transformers(
         directions=("query_to_doc", "doc_to_query"),
         partition_mode="per_direction",
     )
-    loss = MatryoshkaLoss(model, inner, matryoshka_dims=sorted(nesting, reverse=True))
+    weights = setup.weights_for(nesting)  # ascending sizes; the loss takes them descending
+    loss = MatryoshkaLoss(
+        model,
+        inner,
+        matryoshka_dims=sorted(nesting, reverse=True),
+        matryoshka_weights=None if weights is None else weights[::-1],
+    )
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "trainer"),
         num_train_epochs=setup.epochs,

@@ -60,6 +60,16 @@ def test_candidate_specs_parse_kind_prefix_lists_and_fusion(bench):
     assert bench.default_ivf_lists(100_000) == 1024 and bench.default_ivf_lists(10) == 16
 
 
+def test_prefault_refuses_unless_freed_memory_is_kept(bench, tmp_path, monkeypatch):
+    harness = load_benchmark("retrieval")
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert harness.prefault_memory(0) == 0.0
+    with pytest.raises(ConfigError, match="GLIBC_TUNABLES=glibc.malloc.mmap_max=0"):
+        bench.main(["--prefault-gib", "0.01", "--out", str(tmp_path / "o")])
+    monkeypatch.setenv("GLIBC_TUNABLES", harness.RETAIN_FREED_MEMORY)
+    assert harness.prefault_memory(0.01, chunk_mib=4) > 0
+
+
 def test_frontier_keeps_only_pareto_points(bench):
     pts = [{"recall": r, "qps": q} for r, q in [(0.9, 100), (0.95, 50), (0.93, 40), (0.99, 10)]]
     assert [p["recall"] for p in bench.frontier(pts)] == [0.9, 0.95, 0.99]

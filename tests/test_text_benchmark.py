@@ -6,9 +6,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from bench_helpers import load_benchmark
 
 from mrl.data.text import debian_split, load_debian_packages
+from mrl.errors import ConfigError
 
 WORDS = "editor game library shell network audio image font server python kernel".split()
 
@@ -87,6 +89,55 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
     again = bench.main([*argv, "--finetune-pairs", "0"])
     assert sorted(cache.glob("*.npy")) == files and "ft_mrl" not in again["rows"]
     assert again["rows"]["truncated"] == report["rows"]["truncated"]
+
+
+def test_one_weighted_row_runs_alone(tmp_path, tiny_bert_path, one_thread, monkeypatch):
+    bench = load_benchmark("text")
+    seen = []
+    real = bench.finetune_ours
+
+    def spy(nesting, setup, out, max_steps=None):
+        seen.append((tuple(nesting), setup.weights_for(nesting), out.name))
+        return real(nesting, setup, out, max_steps)
+
+    monkeypatch.setattr(bench, "finetune_ours", spy)
+    data = debian_file(tmp_path / "debian.jsonl.gz")
+    cache = tmp_path / "cache"
+    argv = [
+        "--data", str(data), "--model", str(tiny_bert_path), "--max-seq-length", "32",
+        "--nesting", "8,16,32", "--threads", "1", "--cache", str(cache),
+        "--out", str(tmp_path / "out"), "--finetune-pairs", "24", "--finetune-batch-size", "8",
+        "--finetune-max-seq-length", "16", "--rows", "ft_mrl", "--nesting-weights", "1,2,4",
+    ]  # fmt: skip
+    report = bench.main(argv)
+    assert report["rows_run"] == ["ft_mrl"] and report["finetune"]["nesting_weights"] == (1, 2, 4)
+    assert seen == [((8, 16, 32), [1.0, 2.0, 4.0], "mrl")]
+    config = (cache / "finetune-24-seed0-w1-2-4" / "mrl").rglob("config.yaml")
+    assert "nesting_weights:\n- 1.0\n- 2.0\n- 4.0" in next(config).read_text()
+    assert not list(cache.glob("*.npy"))  # no frozen row: the base was never encoded
+    assert bench.bars(report) == []  # no other row to compare with, no 24 or 48 dims
+    with pytest.raises(ConfigError, match="3 sizes"):
+        bench.main([*argv, "--nesting-weights", "1,2"])
+
+
+@pytest.mark.parametrize(
+    "option, value, match",
+    [("--rows", "ft_mrl,fast", "unknown row fast"), ("--nesting-weights", "1,-2,3", "positive")],
+)
+def test_bad_row_or_weight_exits_2_naming_it(tmp_path, option, value, match, capsys):
+    bench = load_benchmark("text")
+    with pytest.raises(SystemExit) as e:
+        bench.main([option, value, "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_setup_weights_reach_both_matryoshka_trainers_not_the_plain_one():
+    probe = load_benchmark("text_finetune")
+    setup = probe.FineTuneSetup("d", 8, "m", 16, 8, 1e-5, 1, 0.1, 0.05, 0, (1.0, 1.0, 5.0))
+    assert setup.weights_for((8, 16, 32)) == [1.0, 1.0, 5.0]
+    assert setup.weights_for((32,)) is None
+    with pytest.raises(ValueError, match="one weight per size"):
+        setup.weights_for((8, 16, 32, 64))
 
 
 def test_throughput_probe_alternates_both_trainers(tmp_path, tiny_bert_path, one_thread):
