@@ -399,9 +399,12 @@ def bars(report: dict) -> list[tuple[str, bool, str]]:
 def markdown(report: dict) -> str:
     """One table per metric: rows x sizes."""
     sizes = [str(m) for m in report["nesting"]]
+    fitted = (
+        f"; adaptors and PCA fit on {report['n_fit']} train-side rows" if report["n_fit"] else ""
+    )
     lines = [
         f"Debian test side: {report['n_queries']} summary queries, {report['n_corpus']} "
-        f"descriptions; adaptors and PCA fit on {report['n_fit']} train-side rows.",
+        f"descriptions{fitted}.",
         "",
     ]
     rows = report["rows_run"]
