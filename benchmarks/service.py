@@ -303,8 +303,9 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        f"Machine: {cfg['machine']} (load average {cfg['load_average_at_end'][0]:.1f} at the end: "
-        "other work shared it); the load generator and the server share its cores. Latency "
+        f"Machine: {cfg['machine']} (load average {cfg['load_average_at_end'][0]:.1f} at the end, "
+        "this benchmark's own processes included); the load generator and the server share its "
+        "cores. Latency "
         "under load is mostly queueing (clients / QPS). Command: "
         f"`{cfg['command']}`.",
     ]
