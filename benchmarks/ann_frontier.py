@@ -37,6 +37,13 @@ Usage:
         --out docs/results/ann_frontier
     python benchmarks/ann_frontier.py --data 1000000x2048 --out reports/ann-1m   # 24+ GB
     python benchmarks/ann_frontier.py --database emb/train --out reports/ann-real
+
+`--ours` names candidates as `ANN@D_s[/LISTS][+fused]`: `ivf_sq8@128/2048+fused` is IVF over
+SQ8 codes of the 128-d prefix with 2,048 cells (default about 4 sqrt(N)) and the fused
+rerank. On a VM that backs memory lazily (the first write to a page costing tens of us),
+give builds backed pages with `GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.
+trim_threshold=1099511627776` and `--prefault-gib` about the peak resident memory the
+previous run logged (`prefault_memory` in the harness says why).
 """
 
 from __future__ import annotations
