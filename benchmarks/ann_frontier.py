@@ -72,6 +72,7 @@ from mrl.data.npy import load_npy
 from mrl.errors import ConfigError, InputError
 from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
 from mrl.retrieval import MatryoshkaIndex
+from mrl.retrieval.index import default_ivf_lists as library_ivf_lists
 from mrl.retrieval.search import IVF_KINDS
 from mrl.retrieval.storage import unit_prefix
 from mrl.retrieval.tune import (
@@ -291,8 +292,9 @@ def parse_candidate(spec: str) -> Candidate:
 
 
 def default_ivf_lists(n: int) -> int:
-    """About 4 sqrt(N) cells as a power of two (1,024 at 100k rows): cheap at a short prefix."""
-    return max(16, 2 ** round(math.log2(4 * math.sqrt(n))))
+    """About 4 sqrt(N) cells as a power of two (1,024 at 100k rows), the cell count of the
+    earlier sessions' runs (the library's default is about 6 sqrt(N); `/LISTS` sets any)."""
+    return library_ivf_lists(n, per_sqrt_n=4.0)
 
 
 def candidate_indexes(xn, args, bar) -> list[tuple[MatryoshkaIndex, list[int], dict]]:

@@ -64,6 +64,7 @@ from mrl.errors import ConfigError, InputError
 from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
 from mrl.nesting import Nesting, truncate
 from mrl.retrieval import Funnel, MatryoshkaIndex, Rerank, SingleShot, search
+from mrl.retrieval.index import default_ivf_lists
 from mrl.retrieval.plans import Plan
 from mrl.retrieval.storage import STORAGE_DTYPES, resident_copy, unit_prefix
 from mrl.retrieval.tune import labelled_map_at_k, neighbor_recall, time_search
@@ -294,7 +295,7 @@ def _default_ivf_lists(n: int) -> int:
     its time; 4 sqrt(N) cells at nprobe 32 reached only 0.972. Chosen on that label-free
     recall, not on the benchmark's mAP.
     """
-    return max(1, 2 ** round(math.log2(8 * math.sqrt(n))))
+    return default_ivf_lists(n, per_sqrt_n=8.0)
 
 
 def _plan_row(

@@ -57,7 +57,7 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
 def test_candidate_specs_parse_kind_prefix_lists_and_fusion(bench):
     assert bench.parse_candidate("ivf_sq8@128/2048+fused") == ("ivf_sq8", 128, 2048, True)
     assert bench.parse_candidate("hnsw@32") == ("hnsw", 32, None, False)
-    assert bench.default_ivf_lists(100_000) == 1024 and bench.default_ivf_lists(10) == 16
+    assert bench.default_ivf_lists(100_000) == 1024 and bench.default_ivf_lists(2000) == 32
 
 
 def test_prefault_refuses_unless_freed_memory_is_kept(bench, tmp_path, monkeypatch):

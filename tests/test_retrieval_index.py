@@ -7,7 +7,7 @@ from numpy.testing import assert_array_equal
 
 from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
 from mrl.errors import ConfigError, InputError, MrlError, PathError
-from mrl.retrieval.index import MatryoshkaIndex
+from mrl.retrieval.index import MatryoshkaIndex, default_ivf_lists
 from mrl.retrieval.plans import Funnel, Rerank, SingleShot, parse_plan
 from mrl.retrieval.storage import resident_copy
 from mrl.retrieval.tune import neighbor_recall
@@ -445,3 +445,26 @@ def test_rescoring_a_quantised_shortlist_at_d_s_gives_exact_scores(data, ann):
     one = index.search(q[3], 10, Rerank(D, D, 30))
     assert_array_equal(one.ids, rescored.ids[3])
     assert_array_equal(one.scores, rescored.scores[3])
+
+
+def test_default_ivf_lists_grows_with_rows_and_leaves_k_means_enough_points():
+    assert [default_ivf_lists(n) for n in (100_000, 200_000, 1_000_000)] == [2048, 2048, 8192]
+    assert default_ivf_lists(1000) == 16 and default_ivf_lists(38) == 1  # <= N / 39
+    assert default_ivf_lists(100_000, per_sqrt_n=4.0) == 1024
+    with pytest.raises(ConfigError, match="n must be >= 1"):
+        default_ivf_lists(0)
+
+
+def test_ivf_lists_left_out_is_chosen_at_build_saved_and_kept(tmp_path):
+    x, _ = generated_nested_embeddings(1200, GeneratedNestedSpec(dim=32, num_classes=10))
+    index = MatryoshkaIndex(shortlist_dim=8, ann="ivf").build(
+        x
+    )  # the old default, 1,024 cells, wants 1,024+ rows
+    assert index.ivf_lists == faiss.extract_index_ivf(index.ann_).nlist == default_ivf_lists(1200)
+    index.add(x[:300] + 1e-3, np.arange(5000, 5300))
+    index.remove(np.arange(100))
+    index.compact()  # other rows, the same cells: the count is a parameter from now on
+    assert faiss.extract_index_ivf(index.ann_).nlist == 16
+    index.save(tmp_path / "idx")
+    assert MatryoshkaIndex.load(tmp_path / "idx").ivf_lists == 16
+    assert MatryoshkaIndex(shortlist_dim=8, ann="ivf", ivf_lists=4).build(x).ivf_lists == 4

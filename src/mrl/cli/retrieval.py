@@ -55,8 +55,11 @@ def _add_index_params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shortlist-dim", type=int, default=defaults.shortlist_dim, help="D_s")
     p.add_argument("--ann", default=defaults.ann, choices=ANN_KINDS)
     p.add_argument("--dtype", default=defaults.dtype, choices=STORAGE_DTYPES)
-    for name in ("hnsw_m", "ef_construction", "ef_search", "ivf_lists", "ivf_probe"):
+    for name in ("hnsw_m", "ef_construction", "ef_search", "ivf_probe"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    p.add_argument(
+        "--ivf-lists", type=int, default=None, help="IVF cells (default about 6 sqrt(N))"
+    )
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

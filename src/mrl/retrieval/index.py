@@ -54,6 +54,22 @@ MAX_IVF_LISTS = 1 << 24
 # train IVF with 10), and the shortlist is reranked anyway.
 IVF_TRAIN_PER_LIST = 40
 IVF_TRAIN_ITERATIONS = 10
+IVF_MIN_TRAIN_PER_LIST = 39  # faiss's k-means warns below this many points per cell
+
+
+def default_ivf_lists(n: int, per_sqrt_n: float = 6.0) -> int:
+    """IVF cells for `n` rows when none are given: `per_sqrt_n` sqrt(n) as a power of two.
+
+    At most n / 39 (rounded down to a power of two), so k-means has the points per cell
+    faiss asks for, and at least 1. Why 6 sqrt(N): on the generated 2,048-d set (100k rows,
+    a 128-d SQ8 prefix, session 9 of `docs/results/ann_frontier/README.md`) 2,048 cells
+    (6.5 sqrt(N)) served recall@10 0.985 at 1.2x the queries/s of 1,024 and 4,096 was slower;
+    at 200k rows the tuner kept 2,048 (4.6 sqrt(N)) over 4,096. 2,048 in both cases.
+    """
+    n = check_int("n", n, 1)
+    cap = max(1, n // IVF_MIN_TRAIN_PER_LIST)
+    cells = 2 ** round(np.log2(per_sqrt_n * np.sqrt(n)))
+    return int(max(1, min(cells, 2 ** int(np.log2(cap)))))
 
 
 class MatryoshkaIndex:
@@ -77,7 +93,9 @@ class MatryoshkaIndex:
         hnsw_m: HNSW graph degree M, 2..256.
         ef_construction: HNSW build beam width, 1..2^20.
         ef_search: HNSW search beam width, 1..2^20; raised to the shortlist size when smaller.
-        ivf_lists: IVF cells, 1..2^24 (needs at least that many vectors at build).
+        ivf_lists: IVF cells, 1..2^24 (needs at least that many vectors at build); None
+            (the default): `default_ivf_lists(N)` of the rows at the first build (about
+            6 sqrt(N)), saved as that number and kept by later adds and rebuilds.
         ivf_probe: IVF cells probed per query, 1..2^20 (at most `ivf_lists` are probed).
         compact_at: compact when more than this fraction of rows are removed, in (0, 1].
 
@@ -102,7 +120,7 @@ class MatryoshkaIndex:
         hnsw_m: int = 32,
         ef_construction: int = 40,
         ef_search: int = 64,
-        ivf_lists: int = 1024,
+        ivf_lists: int | None = None,
         ivf_probe: int = 16,
         compact_at: float = 0.5,
     ):
@@ -134,7 +152,8 @@ class MatryoshkaIndex:
         self.hnsw_m = check_int("hnsw_m", self.hnsw_m, 2, MAX_HNSW_M)
         self.ef_construction = check_effort(self.ef_construction, "ef_construction")
         self.ef_search = check_effort(self.ef_search, "ef_search")
-        self.ivf_lists = check_int("ivf_lists", self.ivf_lists, 1, MAX_IVF_LISTS)
+        if self.ivf_lists is not None:  # None: chosen from the rows at the first build
+            self.ivf_lists = check_int("ivf_lists", self.ivf_lists, 1, MAX_IVF_LISTS)
         self.ivf_probe = check_effort(self.ivf_probe, "ivf_probe")
         self.compact_at = check_number("compact_at", self.compact_at, 0, 1, low_open=True)
 
@@ -160,6 +179,8 @@ class MatryoshkaIndex:
         if not np.issubdtype(vectors.dtype, np.floating):
             raise InputError(f"vectors must be floating point, got dtype {vectors.dtype}")
         self.check_params(vectors.shape[1])
+        if self.ivf_lists is None:
+            self.ivf_lists = default_ivf_lists(len(vectors))
         if self.ann in IVF_KINDS and len(vectors) < self.ivf_lists:
             raise ConfigError(
                 f"ivf_lists={self.ivf_lists} needs >= {self.ivf_lists} vectors to train, got "
