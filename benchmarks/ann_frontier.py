@@ -84,7 +84,7 @@ from mrl.retrieval.tune import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval import prefault_memory, thread_count  # noqa: E402  (the sibling harness)
+from retrieval import prefault_memory, run_script, thread_count  # noqa: E402  (the harness)
 
 log = logging.getLogger("benchmarks.ann_frontier")
 
@@ -828,4 +828,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

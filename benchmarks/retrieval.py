@@ -54,13 +54,14 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from mrl.checks import check_int, check_labels
+from mrl.cli.main import one_line
 from mrl.data.generated import (
     GeneratedNestedSpec,
     generated_nested_embeddings,
     write_generated_nested_embeddings,
 )
 from mrl.data.npy import load_npy
-from mrl.errors import ConfigError, InputError
+from mrl.errors import ConfigError, InputError, MrlError
 from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
 from mrl.nesting import Nesting, truncate
 from mrl.retrieval import Funnel, MatryoshkaIndex, Rerank, SingleShot, search
@@ -84,6 +85,17 @@ def thread_count(threads: int):
     finally:
         faiss.omp_set_num_threads(faiss_before)
         torch.set_num_threads(torch_before)
+
+
+def run_script(main) -> None:
+    """Run a benchmark's `main()` as a script: exit with its code (0 for a non-int result);
+    a named problem (`MrlError`) is one line on stderr and exit 2, as `mrl` answers it."""
+    try:
+        code = main()
+    except MrlError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {one_line(e)}", file=sys.stderr)
+        code = 2
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 RETAIN_FREED_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"

@@ -55,7 +55,7 @@ from mrl.models.text import TextEncoder, default_text_model_path
 from mrl.nesting import Nesting
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark modules
-from retrieval import thread_count  # noqa: E402  (the harness's thread control)
+from retrieval import run_script, thread_count  # noqa: E402  (the harness)
 from text_finetune import (  # noqa: E402
     FineTuneSetup,
     finetune_ours,
@@ -349,16 +349,16 @@ def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> di
     )
     runs = cache / f"finetune-{args.finetune_pairs}-seed{args.seed}{tag}"
     full = (max(nesting.dims),)
-    trainers = {
-        "ft_plain": lambda out: finetune_ours(full, setup, out),
-        "ft_mrl": lambda out: finetune_ours(nesting.dims, setup, out),
-        "ft_st": lambda out: finetune_sentence_transformers(nesting.dims, setup, out),
+    trainers = {  # row: (its run folder, how it trains)
+        "ft_plain": ("plain", lambda out: finetune_ours(full, setup, out)),
+        "ft_mrl": ("mrl", lambda out: finetune_ours(nesting.dims, setup, out)),
+        "ft_st": ("st", lambda out: finetune_sentence_transformers(nesting.dims, setup, out)),
     }
-    folders = {"ft_plain": "plain", "ft_mrl": "mrl", "ft_st": "st"}
     out = {}
     for row in rows:
-        shutil.rmtree(runs / folders[row], ignore_errors=True)
-        out[row] = trainers[row](runs / folders[row])
+        folder, trainer = trainers[row]
+        shutil.rmtree(runs / folder, ignore_errors=True)
+        out[row] = trainer(runs / folder)
     return out
 
 
@@ -460,4 +460,4 @@ def plot(report: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

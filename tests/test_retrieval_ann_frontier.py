@@ -1,6 +1,9 @@
 """benchmarks/ann_frontier.py run once, tiny: frontiers, bars, JSON, Markdown, PNG."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import faiss
 import pytest
@@ -68,6 +71,19 @@ def test_prefault_refuses_unless_freed_memory_is_kept(bench, tmp_path, monkeypat
         bench.main(["--prefault-gib", "0.01", "--out", str(tmp_path / "o")])
     monkeypatch.setenv("GLIBC_TUNABLES", harness.RETAIN_FREED_MEMORY)
     assert harness.prefault_memory(0.01, chunk_mib=4) > 0
+
+
+def test_a_bad_option_run_as_a_script_is_one_line_and_exit_2(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ann_frontier.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--ours", "hnsw@8/64", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "ann_frontier.py: error: --ours 'hnsw@8/64': /LISTS (IVF cells) applies to IVF kinds only"
+    ]
 
 
 def test_frontier_keeps_only_pareto_points(bench):
