@@ -40,6 +40,23 @@ def test_tiny_run_writes_sane_outputs(pg_data_dir, tmp_path, capsys):  # noqa: F
     bars = res["bars"]["128MB"]
     assert set(bars) >= {"hnsw_ds16", "ivf_ds16_lists77", "best_ms_mean", "best_server_ms_p50"}
     assert set(bars["hnsw_ds16"]) >= {"ms_mean", "server_ms_p50", "index_ratio", "index_pass"}
+    for key in ("ms_mean", "server_ms_p50"):  # the threshold reading is never the kinder one
+        best = bars[f"best_{key}"]
+        if best["funnel"] is not None and best["hnsw"] is not None:
+            assert best["hnsw_at_target"]["recall"] >= 0.95
+            assert best["speedup_at_target"] <= best["speedup"]
     assert res["service_path"]["128MB"]["ms_mean"] > 0
     assert (out / "recall_latency.png").stat().st_size > 0
     assert "| full_hnsw | full | ef=40 |" in capsys.readouterr().out
+
+
+def test_ivf_dims_outside_the_shortlist_dims_is_named(tmp_path):
+    from mrl.errors import ConfigError
+
+    bench = load_benchmark("pgvector_funnel")
+    argv = ["--shortlist-dims", "16", "--ivf-dims", "32", "--data-dir", str(tmp_path / "db")]
+    argv += ["--out", str(tmp_path / "o")]
+    (tmp_path / "db").mkdir()
+    with pytest.raises(ConfigError, match="--ivf-dims 32 must be among --shortlist-dims 16"):
+        bench.main(argv)
+    assert (tmp_path / "db").is_dir() and not (tmp_path / "o").exists()  # nothing touched
