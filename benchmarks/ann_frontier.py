@@ -84,7 +84,7 @@ from mrl.retrieval.tune import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval import prefault_memory, run_script, thread_count  # noqa: E402  (the harness)
+from harness import prefault_memory, run_script, thread_count  # noqa: E402  (the benchmarks' harness)
 
 log = logging.getLogger("benchmarks.ann_frontier")
 

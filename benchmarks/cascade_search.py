@@ -21,7 +21,9 @@ Prints a Markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +32,9 @@ from mrl.adaptive.thresholds import size_costs, threshold_candidates
 from mrl.evaluation.embed import load_embeddings
 from mrl.io import atomic_write_json
 from mrl.nesting import Nesting
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import run_script  # noqa: E402  (the benchmarks' harness)
 
 
 def generated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, Nesting]:
@@ -121,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

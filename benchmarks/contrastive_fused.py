@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval import thread_count  # noqa: E402  (the sibling harness: same thread control)
+from harness import run_script, thread_count  # noqa: E402  (the benchmarks' harness)
 
 from mrl.checks import check_int
 from mrl.nesting import Nesting
@@ -140,4 +140,4 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

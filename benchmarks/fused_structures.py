@@ -32,7 +32,7 @@ from mrl.retrieval.tune import neighbor_recall
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ann_frontier import _sets  # noqa: E402  (the same real set and held-out queries)
-from retrieval import run_script, thread_count  # noqa: E402  (the harness)
+from harness import run_script, thread_count  # noqa: E402  (the benchmarks' harness)
 
 EFFORTS = (16, 24, 32, 48, 64)
 SHORTLISTS = (20, 30, 50, 100)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,9 @@ import numpy as np
 from mrl.evaluation.knn import knn_metrics
 from mrl.io import atomic_write_json
 from mrl.nesting import Nesting
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import run_script  # noqa: E402  (the benchmarks' harness)
 
 
 def measure_read_bandwidth(gib: float = 2.0, threads: int | None = None, repeats: int = 3) -> float:
@@ -172,4 +176,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

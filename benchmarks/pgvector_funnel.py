@@ -72,7 +72,7 @@ from mrl.service.backend import CollectionSpec
 from mrl.service.postgres import PgVector, PostgresBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval import run_script  # noqa: E402  (the benchmarks' harness)
+from harness import run_script  # noqa: E402  (the benchmarks' harness)
 
 K = 10
 TARGET = 0.95

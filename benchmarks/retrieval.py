@@ -37,31 +37,26 @@ generated data only).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import io
 import json
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 
 from mrl.checks import check_int, check_labels
-from mrl.cli.main import one_line
 from mrl.data.generated import (
     GeneratedNestedSpec,
     generated_nested_embeddings,
     write_generated_nested_embeddings,
 )
 from mrl.data.npy import load_npy
-from mrl.errors import ConfigError, InputError, MrlError
+from mrl.errors import InputError
 from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
 from mrl.nesting import Nesting, truncate
 from mrl.retrieval import Funnel, MatryoshkaIndex, Rerank, SingleShot, search
@@ -70,62 +65,10 @@ from mrl.retrieval.plans import Plan
 from mrl.retrieval.storage import STORAGE_DTYPES, resident_copy, unit_prefix
 from mrl.retrieval.tune import labelled_map_at_k, neighbor_recall, time_search
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import run_script, thread_count  # noqa: E402  (the benchmarks' harness)
+
 log = logging.getLogger("benchmarks.retrieval")
-
-
-@contextlib.contextmanager
-def thread_count(threads: int):
-    """Run the block with `threads` faiss (OpenMP), torch and BLAS threads, then restore them."""
-    faiss_before, torch_before = faiss.omp_get_max_threads(), torch.get_num_threads()
-    faiss.omp_set_num_threads(threads)
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(threads):
-            yield
-    finally:
-        faiss.omp_set_num_threads(faiss_before)
-        torch.set_num_threads(torch_before)
-
-
-def run_script(main) -> None:
-    """Run a benchmark's `main()` as a script: exit with its code (0 for a non-int result);
-    a named problem (`MrlError`) is one line on stderr and exit 2, as `mrl` answers it."""
-    try:
-        code = main()
-    except MrlError as e:
-        print(f"{Path(sys.argv[0]).name}: error: {one_line(e)}", file=sys.stderr)
-        code = 2
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-RETAIN_FREED_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"
-
-
-def prefault_memory(gib: float, chunk_mib: int = 256) -> float:
-    """Write `gib` GiB once, then free it; the seconds that took (0 for `gib` 0).
-
-    Some virtual machines back guest memory lazily: the first write to a page the guest has
-    not used, or has handed back after a free, costs tens of microseconds (measured here:
-    12 s for 800 MB, against 0.15 s once backed). Which index build pays that depends on
-    the allocation history of the run, not on the index, so build times stop comparing.
-    Run the benchmark with `GLIBC_TUNABLES=<RETAIN_FREED_MEMORY>` (every allocation from the
-    heap, never trimmed: freed memory stays in this process) and this touches the pages
-    every later allocation reuses, up to `gib` GiB: builds then pay for their compute only.
-    Without that setting glibc hands large blocks back at once and this does nothing useful,
-    so it refuses.
-    """
-    if gib <= 0:
-        return 0.0
-    if RETAIN_FREED_MEMORY not in os.environ.get("GLIBC_TUNABLES", ""):
-        raise ConfigError(
-            f"--prefault-gib needs freed memory kept in the process: run with "
-            f"GLIBC_TUNABLES={RETAIN_FREED_MEMORY}"
-        )
-    t0 = time.perf_counter()
-    n = max(1, round(gib * 1024 / chunk_mib))
-    chunks = [np.ones(chunk_mib << 18, dtype=np.float32) for _ in range(n)]
-    del chunks
-    return time.perf_counter() - t0
 
 
 def measure_memory_bandwidth(mib: int = 512, repeats: int = 5) -> dict:
@@ -801,4 +744,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -55,7 +55,7 @@ from mrl.service.backend import CollectionSpec
 from mrl.service.spec import resolve_plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval import thread_count  # noqa: E402  (the sibling harness: same thread control)
+from harness import run_script, thread_count  # noqa: E402  (the benchmarks' harness)
 
 K = 10
 
@@ -371,4 +371,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import platform
 import shutil
 import sys
@@ -47,7 +48,7 @@ import torch
 from mrl.adaptation import MatryoshkaAdaptor
 from mrl.checks import check_int
 from mrl.data.text import DEBIAN_DEFAULT, debian_split, load_debian_packages
-from mrl.errors import ConfigError
+from mrl.errors import ConfigError, InputError
 from mrl.evaluation.baselines import SVDProjection
 from mrl.evaluation.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from mrl.io import atomic_open, atomic_write_json, make_dirs
@@ -55,7 +56,7 @@ from mrl.models.text import TextEncoder, default_text_model_path
 from mrl.nesting import Nesting
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark modules
-from retrieval import run_script, thread_count  # noqa: E402  (the harness)
+from harness import run_script, thread_count  # noqa: E402  (the benchmarks' harness)
 from text_finetune import (  # noqa: E402
     FineTuneSetup,
     finetune_ours,
@@ -141,6 +142,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=64, help="texts per encoder pass")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where every row encodes and trains (cuda: both trainers in bf16 autocast)",
+    )
     parser.add_argument("--finetune-pairs", type=int, default=4000, help="0: no fine-tuning")
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--finetune-batch-size", type=int, default=32)
@@ -156,6 +163,13 @@ def main(argv: list[str] | None = None) -> dict:
         "--rows",
         default=",".join((*FROZEN_ROWS, *FINETUNED_ROWS)),
         help="rows to run, comma-separated (default all; frozen rows share one base encoding)",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="RESULTS_JSON",
+        help="no run: one report of the rows of several results.json of the same queries "
+        "(e.g. the phases of benchmarks/device/text_gpu.sh), bars over all of them",
     )
     parser.add_argument("--cache", default="runs/text-bench", help="base embedding cache")
     parser.add_argument("--out", default="reports/text", help="results.json/md/png folder")
@@ -173,9 +187,15 @@ def main(argv: list[str] | None = None) -> dict:
         args.nesting_weights = parse_weights(args.nesting_weights)
     except ValueError as e:
         parser.error(str(e))  # exit 2, one line
-    out = make_dirs(args.out, "--out")  # a bad output path fails before the long work
-    with thread_count(args.threads):  # a caller's (or a test's) thread count is left alone
-        report = run(args)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is visible here; use --device cpu")
+    if args.merge:
+        report = merge_reports([read_json(path, "--merge") for path in args.merge])
+        out = make_dirs(args.out, "--out")
+    else:
+        out = make_dirs(args.out, "--out")  # a bad output path fails before the long work
+        with thread_count(args.threads):  # a caller's (or a test's) thread count is left alone
+            report = run(args)
     atomic_write_json(out / "results.json", report)
     with atomic_open(out / "results.md", "w") as f:
         f.write(markdown(report))
@@ -228,6 +248,7 @@ def run(args: argparse.Namespace) -> dict:
     fit_ids = sample(len(train.pairs), args.fit_rows, rng)
 
     encoder = TextEncoder(args.model or default_text_model_path(), args.max_seq_length)
+    encoder.to(args.device)
     nesting = (
         Nesting(tuple(int(s) for s in args.nesting.split(",")))
         if args.nesting
@@ -264,6 +285,7 @@ def run(args: argparse.Namespace) -> dict:
         finetuned = fine_tuned_rows(args, encoder.path, nesting, cache, tuned_rows)
         for row, tuned in finetuned.items():
             tuned.encoder.max_seq_length = encoder.max_seq_length  # evaluated as the base
+            tuned.encoder.to(args.device)
             q = tuned.encoder.encode(query_texts, batch_size=args.batch_size, progress=True)
             c = tuned.encoder.encode(corpus_texts, batch_size=args.batch_size, progress=True)
             results[row] = {str(m): size_metrics(q, c, query_rows, m) for m in nesting.dims}
@@ -292,6 +314,7 @@ def run(args: argparse.Namespace) -> dict:
         "supervised_lr": args.sup_lr,
         "seed": args.seed,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "encode_s": encode_s,
         "fit_s": fit_s,
         "wall_s": time.perf_counter() - start,
@@ -340,6 +363,7 @@ def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> di
         temperature=args.temperature,
         seed=args.seed,
         nesting_weights=args.nesting_weights,
+        device=args.device,
     )
     print(f"fine-tuning on {len(training_pairs(setup))} train-side pairs", flush=True)
     tag = (
@@ -360,6 +384,54 @@ def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> di
         shutil.rmtree(runs / folder, ignore_errors=True)
         out[row] = trainer(runs / folder)
     return out
+
+
+MERGE_KEYS = ("model", "max_seq_length", "nesting", "n_queries", "n_corpus", "seed")
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report holding the rows of `reports` (a later report's row wins), in table order.
+
+    They must be of the same queries and corpus (`MERGE_KEYS` equal), and those with
+    fine-tuned rows of the same recipe (pairs, epochs, batch, lr, weights), since the bars
+    compare them; a ConfigError names the first difference. Per-row timings are merged.
+    """
+
+    def recipe(report: dict) -> dict:
+        return {k: v for k, v in report["finetune"].items() if k not in ("pairs_per_s", "train_s")}
+
+    first = reports[0]
+    tuned = [r for r in reports if r["finetune"]["pairs_per_s"]]
+    for i, other in enumerate(reports[1:], start=2):
+        for key in MERGE_KEYS:
+            if other[key] != first[key]:
+                raise ConfigError(
+                    f"--merge: report {i} has {key} {other[key]!r}, report 1 {first[key]!r}; "
+                    "merge runs of the same queries only"
+                )
+    for other in tuned[1:]:
+        if recipe(other) != recipe(tuned[0]):
+            raise ConfigError(
+                f"--merge: fine-tuned rows of two recipes, {recipe(tuned[0])} and "
+                f"{recipe(other)}; merge rows of one recipe only"
+            )
+    merged = {**first, "rows": {}, "merged_from": len(reports)}
+    merged["finetune"] = {**(tuned or reports)[0]["finetune"], "pairs_per_s": {}, "train_s": {}}
+    for report in reports:
+        merged["rows"].update(report["rows"])
+        for key in ("pairs_per_s", "train_s"):
+            merged["finetune"][key].update(report["finetune"][key])
+        merged["n_fit"] = report["n_fit"] or merged["n_fit"]
+    merged["rows_run"] = [r for r in (*FROZEN_ROWS, *FINETUNED_ROWS) if r in merged["rows"]]
+    return merged
+
+
+def read_json(path: str, what: str) -> dict:
+    """A JSON file's object; InputError naming the file when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{what} {path}: cannot read it as JSON ({e})") from e
 
 
 def bars(report: dict) -> list[tuple[str, bool, str]]:

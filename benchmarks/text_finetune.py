@@ -30,6 +30,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -37,6 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrl.data.textsets import TextSplit, load_text_splits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import run_script  # noqa: E402  (the benchmarks' harness)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class FineTuneSetup:
     # c_m of each size of a Matryoshka row, smallest size first; None: all 1 (the paper's).
     # A one-size row (the non-MRL fine-tune) has one term and ignores them.
     nesting_weights: tuple[float, ...] | None = None
+    # "cpu" or "cuda": both trainers train there; on CUDA both use bf16 autocast (ours by
+    # TrainConfig's default amp, the anchor by its trainer's bf16 flag), so neither is favoured.
+    device: str = "cpu"
 
     def weights_for(self, nesting: Sequence[int]) -> list[float] | None:
         """The weights of a row training `nesting` (ascending), or None for all 1."""
@@ -113,7 +120,7 @@ def finetune_ours(
         schedule="linear",
         warmup_epochs=setup.warmup * setup.epochs,
         seed=setup.seed,
-        device="cpu",
+        device=setup.device,
         out_dir=str(out),
         max_steps=max_steps,
         progress=False,
@@ -148,7 +155,7 @@ def finetune_sentence_transformers(
     from mrl.models.text import TextEncoder
 
     pairs = training_pairs(setup)
-    model = SentenceTransformer(setup.model, device="cpu")
+    model = SentenceTransformer(setup.model, device=setup.device)
     model.max_seq_length = setup.max_seq_length
     data = Dataset.from_dict({"anchor": pairs.queries, "positive": pairs.texts})
     inner = MultipleNegativesRankingLoss(
@@ -176,7 +183,8 @@ def finetune_sentence_transformers(
         seed=setup.seed,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
+        use_cpu=setup.device == "cpu",
+        bf16=setup.device != "cpu",
         dataloader_drop_last=True,
         logging_steps=50,
         max_steps=-1 if max_steps is None else max_steps,
@@ -215,7 +223,7 @@ def interleaved_pairs_per_second(
 
 def main(argv: list[str] | None = None) -> dict:
     import torch
-    from retrieval import thread_count  # the sibling harness: same thread control
+    from harness import thread_count
 
     from mrl.data.text import DEBIAN_DEFAULT
     from mrl.io import atomic_write_json
@@ -269,4 +277,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

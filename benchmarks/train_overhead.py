@@ -26,6 +26,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ from mrl.nn import MatryoshkaLoss, create_head
 from mrl.training.config import TrainConfig
 from mrl.training.loop import forward_loss
 from mrl.training.optim import build_optimizer, optimizer_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import run_script  # noqa: E402  (the benchmarks' harness)
 
 VARIANTS = ("ce", "mrl", "mrl-e", "ff")
 
@@ -215,4 +219,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

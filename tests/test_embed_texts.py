@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("sentence_transformers")
 
@@ -146,3 +147,15 @@ def test_mrl_embed_of_a_trained_text_run_gives_its_encoder_vectors(
     cli("embed", run.run_dir, "--save-logits", "--out", tmp_path / "x").assert_named_error(
         "mrl cascade RUN_DIR"
     )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
+def test_cuda_asked_where_there_is_none_is_named_before_any_work(tmp_path, tiny_bert_path, cli):
+    (tmp_path / "t.txt").write_text("one text\n")
+    cli(
+        "embed", tiny_bert_path, "--texts", tmp_path / "t.txt", "--out", tmp_path / "e",
+        "--device", "cuda",
+    ).assert_named_error("CUDA is not available")  # fmt: skip
+    assert not (tmp_path / "e" / "manifest.json").exists()
+    r = cli("embed", tiny_bert_path, "--texts", tmp_path / "t.txt", "--out", tmp_path / "e")
+    assert r.code == 0, r.err  # auto: the CPU here

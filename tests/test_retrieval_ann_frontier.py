@@ -64,7 +64,7 @@ def test_candidate_specs_parse_kind_prefix_lists_and_fusion(bench):
 
 
 def test_prefault_refuses_unless_freed_memory_is_kept(bench, tmp_path, monkeypatch):
-    harness = load_benchmark("retrieval")
+    harness = load_benchmark("harness")
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     assert harness.prefault_memory(0) == 0.0
     with pytest.raises(ConfigError, match="GLIBC_TUNABLES=glibc.malloc.mmap_max=0"):

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from bench_helpers import load_benchmark
 
 from mrl.data.text import debian_split, load_debian_packages
-from mrl.errors import ConfigError
+from mrl.errors import ConfigError, InputError
 
 WORDS = "editor game library shell network audio image font server python kernel".split()
 
@@ -90,6 +91,21 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
     assert sorted(cache.glob("*.npy")) == files and "ft_mrl" not in again["rows"]
     assert again["rows"]["truncated"] == report["rows"]["truncated"]
 
+    # Reports of two runs of the same queries merge into one (the GPU script's phases).
+    frozen, full = tmp_path / "frozen.json", tmp_path / "full.json"
+    frozen.write_text((out / "results.json").read_text())  # the rerun's: frozen rows only
+    full.write_text(json.dumps(saved))
+    merged = bench.main(["--merge", str(frozen), str(full), "--out", str(tmp_path / "merged")])
+    assert merged["rows_run"] == [*bench.FROZEN_ROWS, *bench.FINETUNED_ROWS]
+    assert merged["rows"] == saved["rows"] and bench.bars(merged) == bench.bars(report)
+    assert (tmp_path / "merged" / "results.md").read_text().count("| fine-tuned, ours") == 3
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**saved, "n_queries": saved["n_queries"] + 1}))
+    with pytest.raises(ConfigError, match="report 2 has n_queries"):
+        bench.main(["--merge", str(full), str(other), "--out", str(tmp_path / "x")])
+    with pytest.raises(InputError, match="missing.json: cannot read it as JSON"):
+        bench.main(["--merge", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")])
+
 
 def test_one_weighted_row_runs_alone(tmp_path, tiny_bert_path, one_thread, monkeypatch):
     bench = load_benchmark("text")
@@ -97,7 +113,7 @@ def test_one_weighted_row_runs_alone(tmp_path, tiny_bert_path, one_thread, monke
     real = bench.finetune_ours
 
     def spy(nesting, setup, out, max_steps=None):
-        seen.append((tuple(nesting), setup.weights_for(nesting), out.name))
+        seen.append((tuple(nesting), setup.weights_for(nesting), out.name, setup.device))
         return real(nesting, setup, out, max_steps)
 
     monkeypatch.setattr(bench, "finetune_ours", spy)
@@ -111,7 +127,7 @@ def test_one_weighted_row_runs_alone(tmp_path, tiny_bert_path, one_thread, monke
     ]  # fmt: skip
     report = bench.main(argv)
     assert report["rows_run"] == ["ft_mrl"] and report["finetune"]["nesting_weights"] == (1, 2, 4)
-    assert seen == [((8, 16, 32), [1.0, 2.0, 4.0], "mrl")]
+    assert seen == [((8, 16, 32), [1.0, 2.0, 4.0], "mrl", "cpu")]
     config = (cache / "finetune-24-seed0-w1-2-4" / "mrl").rglob("config.yaml")
     assert "nesting_weights:\n- 1.0\n- 2.0\n- 4.0" in next(config).read_text()
     assert not list(cache.glob("*.npy"))  # no frozen row: the base was never encoded
@@ -129,6 +145,14 @@ def test_bad_row_or_weight_exits_2_naming_it(tmp_path, option, value, match, cap
     with pytest.raises(SystemExit) as e:
         bench.main([option, value, "--out", str(tmp_path / "o")])
     assert e.value.code == 2 and match in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
+def test_cuda_without_a_device_is_named_before_any_work(tmp_path):
+    bench = load_benchmark("text")
+    with pytest.raises(ConfigError, match="--device cuda: no CUDA device is visible"):
+        bench.main(["--device", "cuda", "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
 
 
 def test_setup_weights_reach_both_matryoshka_trainers_not_the_plain_one():

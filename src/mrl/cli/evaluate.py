@@ -16,6 +16,7 @@ from mrl.evaluation.report import RANKING_PLOTS, RANKING_TABLES, write_report
 from mrl.io import atomic_write_json
 from mrl.training import load_model
 from mrl.training.checkpoint import CHECKPOINT
+from mrl.training.distributed import resolve_device
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +47,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="dataset folder (default: the run's)")
     p.add_argument("--dtype", default="float32", choices=DTYPES)
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="where the model runs (auto: CUDA when available, else the CPU)",
+    )
     p.add_argument("--save-logits", action="store_true", help="also write head logits [G, N, C]")
     p.set_defaults(func=run_embed)
 
@@ -78,9 +85,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def run_embed(args: argparse.Namespace) -> int:
     check_out(args.out, "folder")  # before the model is loaded
+    args.device = resolve_device(args.device)  # a missing CUDA is named before any work
     if args.texts and not (Path(args.run_dir) / CHECKPOINT).is_file():
         return run_embed_texts(args)  # a Hugging Face or sentence-transformers folder
     model, config = load_model(args.run_dir)
+    model.to(args.device)
     if config.is_text:
         return run_embed_text_run(args, model, config)
     dataset_name = args.dataset or config.dataset
@@ -101,7 +110,7 @@ def run_embed_texts(args: argparse.Namespace) -> int:
 
     nesting = parse_nesting(args.nesting) if args.nesting else None
     texts, labels, classes = _read_texts(args)
-    encoder = TextEncoder(args.run_dir)
+    encoder = TextEncoder(args.run_dir).to(args.device)
     out = embed_texts(
         encoder,
         texts,
