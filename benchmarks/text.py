@@ -64,6 +64,14 @@ from text_finetune import (  # noqa: E402
     training_pairs,
 )
 
+# Fine-tuning settings shared by every trained row: argument name -> (run-folder tag, default).
+RECIPE = {
+    "finetune_epochs": ("e", 1),
+    "finetune_batch_size": ("b", 32),
+    "finetune_lr": ("lr", 2e-5),
+    "finetune_max_seq_length": ("len", 64),
+    "temperature": ("t", 0.05),
+}
 FROZEN_ROWS = ("truncated", "pca", "adaptor_unsup", "adaptor_sup")
 FINETUNED_ROWS = ("ft_plain", "ft_mrl", "ft_st")
 
@@ -149,11 +157,15 @@ def main(argv: list[str] | None = None) -> dict:
         help="where every row encodes and trains (cuda: both trainers in bf16 autocast)",
     )
     parser.add_argument("--finetune-pairs", type=int, default=4000, help="0: no fine-tuning")
-    parser.add_argument("--finetune-epochs", type=int, default=1)
-    parser.add_argument("--finetune-batch-size", type=int, default=32)
-    parser.add_argument("--finetune-lr", type=float, default=2e-5)
-    parser.add_argument("--finetune-max-seq-length", type=int, default=64, help="training only")
-    parser.add_argument("--temperature", type=float, default=0.05)
+    d = {name: default for name, (_, default) in RECIPE.items()}
+    parser.add_argument("--finetune-epochs", type=int, default=d["finetune_epochs"])
+    parser.add_argument("--finetune-batch-size", type=int, default=d["finetune_batch_size"])
+    parser.add_argument("--finetune-lr", type=float, default=d["finetune_lr"])
+    parser.add_argument(
+        "--finetune-max-seq-length", type=int, default=d["finetune_max_seq_length"],
+        help="training only",
+    )  # fmt: skip
+    parser.add_argument("--temperature", type=float, default=d["temperature"])
     parser.add_argument(
         "--nesting-weights",
         default=None,
@@ -192,6 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.merge:
         report = merge_reports([read_json(path, "--merge") for path in args.merge])
         out = make_dirs(args.out, "--out")
+        print(markdown(report), flush=True)
     else:
         out = make_dirs(args.out, "--out")  # a bad output path fails before the long work
         with thread_count(args.threads):  # a caller's (or a test's) thread count is left alone
@@ -349,8 +362,8 @@ def fitted_maps(args, nesting: Nesting, fit_docs, fit_queries, rows, fit_s: dict
 def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> dict:
     """{row: FineTuned} of the chosen fine-tunes, on one seeded draw of train-side pairs.
 
-    Runs go to `<cache>/finetune-<pairs>-seed<seed>[-w<weights>]/<row>`; each row starts
-    from the base model, so an old run of the same row is removed, not resumed."""
+    Runs go to `<cache>/finetune-<pairs>-seed<seed><recipe_tag>/<row>`; each row starts
+    from the base model, so an old run of the same row and recipe is removed, not resumed."""
     setup = FineTuneSetup(
         data=args.data,
         pairs=args.finetune_pairs,
@@ -366,12 +379,7 @@ def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> di
         device=args.device,
     )
     print(f"fine-tuning on {len(training_pairs(setup))} train-side pairs", flush=True)
-    tag = (
-        ""
-        if args.nesting_weights is None
-        else "-w" + "-".join(f"{w:g}" for w in args.nesting_weights)
-    )
-    runs = cache / f"finetune-{args.finetune_pairs}-seed{args.seed}{tag}"
+    runs = cache / f"finetune-{args.finetune_pairs}-seed{args.seed}{recipe_tag(args)}"
     full = (max(nesting.dims),)
     trainers = {  # row: (its run folder, how it trains)
         "ft_plain": ("plain", lambda out: finetune_ours(full, setup, out)),
@@ -384,6 +392,20 @@ def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> di
         shutil.rmtree(runs / folder, ignore_errors=True)
         out[row] = trainer(runs / folder)
     return out
+
+
+def recipe_tag(args: argparse.Namespace) -> str:
+    """The run folder's suffix: each recipe setting away from its default (`RECIPE`), then the
+    nesting weights, e.g. "-lr0.0001-w1-1-5"; "" for the default recipe. Two recipes never
+    share (and so never delete) each other's runs."""
+    tag = "".join(
+        f"-{short}{getattr(args, name):g}"
+        for name, (short, default) in RECIPE.items()
+        if getattr(args, name) != default
+    )
+    if args.nesting_weights is not None:
+        tag += "-w" + "-".join(f"{w:g}" for w in args.nesting_weights)
+    return tag
 
 
 MERGE_KEYS = ("model", "max_seq_length", "nesting", "n_queries", "n_corpus", "seed")

@@ -164,6 +164,9 @@ def _loaded_after_import(module: str) -> set[str]:
         # the app loads the text encoder only when /v1/embeddings (or a text item) needs it
         ("mrl.service.app", {"mrl.training", "mrl.models", "transformers", "mrl.cli"}),
         ("mrl.evaluation.metrics", {"torch", "mrl.training", "matplotlib"}),
+        # training and `mrl embed` need no faiss (a GPU image without it trains and embeds)
+        ("mrl.training", {"faiss"}),
+        ("mrl.cli.evaluate", {"faiss"}),
     ],
 )
 def test_importing_a_layer_does_not_load_the_layers_above(module, absent):

@@ -1,5 +1,6 @@
 """benchmarks/text.py end to end on a tiny Debian file and a tiny random BERT."""
 
+import argparse
 import gzip
 import json
 import zlib
@@ -128,7 +129,8 @@ def test_one_weighted_row_runs_alone(tmp_path, tiny_bert_path, one_thread, monke
     report = bench.main(argv)
     assert report["rows_run"] == ["ft_mrl"] and report["finetune"]["nesting_weights"] == (1, 2, 4)
     assert seen == [((8, 16, 32), [1.0, 2.0, 4.0], "mrl", "cpu")]
-    config = (cache / "finetune-24-seed0-w1-2-4" / "mrl").rglob("config.yaml")
+    # the run folder names every setting away from the default recipe: two never collide
+    config = (cache / "finetune-24-seed0-b8-len16-w1-2-4" / "mrl").rglob("config.yaml")
     assert "nesting_weights:\n- 1.0\n- 2.0\n- 4.0" in next(config).read_text()
     assert not list(cache.glob("*.npy"))  # no frozen row: the base was never encoded
     assert bench.bars(report) == []  # no other row to compare with, no 24 or 48 dims
@@ -145,6 +147,15 @@ def test_bad_row_or_weight_exits_2_naming_it(tmp_path, option, value, match, cap
     with pytest.raises(SystemExit) as e:
         bench.main([option, value, "--out", str(tmp_path / "o")])
     assert e.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_the_default_recipe_keeps_the_plain_run_folder_name():
+    bench = load_benchmark("text")
+    defaults = {name: default for name, (_, default) in bench.RECIPE.items()}
+    args = argparse.Namespace(**defaults, nesting_weights=None)
+    assert bench.recipe_tag(args) == ""
+    args.finetune_lr, args.nesting_weights = 1e-4, (1.0, 5.0)
+    assert bench.recipe_tag(args) == "-lr0.0001-w1-5"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")

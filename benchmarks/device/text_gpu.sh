@@ -6,11 +6,11 @@
 #
 # then the device tool's `run` with carry [".device"], timeout_s 600 and the command
 #
-#     bash benchmarks/device/text_gpu.sh            # EPOCHS=3 PAIRS=all BATCH=32 LR=2e-5
+#     bash benchmarks/device/text_gpu.sh            # EPOCHS=2 PAIRS=all BATCH=32 LR=2e-5
 #
 # (override by prefixing, e.g. `EPOCHS=2 WEIGHTS=1,1,1,1,1,5 bash benchmarks/...`; a dry run
-# here on the CPU: `OUT=/tmp/o DEVICE=cpu PAIRS=64 EPOCHS=1 TEXTS=300 EXTRA="--max-corpus 300
-# --fit-rows 200" bash benchmarks/device/text_gpu.sh`). Phases, each
+# here on the CPU: `OUT=/tmp/o DEVICE=cpu WHEELS= PAIRS=64 EPOCHS=1 TEXTS=300 EXTRA="--max-corpus
+# 300 --fit-rows 200" bash benchmarks/device/text_gpu.sh`). Phases, each
 # written to $OUT as soon as it ends, so a run cut short still returns what it finished:
 #   1. ft_plain and ft_mrl (benchmarks/text.py --device cuda)     -> finetuned.json
 #   2. the Debian descriptions embedded by the ft_mrl model  -> emb-part*.npy, emb-manifest.json
@@ -19,8 +19,9 @@
 # debian-descriptions-mrl-gpu`, and the two JSON reports beside docs/results/text/.
 set -euo pipefail
 : "${OUT:?run this through the device tool, which sets OUT}"
-EPOCHS=${EPOCHS:-3} PAIRS=${PAIRS:-1000000} BATCH=${BATCH:-32} LR=${LR:-2e-5} WEIGHTS=${WEIGHTS:-}
+EPOCHS=${EPOCHS:-2} PAIRS=${PAIRS:-1000000} BATCH=${BATCH:-32} LR=${LR:-2e-5} WEIGHTS=${WEIGHTS:-}
 DEVICE=${DEVICE:-cuda} TEXTS=${TEXTS:-0} EXTRA=${EXTRA:-}  # TEXTS > 0: embed only the first TEXTS
+WHEELS=${WHEELS-.device/wheels}  # CPython 3.12 wheels; empty: use what is installed
 WORK=${WORK:-/tmp/mrl-gpu}  # scratch, emptied first
 rm -rf "$WORK" && mkdir -p "$WORK"
 exec > >(tee "$OUT/log.txt") 2>&1
@@ -28,8 +29,8 @@ t0=$SECONDS
 phase() { echo "=== $(( SECONDS - t0 )) s: $*"; }
 
 phase "install the carried wheels, restore the float32 model"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target $WORK/site .device/wheels/*.whl
+[[ -n $WHEELS ]] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target "$WORK/site" "$WHEELS"/*.whl
 export PYTHONPATH=$WORK/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 python3 benchmarks/device/transfer.py unpack-model .device/minilm $WORK/minilm

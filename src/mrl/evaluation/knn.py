@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import faiss
 import numpy as np
 
 from mrl.checks import check_finite_rows, check_int, check_k, check_labels
@@ -62,6 +61,8 @@ def knn_search(
         if dim is None
         else check_int("prefix size dim", dim, 1, database.shape[1])
     )
+    import faiss  # here, not at the top: `mrl embed` and training import this module
+
     xq = np.ascontiguousarray(truncate(queries, dim, normalize), dtype=np.float32)
     check_finite_rows(xq, "query embeddings")
     heap = faiss.ResultHeap(len(xq), k)
