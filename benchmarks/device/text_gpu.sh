@@ -6,7 +6,7 @@
 #
 # then the device tool's `run` with carry [".device"], timeout_s 600 and the command
 #
-#     bash benchmarks/device/text_gpu.sh            # EPOCHS=2 PAIRS=all BATCH=32 LR=2e-5
+#     bash benchmarks/device/text_gpu.sh            # EPOCHS=2 PAIRS=all BATCH=32 LR=1e-4
 #
 # (override by prefixing, e.g. `EPOCHS=2 WEIGHTS=1,1,1,1,1,5 bash benchmarks/...`; a dry run
 # here on the CPU: `OUT=/tmp/o DEVICE=cpu WHEELS= PAIRS=64 EPOCHS=1 TEXTS=300 EXTRA="--max-corpus
@@ -19,7 +19,7 @@
 # debian-descriptions-mrl-gpu`, and the two JSON reports beside docs/results/text/.
 set -euo pipefail
 : "${OUT:?run this through the device tool, which sets OUT}"
-EPOCHS=${EPOCHS:-2} PAIRS=${PAIRS:-1000000} BATCH=${BATCH:-32} LR=${LR:-2e-5} WEIGHTS=${WEIGHTS:-}
+EPOCHS=${EPOCHS:-2} PAIRS=${PAIRS:-1000000} BATCH=${BATCH:-32} LR=${LR:-1e-4} WEIGHTS=${WEIGHTS:-}
 DEVICE=${DEVICE:-cuda} TEXTS=${TEXTS:-0} EXTRA=${EXTRA:-}  # TEXTS > 0: embed only the first TEXTS
 WHEELS=${WHEELS-.device/wheels}  # CPython 3.12 wheels; empty: use what is installed
 WORK=${WORK:-/tmp/mrl-gpu}  # scratch, emptied first
