@@ -51,10 +51,13 @@ def join_embeddings(parts: Path, dst: Path) -> None:
     manifest = json.loads((parts / "emb-manifest.json").read_text())
     if len(x) != manifest["count"]:
         raise SystemExit(f"{len(files)} parts hold {len(x)} rows, the manifest {manifest['count']}")
+    from mrl.io import atomic_open, atomic_write_json  # here: the repository's src/ is importable
+
     dst.mkdir(parents=True, exist_ok=True)
-    np.save(dst / "embeddings.npy", x)
+    with atomic_open(dst / "embeddings.npy") as f:  # the manifest last: it marks a whole folder
+        np.save(f, x)
     manifest["note"] = "returned from the GPU run as float16 parts (benchmarks/device/transfer.py)"
-    (dst / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    atomic_write_json(dst / "manifest.json", manifest)
 
 
 if __name__ == "__main__":
