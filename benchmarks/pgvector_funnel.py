@@ -17,10 +17,11 @@ disjoint from the database rows:
 - full-vector HNSW (`ORDER BY embedding <=> q LIMIT k`), sweeping ef_search;
 
 each against the exact top-k at full D (brute force in NumPy, cosine; checked against the
-backend's exact SQL plan on a few queries). Every method runs the same way: a pooled
-connection, one `set_config` statement for the transaction's settings and the query as a
-prepared statement (psycopg `prepare=True`: parsed and planned once per connection), the two
-pipelined in one round trip, so the client times compare the statements, not their
+backend's exact SQL plan on a few queries). Every method runs the same way, the path of
+`PostgresBackend.search` (`PostgresBackend.read_rows`): a pooled search connection that keeps
+each setting (ef_search, probes) for its session and sends them only when they change, and
+the query as a prepared statement (psycopg `prepare=True`: parsed and planned once per
+connection), one round trip, so the client times compare the statements, not their
 plumbing. `PostgresBackend.search` itself (catalog lookup, validation) is timed separately on
 the fastest funnel config ("service path"), one query a call and batched.
 
@@ -110,14 +111,9 @@ class Config:
     extra: dict
 
     def run(self, backend: PostgresBackend, q: np.ndarray) -> list[int]:
-        """One query -> its top-k ids: a pooled connection, then the settings and the
-        statement pipelined (one round trip, as `PostgresBackend.search` sends them)."""
-        prelude, params = plans_sql.settings_statement(self.settings)
-        with backend.pool.connection() as conn:
-            with conn.pipeline():
-                conn.execute(prelude, params, prepare=True)
-                cur = conn.execute(self.statement, {"q": PgVector(q)}, prepare=True)
-            rows = cur.fetchall()
+        """One query -> its top-k ids, through the path of `PostgresBackend.search`: a search
+        connection (its settings sent only when they change), one prepared statement."""
+        rows = backend.read_rows(self.statement, [{"q": PgVector(q)}], self.settings)[0]
         return [r[0] for r in rows] + [-1] * (K - len(rows))
 
 
@@ -318,7 +314,8 @@ def format_report(res: dict) -> str:
         "",
         f"PostgreSQL {res['versions']['postgres']}, pgvector {res['versions']['pgvector']}, "
         f"{res['machine']}; one client, one query at a time over a unix socket, every method "
-        f"a prepared statement pipelined after one set_config statement; each query's best of "
+        f"a prepared statement on a search connection that keeps its settings for the session "
+        f"(`PostgresBackend.read_rows`, as `search` runs); each query's best of "
         f"{c['repeats']} passes. HNSW m={c['hnsw_m']}, ef_construction={c['ef_construction']} "
         "for every HNSW index. Client ms: mean over queries; server ms: EXPLAIN ANALYZE "
         "execution time, median; buffers: shared hit / read per query.",

@@ -394,3 +394,56 @@ def test_settings_statement_applies_every_setting_to_the_transaction(backend):
         assert conn.execute("SHOW work_mem").fetchone()[0] == "5MB"
     with backend.pool.connection() as conn:  # SET LOCAL: gone with the transaction
         assert conn.execute("SHOW work_mem").fetchone()[0] != "5MB"
+    statement, values = plans_sql.settings_statement({"work_mem": "6MB"}, local=False)
+    with backend.pool.connection() as conn:
+        conn.execute(statement, values)
+        conn.commit()
+        assert conn.execute("SHOW work_mem").fetchone()[0] == "6MB"  # the session's now
+        conn.execute("RESET work_mem")
+
+
+def _setting(conn, name: str) -> str:
+    return conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
+
+
+def test_search_connections_keep_settings_for_the_session_and_drop_stale_ones(pg_database):  # noqa: F811
+    with PostgresBackend(dsn=pg_database, pool_size=1) as one:  # one connection: one session
+        with one.search_pool.connection() as conn:
+            default_mem = _setting(conn, "work_mem")
+            conn.apply({"work_mem": "7MB", "enable_indexscan": "off"})
+            assert conn.applied == {"work_mem": "7MB", "enable_indexscan": "off"}
+        with one.search_pool.connection() as conn:
+            assert (_setting(conn, "work_mem"), _setting(conn, "enable_indexscan")) == (
+                "7MB",
+                "off",
+            )
+            conn.apply({"work_mem": "9MB"})  # enable_indexscan is not in it: back to default
+            assert (_setting(conn, "work_mem"), _setting(conn, "enable_indexscan")) == (
+                "9MB",
+                "on",
+            )
+            conn.execute("SET work_mem = '3MB'")  # behind its back: apply sends nothing new
+            conn.apply({"work_mem": "9MB"})
+            assert _setting(conn, "work_mem") == "3MB"
+            conn.apply({})
+            assert _setting(conn, "work_mem") == default_mem and conn.applied == {}
+
+
+def test_an_exact_search_leaves_no_setting_behind_for_an_ann_one(pg_database, filled):  # noqa: F811
+    name, x = filled
+    ann = Rerank(16, 64, 100)
+    with PostgresBackend(dsn=pg_database, pool_size=1) as one:
+        exact = one.search(name, x[:2], 5, SingleShot(64))
+        with one.search_pool.connection() as conn:
+            assert conn.applied == {"enable_indexscan": "off"}
+        hits = one.search(name, x[:2], 5, ann)
+        with one.search_pool.connection() as conn:
+            assert _setting(conn, "enable_indexscan") == "on"
+            assert conn.applied == plans_sql.settings(ann, 5, one.ef_search)
+            table = one.table(name)
+            statement = plans_sql.search_statement(table, "vector", 64, 16, ann, 5)
+            plan = conn.execute(sql.SQL("EXPLAIN ") + statement, {"q": PgVector(x[0])})
+            shown = " ".join(r[0] for r in plan)
+    assert f"Index Scan using {table}_ann" in shown  # the prefix index again
+    np.testing.assert_array_equal(exact.ids[:, 0], [0, 3])
+    np.testing.assert_array_equal(hits.ids[:, 0], [0, 3])  # each query is a row

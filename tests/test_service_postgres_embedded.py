@@ -42,11 +42,18 @@ def test_database_down_then_back(pg_data_dir):  # noqa: F811
         hits = backend.search("c", x[:2], 1, SingleShot(32))
         np.testing.assert_array_equal(hits.ids[:, 0], [0, 1])
         backend.add("c", np.array([99]), x[:1])
+        # a restart while idle: every pooled connection is dead, yet no call fails (writes
+        # check theirs on checkout, a search runs again on a fresh one)
+        backend.server.stop()
+        backend.server.start()
+        hits = backend.search("c", x[:2], 1, SingleShot(32))
+        np.testing.assert_array_equal(hits.ids[:, 0], [0, 1])
+        backend.add("c", np.array([98]), x[1:2])
         # a second service cannot take the same data folder
         with pytest.raises(LockedError, match="in use by another process"):
             PostgresBackend(data_dir=pg_data_dir / "db")
     with PostgresBackend(data_dir=pg_data_dir / "db") as again:  # the data survives a restart
-        assert again.info("c")["count"] == 51
+        assert again.info("c")["count"] == 52
 
 
 @pytest.mark.parametrize(

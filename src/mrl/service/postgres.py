@@ -8,10 +8,12 @@ each write takes its collection's catalog row `FOR UPDATE`, so writes to one col
 serialised and the count is exact (`k` is checked against it without a scan).
 
 The database is an embedded PostgreSQL in a folder the service owns (`mrl.service.embedded`)
-or any PostgreSQL with pgvector >= 0.7 named by a DSN. Every call borrows a connection from a
-psycopg pool for one transaction: a batch that fails (a duplicate id, a bad row) leaves
-nothing behind; a database that cannot be reached raises `UnavailableError` naming why, and
-the pool replaces its dead connections once the database is back.
+or any PostgreSQL with pgvector >= 0.7 named by a DSN. Two psycopg pools: writes and catalog
+reads borrow a checked connection for one transaction (a batch that fails, a duplicate id or
+a bad row, leaves nothing behind); searches borrow an autocommit connection that keeps its
+planner settings (`hnsw.ef_search`, ...) for the session, so a search is one prepared
+statement and one round trip. A database that cannot be reached raises `UnavailableError`
+naming why, and the pools replace their dead connections once the database is back.
 """
 
 from __future__ import annotations
@@ -55,14 +57,13 @@ CATALOG = "mrl_collections"
 _MIN_PGVECTOR = (0, 7)  # subvector() and halfvec arrived in pgvector 0.7.0
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
-_LIVE = sql.SQL("SELECT no, count FROM {} WHERE name = %s").format(sql.Identifier(CATALOG))
 
 
 class PgVector:
     """A [D] float array as a pgvector `vector` query parameter (pgvector's binary form).
 
-    Pass it as a psycopg parameter on a connection of `PostgresBackend.pool` (which knows its
-    type oid); `PgHalfVector` is the same for `halfvec`. Binary parameters skip formatting and
+    Pass it as a psycopg parameter on a connection of `PostgresBackend`'s pools (which know
+    its type oid); `PgHalfVector` is the same for `halfvec`. Binary parameters skip formatting and
     parsing 1,000 floats as text per query.
     """
 
@@ -91,6 +92,32 @@ def _vec_dumper(oid: int) -> type[Dumper]:
 
     VecDumper.oid = oid
     return VecDumper
+
+
+class SearchConnection(psycopg.Connection):
+    """A search-pool connection that remembers the settings its session runs with.
+
+    Searches set `hnsw.ef_search` and the like for the session (`set_config(..., false)`),
+    and only when they differ from what the connection already has: a stream of searches
+    under one plan pays no settings round trip. Only searches use these connections, so
+    the settings never reach a write.
+    """
+
+    applied: dict[str, str] | None = None  # None: unknown (a new or a failed session)
+
+    def apply(self, settings: dict[str, str]) -> None:
+        """Make this session's settings `settings` (a `RESET ALL` first if some set earlier
+        are not in it); nothing is sent when they already are."""
+        if self.applied == settings:
+            return
+        stale = self.applied is None or bool(self.applied.keys() - settings.keys())
+        self.applied = None  # unknown until every statement below went through
+        if stale:
+            self.execute("RESET ALL")
+        if settings:
+            statement, values = plans_sql.settings_statement(settings, local=False)
+            self.execute(statement, values, prepare=True)
+        self.applied = dict(settings)
 
 
 def _copy_stream(ids: np.ndarray, x: np.ndarray, kind: str, payloads: list[bytes | None]) -> bytes:
@@ -225,23 +252,18 @@ class PostgresBackend:
         self.ef_search = check_int("ef_search", ef_search, 1, plans_sql.MAX_EF_SEARCH)
         self._entries: dict[str, tuple[str, CollectionSpec]] = {}  # name -> (table, spec)
         self.server = None if data_dir is None else EmbeddedPostgres(data_dir)
+        self.pool = self.search_pool = None
         try:
             self.dsn = dsn if self.server is None else self.server.start()
             self._setup()
-            self.pool = ConnectionPool(
-                self.dsn,
-                min_size=1,
-                max_size=self.pool_size,
-                timeout=self.timeout,
-                kwargs={"connect_timeout": max(1, round(self.timeout))},
-                configure=self._configure,
-                check=ConnectionPool.check_connection,
-                name="mrl-postgres",
-                open=True,
-            )
+            # writes and catalog reads: each checkout checks the connection (one round trip),
+            # so a write right after a database restart finds a live one
+            self.pool = self._pool("mrl-postgres", check=ConnectionPool.check_connection)
+            # searches: autocommit, no check (a dead connection fails at once and `read_rows` runs
+            # the search again on a fresh one)
+            self.search_pool = self._pool("mrl-postgres-search", SearchConnection, autocommit=True)
         except BaseException:
-            if self.server is not None:
-                self.server.close()
+            self.close()
             raise
 
     # ------------------------------------------------------------------ connections
@@ -285,6 +307,27 @@ class PostgresBackend:
                 "SELECT 'vector'::regtype::oid, 'halfvec'::regtype::oid"
             ).fetchone()
 
+    def _pool(
+        self,
+        name: str,
+        connection_class: type[psycopg.Connection] = psycopg.Connection,
+        check=None,
+        autocommit: bool = False,
+    ) -> ConnectionPool:
+        """An open pool of up to `pool_size` connections to `dsn`, taught pgvector's types."""
+        return ConnectionPool(
+            self.dsn,
+            connection_class=connection_class,
+            min_size=1,
+            max_size=self.pool_size,
+            timeout=self.timeout,
+            kwargs={"connect_timeout": max(1, round(self.timeout)), "autocommit": autocommit},
+            configure=self._configure,
+            check=check,
+            name=name,
+            open=True,
+        )
+
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.adapters.register_dumper(PgVector, _vec_dumper(self._oids[0]))
         conn.adapters.register_dumper(PgHalfVector, _vec_dumper(self._oids[1]))
@@ -304,9 +347,43 @@ class PostgresBackend:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection]:
         """A pooled connection inside one transaction (committed on success, else rolled back)."""
+        with self._errors(), self.pool.connection() as conn:
+            yield conn
+
+    def read_rows(
+        self, statement: sql.Composable, params: list[dict], settings: dict[str, str]
+    ) -> list[list[tuple]]:
+        """The rows of read-only `statement` for each parameter set, on a search connection
+        under `settings`: one prepared statement and one round trip for one set, all of them
+        pipelined for several. `search` runs its SQL through it; so do the benchmarks that
+        time SQL beside it (`benchmarks/pgvector_funnel.py`), so both pay the same path.
+
+        A connection the server dropped (a restart) fails at once; the read then runs again,
+        once, after the pool has replaced its dead connections (a read can be repeated).
+        """
+        with self._errors():
+            try:
+                return self._read_once(statement, params, settings)
+            except (PoolTimeout, PoolClosed):
+                raise
+            except psycopg.OperationalError:
+                self.search_pool.check()  # drops every connection the server closed
+            return self._read_once(statement, params, settings)
+
+    def _read_once(self, statement, params: list[dict], settings: dict[str, str]):
+        with self.search_pool.connection() as conn:
+            conn.apply(settings)
+            if len(params) == 1:
+                return [conn.execute(statement, params[0], prepare=True).fetchall()]
+            with conn.pipeline():
+                cursors = [conn.execute(statement, p, prepare=True) for p in params]
+            return [cur.fetchall() for cur in cursors]
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """psycopg's and the pool's failures as mrl's errors (`UnavailableError` says why)."""
         try:
-            with self.pool.connection() as conn:
-                yield conn
+            yield
         except PoolTimeout as e:
             raise UnavailableError(self._down()) from e
         except PoolClosed as e:
@@ -336,8 +413,8 @@ class PostgresBackend:
         """(table, spec) of collection `name`, from the catalog once, then from memory.
 
         A collection's table and spec never change while it exists, so searches skip the
-        catalog round trip; each one reads the live count in the same pipeline and checks
-        that the table is still the collection's (`search` looks it up again if not).
+        catalog round trip: a search that finds the table gone (the collection was dropped)
+        looks it up again, and one that gets fewer than k rows reads the live count to check k.
         """
         hit = self._entries.get(name)
         if hit is None:
@@ -585,7 +662,7 @@ class PostgresBackend:
         """
         given = plan
         check_name(name)
-        k = check_k(k)  # against the collection's live count once that is read
+        k = check_k(k)  # against the collection's live count if fewer than k rows come back
         if effort is not None:
             effort = min(check_effort(effort), plans_sql.MAX_EF_SEARCH)
         for _ in range(2):  # again after a cached catalog entry turned out stale
@@ -597,28 +674,22 @@ class PostgresBackend:
                 table, kind, spec.dim, spec.shortlist_dim, plan, k
             )
             settings = plans_sql.settings(plan, k, self.ef_search if effort is None else effort)
-            setter, values = plans_sql.settings_statement(settings)
             wrap = PgHalfVector if kind == "halfvec" else PgVector
             t0 = time.perf_counter()
             try:
-                with self._transaction() as conn:
-                    with conn.pipeline():  # the count, the settings, every query: one round trip
-                        live = conn.execute(_LIVE, (name,), prepare=True)
-                        conn.execute(setter, values, prepare=True)
-                        cursors = [conn.execute(statement, {"q": wrap(v)}, prepare=True) for v in q]
-                    row = live.fetchone()
-                    results = [cur.fetchall() for cur in cursors]
-            except psycopg.errors.UndefinedTable:  # dropped by another process
-                row = None
-            seconds = time.perf_counter() - t0
-            if row is not None and f"mrl_items_{row[0]}" == table:
+                results = self.read_rows(statement, [{"q": wrap(v)} for v in q], settings)
                 break
-            self._entries.pop(name, None)  # dropped or re-created since it was cached
+            except psycopg.errors.UndefinedTable:  # dropped (and maybe re-created) elsewhere
+                self._entries.pop(name, None)
         else:
             raise ConflictError(
                 f"collection {name!r} was dropped and re-created during the search; retry it"
             )
-        k = check_search_k(k, row[1], name)
+        seconds = time.perf_counter() - t0
+        if any(len(rows) < k for rows in results):  # k above the count, or a short scan
+            with self._transaction() as conn:
+                count = self._lookup(conn, name)[2]
+            k = check_search_k(k, count, name)
         ids = np.full((len(q), k), -1, dtype=np.int64)
         scores = np.full((len(q), k), -np.inf, dtype=np.float32)
         for i, rows in enumerate(results):
@@ -635,8 +706,10 @@ class PostgresBackend:
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Close the pool, then stop the embedded server (if this backend started one)."""
-        self.pool.close()
+        """Close the pools, then stop the embedded server (if this backend started one)."""
+        for pool in (self.pool, self.search_pool):
+            if pool is not None:
+                pool.close()
         if self.server is not None:
             self.server.close()
 

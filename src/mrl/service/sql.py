@@ -166,15 +166,20 @@ def _flat(statement: sql.Composed) -> sql.SQL:
     return sql.SQL(statement.as_string())
 
 
-def settings_statement(values: dict[str, str]) -> tuple[sql.Composed, list[str]]:
-    """One `SELECT set_config(name, value, true), ...` applying `values` to the transaction
-    (`SET LOCAL`), and its parameters: one statement (one round trip) whatever their number."""
-    calls = sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in values)
+def settings_statement(
+    values: dict[str, str], local: bool = True
+) -> tuple[sql.Composed, list[str]]:
+    """One `SELECT set_config(name, value, local), ...` applying `values`, and its parameters:
+    one statement (one round trip) whatever their number. `local`: to the transaction only
+    (`SET LOCAL`); otherwise to the session (`SET`), as search connections keep them."""
+    call = sql.SQL("set_config(%s, %s, {})").format(sql.SQL("true" if local else "false"))
+    calls = sql.SQL(", ").join(call for _ in values)
     return sql.SQL("SELECT ") + calls, [v for item in values.items() for v in item]
 
 
 def settings(plan: Plan, k: int, effort: int | None = None) -> dict[str, str]:
-    """`SET LOCAL` values for one search transaction under `plan`.
+    """The settings one search under `plan` runs with (`PostgresBackend` keeps them per
+    search connection and sends them only when they change).
 
     An ANN shortlist of n needs a beam of at least n (`hnsw.ef_search`, at most 1,000; the
     larger of n and `effort`, default 40); a shortlist above 1,000 switches on pgvector's
