@@ -69,7 +69,7 @@ def test_crud_round_trip(backend, coll):
     (spec,) = [s for s in backend.collections() if s.name == coll]
     assert spec == CollectionSpec(coll, 64, NESTING, 16, backend="postgres")
     info = backend.info(coll)
-    assert info["count"] == 20 and info["spec"] == spec
+    assert info["count"] == 20 and info["spec"] == spec == backend.spec(coll)
     assert info["memory_bytes"] >= info["table_bytes"] + info["ann_index_bytes"] > 0
     vector, payload = backend.get(coll, 101)
     np.testing.assert_array_equal(vector, x[1])
@@ -275,6 +275,7 @@ def test_create_twice_conflicts(backend, coll):
     "call",
     [
         lambda b: b.info("nope"),
+        lambda b: b.spec("nope"),
         lambda b: b.drop("nope"),
         lambda b: b.add("nope", np.arange(1), _data(1)),
         lambda b: b.get("nope", 1),
@@ -373,14 +374,20 @@ def test_search_follows_changes_made_by_another_backend(backend, pg_database, co
     with PostgresBackend(dsn=pg_database, pool_size=1) as other:
         other.add(coll, np.array([7, 8]), _data(2, seed=4))
         assert backend.search(coll, _data(1), 5, SingleShot(64)).ids.shape == (1, 5)
+        assert backend.payloads(coll, np.array([7])) == [None]  # the table is cached now
         other.drop(coll)  # re-created under the same name: a new table, other rows
         other.create(CollectionSpec(coll, 64, NESTING, 16, backend="postgres"))
-        other.add(coll, np.array([40, 41]), _data(2, seed=5))
+        other.add(coll, np.array([40, 41]), _data(2, seed=5), [{"v": 40}, None])
+        with pytest.raises(ConflictError, match="dropped and re-created since the search"):
+            backend.payloads(coll, np.array([7]))  # ids of a search of the old collection
+        assert backend.payloads(coll, np.array([41, 40])) == [None, {"v": 40}]
         hits = backend.search(coll, _data(1), 2, SingleShot(64))
         assert set(hits.ids[0]) == {40, 41}
         with pytest.raises(ConfigError, match="k=3 exceeds the 2 items"):
             backend.search(coll, _data(1), 3, SingleShot(64))
         other.drop(coll)
+        with pytest.raises(NotFoundError, match=f"collection '{coll}' does not exist"):
+            backend.payloads(coll, np.array([40]))
         with pytest.raises(NotFoundError, match=f"collection '{coll}' does not exist"):
             backend.search(coll, _data(1), 1, SingleShot(64))
         other.create(CollectionSpec(coll, 64, NESTING, 16, backend="postgres"))  # for teardown

@@ -107,7 +107,7 @@ def test_state_survives_a_crash_by_replay(tmp_path):
     backend.delete("c", np.array([3, 4]))
     crash(backend)
     again = MemoryBackend(tmp_path)
-    assert again.info("c")["count"] == 18
+    assert again.info("c")["count"] == 18 and again.spec("c") == again.info("c")["spec"]
     assert again.get("c", 5)[1] == {"i": 5}
     with pytest.raises(NotFoundError):
         again.get("c", 3)

@@ -396,7 +396,7 @@ def create_app(
         if (body.vectors is None) == (body.texts is None):
             raise InputError("give either vectors or texts with the ids (exactly one of them)")
         limits.check("max_vectors", len(body.ids), "the number of items")
-        spec = backend.info(name)["spec"]
+        spec = backend.spec(name)
         x = rows_of(body.vectors, body.texts, spec, "vectors")
         backend.add(name, np.asarray(body.ids, dtype=np.int64), x, body.payloads)
         return ItemsAdded(added=len(body.ids))
@@ -425,7 +425,7 @@ def create_app(
         limits.check("max_k", body.k, "k")
         batch = body.vectors or body.texts or [body.vector or body.text]
         limits.check("max_queries", len(batch), "the number of queries")
-        spec = backend.info(name)["spec"]
+        spec = backend.spec(name)
         texts = body.texts or ([body.text] if body.text is not None else None)
         q = rows_of(batch if texts is None else None, texts, spec, "query vectors")
         plan, source = plan_of(body, spec, body.k)

@@ -77,6 +77,10 @@ class Backend(Protocol):
     def info(self, name: str) -> dict[str, Any]:
         """{"spec": CollectionSpec, "count": int, "memory_bytes": int} of one collection."""
 
+    def spec(self, name: str) -> CollectionSpec:
+        """One collection's spec, cheaply (no count, no sizes): what a request is checked
+        against before it reaches `add` or `search` (NotFoundError if absent)."""
+
     def drop(self, name: str) -> None:
         """Delete a collection and everything in it."""
 

@@ -201,6 +201,9 @@ class MemoryBackend:
         with self._registry:
             return [self._collections[n].spec for n in sorted(self._collections)]
 
+    def spec(self, name: str) -> CollectionSpec:
+        return self._get(check_name(name)).spec
+
     def info(self, name: str) -> dict[str, Any]:
         coll = self._get(check_name(name))
         with coll.rw.read():

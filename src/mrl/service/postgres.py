@@ -351,12 +351,13 @@ class PostgresBackend:
             yield conn
 
     def read_rows(
-        self, statement: sql.Composable, params: list[dict], settings: dict[str, str]
+        self, statement: sql.Composable, params: list[dict], settings: dict[str, str] | None
     ) -> list[list[tuple]]:
         """The rows of read-only `statement` for each parameter set, on a search connection
-        under `settings`: one prepared statement and one round trip for one set, all of them
-        pipelined for several. `search` runs its SQL through it; so do the benchmarks that
-        time SQL beside it (`benchmarks/pgvector_funnel.py`), so both pay the same path.
+        under `settings` (None: whatever its session has, for a read no planner setting can
+        change, such as one by primary key): one prepared statement and one round trip for
+        one set, all of them pipelined for several. `search` runs its SQL through it; so do
+        the benchmarks that time SQL beside it (`benchmarks/pgvector_funnel.py`).
 
         A connection the server dropped (a restart) fails at once; the read then runs again,
         once, after the pool has replaced its dead connections (a read can be repeated).
@@ -370,9 +371,10 @@ class PostgresBackend:
                 self.search_pool.check()  # drops every connection the server closed
             return self._read_once(statement, params, settings)
 
-    def _read_once(self, statement, params: list[dict], settings: dict[str, str]):
+    def _read_once(self, statement, params: list[dict], settings: dict[str, str] | None):
         with self.search_pool.connection() as conn:
-            conn.apply(settings)
+            if settings is not None:
+                conn.apply(settings)
             if len(params) == 1:
                 return [conn.execute(statement, params[0], prepare=True).fetchall()]
             with conn.pipeline():
@@ -485,6 +487,11 @@ class PostgresBackend:
             "ann_index_bytes": ann_bytes,
         }
 
+    def spec(self, name: str) -> CollectionSpec:
+        """The collection's spec from the catalog, then from memory (`_entry`): `add` and
+        `search` look it up again if the collection was dropped in the meantime."""
+        return self._entry(name)[1]
+
     def table(self, name: str) -> str:
         """The SQL table holding collection `name` (its HNSW index is `<table>_ann`), for
         tools that query it directly, such as `benchmarks/pgvector_funnel.py`."""
@@ -592,18 +599,21 @@ class PostgresBackend:
 
     def payloads(self, name: str, ids: np.ndarray) -> list[dict[str, Any] | None]:
         """Payloads of `ids` in order; None for a -1 (not found) id, a null payload, or an id
-        deleted since the search that returned it."""
+        deleted since the search that returned it. One round trip on a search connection."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        with self._transaction() as conn:
-            table, _, _ = self._lookup(conn, name)
-            found = dict(
-                conn.execute(
-                    sql.SQL("SELECT id, payload FROM {} WHERE id = ANY(%s)").format(
-                        sql.Identifier(table)
-                    ),
-                    (ids[ids >= 0].tolist(),),
-                ).fetchall()
-            )
+        table, _ = self._entry(name)
+        statement = sql.SQL("SELECT id, payload FROM {} WHERE id = ANY(%(ids)s)").format(
+            sql.Identifier(table)
+        )
+        try:
+            rows = self.read_rows(statement, [{"ids": ids[ids >= 0].tolist()}], None)[0]
+        except psycopg.errors.UndefinedTable:  # dropped elsewhere since it was cached
+            self._entries.pop(name, None)
+            self._entry(name)  # NotFoundError, or it was re-created:
+            raise ConflictError(
+                f"collection {name!r} was dropped and re-created since the search; search again"
+            ) from None
+        found = dict(rows)
         return [found.get(int(i)) for i in ids]
 
     # ------------------------------------------------------------------ tuned plans
