@@ -454,3 +454,10 @@ def test_an_exact_search_leaves_no_setting_behind_for_an_ann_one(pg_database, fi
     assert f"Index Scan using {table}_ann" in shown  # the prefix index again
     np.testing.assert_array_equal(exact.ids[:, 0], [0, 3])
     np.testing.assert_array_equal(hits.ids[:, 0], [0, 3])  # each query is a row
+
+
+def test_info_answers_when_the_prefix_index_was_dropped_by_hand(backend, coll):
+    with backend.pool.connection() as conn:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(f"{backend.table(coll)}_ann")))
+    info = backend.info(coll)
+    assert info["ann_index_bytes"] == 0 and info["memory_bytes"] > 0

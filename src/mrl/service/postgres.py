@@ -207,7 +207,8 @@ class PostgresBackend:
             extension is created if missing); None starts the embedded server in `data_dir`.
         data_dir: the folder of the embedded server (created if missing, locked while open);
             only without `dsn`.
-        pool_size: most connections held (concurrent calls beyond it wait), 1..1024.
+        pool_size: most connections held by each of the two pools (writes, searches;
+            concurrent calls beyond it wait), 1..1024.
         timeout: seconds a call waits for a connection before `UnavailableError`, > 0.
         hnsw_m: HNSW graph degree of new collections' indexes (pgvector's `m`), 2..100.
         ef_construction: HNSW build beam of new indexes, 4..1000, >= 2 * hnsw_m.
@@ -474,7 +475,8 @@ class PostgresBackend:
             table, spec, count = self._lookup(conn, name)
             sizes = conn.execute(
                 "SELECT pg_total_relation_size(%(t)s::regclass), pg_table_size(%(t)s::regclass), "
-                "pg_indexes_size(%(t)s::regclass), pg_relation_size(%(a)s::regclass)",
+                "pg_indexes_size(%(t)s::regclass), "
+                "coalesce(pg_relation_size(to_regclass(%(a)s)), 0)",  # 0 if someone dropped it
                 {"t": table, "a": f"{table}_ann"},
             ).fetchone()
         total, table_bytes, index_bytes, ann_bytes = sizes
