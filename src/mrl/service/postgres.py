@@ -372,7 +372,10 @@ class PostgresBackend:
                 self.search_pool.check()  # drops every connection the server closed
             return self._read_once(statement, params, settings)
 
-    def _read_once(self, statement, params: list[dict], settings: dict[str, str] | None):
+    def _read_once(
+        self, statement: sql.Composable, params: list[dict], settings: dict[str, str] | None
+    ) -> list[list[tuple]]:
+        """One attempt of `read_rows`, on one search connection."""
         with self.search_pool.connection() as conn:
             if settings is not None:
                 conn.apply(settings)
