@@ -20,7 +20,10 @@ with the same batch size, learning rate, warm-up, epochs, sequence length and se
 report gives each trainer's pairs/s (training steps only) and ours / the anchor's ratio.
 `--finetune-pairs 0` runs the frozen rows alone, `--rows` any subset (an experiment on one
 fine-tune need not re-encode the frozen rows); `--nesting-weights` sets the c_m of both
-Matryoshka fine-tunes (ours and the anchor alike). Only the train side is used for fitting.
+Matryoshka fine-tunes (ours and the anchor alike). `--rotation` gives our Matryoshka
+fine-tune a learned rotation after the pooling (`TextEncoder(rotation=True)`); the 384-only
+row trains without one (its loss does not change under a rotation) and the anchor keeps
+sentence-transformers' own architecture. Only the train side is used for fitting.
 
 Base embeddings are cached as .npy under --cache, keyed by the role, the text count, a digest
 of the texts and of the model folder and max_seq_length, so a rerun does not re-encode.
@@ -172,6 +175,11 @@ def main(argv: list[str] | None = None) -> dict:
         help="c_m per size, smallest first, for the two Matryoshka fine-tunes (default all 1)",
     )
     parser.add_argument(
+        "--rotation",
+        action="store_true",
+        help="our Matryoshka fine-tune learns a rotation after the pooling (see TextEncoder)",
+    )
+    parser.add_argument(
         "--rows",
         default=",".join((*FROZEN_ROWS, *FINETUNED_ROWS)),
         help="rows to run, comma-separated (default all; frozen rows share one base encoding)",
@@ -313,6 +321,7 @@ def run(args: argparse.Namespace) -> dict:
             "max_seq_length": args.finetune_max_seq_length,
             "temperature": args.temperature,
             "nesting_weights": args.nesting_weights,
+            "rotation": args.rotation,
             "pairs_per_s": {row: t.pairs_per_second for row, t in finetuned.items()},
             "train_s": {row: t.train_seconds for row, t in finetuned.items()},
         },
@@ -376,6 +385,7 @@ def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> di
         temperature=args.temperature,
         seed=args.seed,
         nesting_weights=args.nesting_weights,
+        rotation=args.rotation,
         device=args.device,
     )
     print(f"fine-tuning on {len(training_pairs(setup))} train-side pairs", flush=True)
@@ -405,6 +415,8 @@ def recipe_tag(args: argparse.Namespace) -> str:
     )
     if args.nesting_weights is not None:
         tag += "-w" + "-".join(f"{w:g}" for w in args.nesting_weights)
+    if args.rotation:
+        tag += "-rot"
     return tag
 
 
@@ -519,7 +531,8 @@ def markdown(report: dict) -> str:
         lines += [
             f"Fine-tuning: {ft['pairs']} pairs, {ft['epochs']} epoch(s), batch {ft['batch_size']}, "
             f"lr {ft['lr']}, max_seq_length {ft['max_seq_length']}, temperature "
-            f"{ft['temperature']}, nesting weights {ft['nesting_weights'] or 'all 1'}; "
+            f"{ft['temperature']}, nesting weights {ft['nesting_weights'] or 'all 1'}"
+            f"{', rotation (ours)' if ft.get('rotation') else ''}; "
             "training pairs/s: " + ", ".join(f"{LABELS[r]} {v:.1f}" for r, v in rate.items()),
             "",
         ]

@@ -60,6 +60,9 @@ class FineTuneSetup:
     # c_m of each size of a Matryoshka row, smallest size first; None: all 1 (the paper's).
     # A one-size row (the non-MRL fine-tune) has one term and ignores them.
     nesting_weights: tuple[float, ...] | None = None
+    # Our Matryoshka row learns a rotation after the pooling (`TrainConfig.rotation`); a
+    # one-size row never does (its loss is the same under any rotation).
+    rotation: bool = False
     # "cpu" or "cuda": both trainers train there; on CUDA both use bf16 autocast (ours by
     # TrainConfig's default amp, the anchor by its trainer's bf16 flag), so neither is favoured.
     device: str = "cpu"
@@ -107,6 +110,7 @@ def finetune_ours(
         embed_dim=max(nesting),
         nesting=sorted(nesting),
         nesting_weights=setup.weights_for(nesting),
+        rotation=setup.rotation and len(nesting) > 1,
         contrastive_weight=1.0,
         classification_weight=0.0,
         temperature=setup.temperature,

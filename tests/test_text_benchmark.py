@@ -108,7 +108,7 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
         bench.main(["--merge", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")])
 
 
-def test_one_weighted_row_runs_alone(tmp_path, tiny_bert_path, one_thread, monkeypatch):
+def test_one_weighted_row_with_a_rotation_runs_alone(tmp_path, tiny_bert_path, one_thread, monkeypatch):
     bench = load_benchmark("text")
     seen = []
     real = bench.finetune_ours
@@ -125,13 +125,16 @@ def test_one_weighted_row_runs_alone(tmp_path, tiny_bert_path, one_thread, monke
         "--nesting", "8,16,32", "--threads", "1", "--cache", str(cache),
         "--out", str(tmp_path / "out"), "--finetune-pairs", "24", "--finetune-batch-size", "8",
         "--finetune-max-seq-length", "16", "--rows", "ft_mrl", "--nesting-weights", "1,2,4",
+        "--rotation",
     ]  # fmt: skip
     report = bench.main(argv)
     assert report["rows_run"] == ["ft_mrl"] and report["finetune"]["nesting_weights"] == (1, 2, 4)
     assert seen == [((8, 16, 32), [1.0, 2.0, 4.0], "mrl", "cpu")]
     # the run folder names every setting away from the default recipe: two never collide
-    config = (cache / "finetune-24-seed0-b8-len16-w1-2-4" / "mrl").rglob("config.yaml")
-    assert "nesting_weights:\n- 1.0\n- 2.0\n- 4.0" in next(config).read_text()
+    config = (cache / "finetune-24-seed0-b8-len16-w1-2-4-rot" / "mrl").rglob("config.yaml")
+    text = next(config).read_text()
+    assert "nesting_weights:\n- 1.0\n- 2.0\n- 4.0" in text and "rotation: true" in text
+    assert report["finetune"]["rotation"] and "rotation (ours)" in bench.markdown(report)
     assert not list(cache.glob("*.npy"))  # no frozen row: the base was never encoded
     assert bench.bars(report) == []  # no other row to compare with, no 24 or 48 dims
     with pytest.raises(ConfigError, match="3 sizes"):
@@ -152,10 +155,12 @@ def test_bad_row_or_weight_exits_2_naming_it(tmp_path, option, value, match, cap
 def test_the_default_recipe_keeps_the_plain_run_folder_name():
     bench = load_benchmark("text")
     defaults = {name: default for name, (_, default) in bench.RECIPE.items()}
-    args = argparse.Namespace(**defaults, nesting_weights=None)
+    args = argparse.Namespace(**defaults, nesting_weights=None, rotation=False)
     assert bench.recipe_tag(args) == ""
     args.finetune_lr, args.nesting_weights = 1e-4, (1.0, 5.0)
     assert bench.recipe_tag(args) == "-lr0.0001-w1-5"
+    args.rotation = True
+    assert bench.recipe_tag(args) == "-lr0.0001-w1-5-rot"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")

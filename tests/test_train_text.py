@@ -39,6 +39,7 @@ def test_cli_trains_and_resumes_exactly(tmp_path, cli, tiny_bert_path, debian_fi
         classification_weight=1.0,
         n_dims_per_step=2,
         max_train_examples=64,
+        rotation=True,
     )
     steps = 2 * 4  # 64 rows / batch 16 = 4 steps per epoch
     config = write_yaml(tmp_path / "c.yaml", base)
@@ -232,6 +233,11 @@ GOOD = json.dumps({"query": "a query", "positive": "a document"})
             GOOD,
             ["text_model applies to backbone 'text' only (backbone is 'mlp')"],
         ),
+        (
+            ["--dataset=digits", "--backbone=mlp", "--text_model=null", "--rotation=true"],
+            GOOD,
+            ["rotation applies to backbone 'text' only (backbone is 'mlp')"],
+        ),
         (["--dataset=digits"], GOOD, ["backbone 'text' reads a text dataset", "not 'digits'"]),
         (
             ["--dataset=debian", "--backbone=mlp", "--text_model=null"],
@@ -263,6 +269,7 @@ GOOD = json.dumps({"query": "a query", "positive": "a document"})
         "mixed-negatives",
         "no-data-root",
         "text-model-on-vision",
+        "rotation-on-vision",
         "text-backbone-on-vision",
         "vision-backbone-on-text",
         "contrastive-without-pairs",

@@ -1,8 +1,9 @@
 """Export a Matryoshka text encoder as a sentence-transformers folder.
 
 The folder is what `sentence_transformers.SentenceTransformer(path, truncate_dim=m)` loads:
-the Hugging Face model and tokenizer, mean pooling (and `Normalize` when the encoder
-normalises), cosine similarity. The nesting is recorded under the key "mrl" of
+the Hugging Face model and tokenizer, mean pooling, the encoder's learned rotation as a
+`Dense` module without bias or activation (when it has one), `Normalize` when the encoder
+normalises, cosine similarity. The nesting is recorded under the key "mrl" of
 `config_sentence_transformers.json` (`exported_nesting` reads it back), and README.md is a
 model card with the per-size table when results are given. Vectors equal `TextEncoder.encode`
 at every prefix size: sentence-transformers truncates the same mean-pooled vector.
@@ -58,7 +59,13 @@ def export_sentence_transformers(
         (1, 48)
     """
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import (
+        Dense,
+        Normalize,
+        Pooling,
+        Transformer,
+    )
+    from torch.nn import Identity
 
     nesting = check_nesting(nesting)
     nesting.check_embed_dim(encoder.embed_dim)
@@ -73,6 +80,12 @@ def export_sentence_transformers(
         encoder.tokenizer.save_pretrained(str(hf))
         transformer = Transformer(str(hf), max_seq_length=encoder.max_seq_length)
         modules = [transformer, Pooling(encoder.embed_dim, "mean")]
+        rotation = encoder.rotation_matrix()
+        if rotation is not None:  # Dense computes x @ W.T, as nn.Linear: W is the rotation
+            d = encoder.embed_dim
+            modules.append(
+                Dense(d, d, bias=False, activation_function=Identity(), init_weight=rotation)
+            )
         if encoder.normalize:
             modules.append(Normalize())
         folder = staging / "model"

@@ -88,6 +88,7 @@ def create_text_model(
     head: str = "mrl",
     ff_dim: int | None = None,
     max_seq_length: int | None = None,
+    rotation: bool = False,
 ) -> MatryoshkaModel:
     """A `TextEncoder` (mean pooling) + head, the text side of `create_model`.
 
@@ -98,13 +99,16 @@ def create_text_model(
         num_classes: classes of the head, or None for no head (an embedding model).
         head, ff_dim: as `create_model`.
         max_seq_length: tokens per text (see `TextEncoder`).
+        rotation: a learned rotation after the pooling (see `TextEncoder`).
 
     Raises:
         ConfigError: the nesting's last size is not the encoder's width (naming both).
         as `TextEncoder`: a folder that is not a model, or whose tokenizer does not match.
     """
     encoder = TextEncoder(
-        default_text_model_path() if path is None else path, max_seq_length=max_seq_length
+        default_text_model_path() if path is None else path,
+        max_seq_length=max_seq_length,
+        rotation=rotation,
     )
     nesting = check_nesting(nesting)
     if nesting.embed_dim != encoder.embed_dim:

@@ -118,6 +118,7 @@ def load_model(
             config.head,
             config.ff_dim,
             config.max_seq_length,
+            config.rotation,
         )
     else:
         model = create_model(

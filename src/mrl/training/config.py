@@ -122,6 +122,8 @@ class TrainConfig:
     # --- text (backbone "text" on a text dataset: debian, text-pairs, text-labels)
     text_model: str | None = None  # local Hugging Face model folder; None: all-MiniLM-L6-v2
     max_seq_length: int | None = None  # tokens kept per text; None: the folder's (else 128)
+    rotation: bool = False  # a learned d x d rotation after the pooling (at `head_lr`, no
+    # weight decay): the prefixes choose their directions, full-size cosines stay unchanged
     contrastive_weight: float | None = None  # Matryoshka InfoNCE on pairs; None: 1 for a set
     # of pairs (debian, text-pairs), else 0
     classification_weight: float | None = None  # the heads' Matryoshka CE on labels; None: 1
@@ -245,6 +247,11 @@ class TrainConfig:
                         f"{key} applies to backbone 'text' only (backbone is "
                         f"{self.backbone!r}); remove {key} or set backbone: text"
                     )
+        if self.rotation and not self.is_text:
+            raise ConfigError(
+                f"rotation applies to backbone 'text' only (backbone is {self.backbone!r}); "
+                "remove rotation or set backbone: text"
+            )
         if self.text_model is not None and not self.text_model.strip():
             raise ConfigError("text_model is empty; give a model folder or null for MiniLM")
         if self.max_seq_length is not None:

@@ -28,18 +28,27 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     """SGD (momentum) or AdamW (fused); weight decay on weight matrices only (not biases, norms).
 
     With `config.head_lr` set (and different from `lr`), the head's parameters take that
-    peak rate in groups of their own (the schedule scales every group alike).
+    peak rate in groups of their own (the schedule scales every group alike). A text
+    encoder's rotation (`TextEncoder.rotation`, started at the identity) takes `head_lr` too,
+    without weight decay: its parameter is not a weight to shrink, and decay would pull the
+    rotation back towards its start.
     """
     head = getattr(model, "head", None)
-    split_head = head is not None and config.head_lr not in (None, config.lr)
+    rotation = getattr(getattr(model, "backbone", None), "rotation", None)
+    head_lr = config.head_lr if config.head_lr is not None else config.lr
+    split_head = head is not None and head_lr != config.lr
     head_ids = {id(p) for p in head.parameters()} if split_head else set()
+    rotation_params = list(rotation.parameters()) if rotation is not None else []
+    rotation_ids = {id(p) for p in rotation_params}
     groups = []
-    for lr, in_head in ((config.lr, False), (config.head_lr, True)):
-        params = [
-            p for p in model.parameters() if p.requires_grad and (id(p) in head_ids) == in_head
-        ]
+    for lr, in_head in ((config.lr, False), (head_lr, True)):
         if in_head and not split_head:
             continue
+        params = [
+            p
+            for p in model.parameters()
+            if p.requires_grad and id(p) not in rotation_ids and (id(p) in head_ids) == in_head
+        ]
         groups += [
             {
                 "params": [p for p in params if p.ndim > 1],
@@ -48,6 +57,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
             },
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": lr},
         ]
+    if rotation_params:
+        groups.append({"params": rotation_params, "weight_decay": 0.0, "lr": head_lr})
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     # The fused kernel (CPU and CUDA; what Hugging Face's Trainer uses by default): one step of

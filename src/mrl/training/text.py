@@ -123,6 +123,7 @@ class TextTask:
             config.head,
             config.ff_dim,
             config.max_seq_length,
+            config.rotation,
         ).to(ctx.device)
         self.encoder = self.model.backbone
         self.columns = ("query", "text", "negative") if config.contrastive_weight > 0 else ("text",)
