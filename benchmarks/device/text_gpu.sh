@@ -6,7 +6,7 @@
 #
 # then the device tool's `run` with carry [".device"], timeout_s 600 and the command
 #
-#     bash benchmarks/device/text_gpu.sh            # EPOCHS=2 PAIRS=all BATCH=32 LR=1e-4
+#     bash benchmarks/device/text_gpu.sh            # EPOCHS=2 PAIRS=all BATCH=32 LR=1e-4 ROTATION=1
 #
 # (override by prefixing, e.g. `EPOCHS=2 WEIGHTS=1,1,1,1,1,5 bash benchmarks/...`; a dry run
 # here on the CPU: `OUT=/tmp/o DEVICE=cpu WHEELS= PAIRS=64 EPOCHS=1 TEXTS=300 EXTRA="--max-corpus
@@ -20,6 +20,7 @@
 set -euo pipefail
 : "${OUT:?run this through the device tool, which sets OUT}"
 EPOCHS=${EPOCHS:-2} PAIRS=${PAIRS:-1000000} BATCH=${BATCH:-32} LR=${LR:-1e-4} WEIGHTS=${WEIGHTS:-}
+ROTATION=${ROTATION:-1}  # 1: our Matryoshka row learns a rotation (benchmarks/text.py --rotation)
 DEVICE=${DEVICE:-cuda} TEXTS=${TEXTS:-0} EXTRA=${EXTRA:-}  # TEXTS > 0: embed only the first TEXTS
 WHEELS=${WHEELS-.device/wheels}  # CPython 3.12 wheels; empty: use what is installed
 WORK=${WORK:-/tmp/mrl-gpu}  # scratch, emptied first
@@ -44,6 +45,7 @@ common=(--device "$DEVICE" --threads "$(nproc)" --data .device/debian-packages.j
         --finetune-epochs "$EPOCHS"
         --finetune-batch-size "$BATCH" --finetune-lr "$LR" --batch-size 256)
 [[ -n $WEIGHTS ]] && common+=(--nesting-weights "$WEIGHTS")
+[[ $ROTATION == 1 ]] && common+=(--rotation)
 read -ra extra <<< "$EXTRA" && common+=("${extra[@]}")
 
 phase "1. ft_plain, ft_mrl"
