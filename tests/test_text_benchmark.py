@@ -108,7 +108,9 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
         bench.main(["--merge", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")])
 
 
-def test_one_weighted_row_with_a_rotation_runs_alone(tmp_path, tiny_bert_path, one_thread, monkeypatch):
+def test_one_weighted_row_with_a_rotation_runs_alone(
+    tmp_path, tiny_bert_path, one_thread, monkeypatch
+):
     bench = load_benchmark("text")
     seen = []
     real = bench.finetune_ours
