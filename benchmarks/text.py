@@ -23,7 +23,10 @@ fine-tune need not re-encode the frozen rows); `--nesting-weights` sets the c_m 
 Matryoshka fine-tunes (ours and the anchor alike). `--rotation` gives our Matryoshka
 fine-tune a learned rotation after the pooling (`TextEncoder(rotation=True)`); the 384-only
 row trains without one (its loss does not change under a rotation) and the anchor keeps
-sentence-transformers' own architecture. Only the train side is used for fitting.
+sentence-transformers' own architecture. `--distill-weight` adds to our Matryoshka fine-tune's
+loss each prefix's KL to the full size's in-batch ranking (`MatryoshkaContrastiveLoss`
+distill_weight; `--distill-temperature` its temperature). Only the train side is used for
+fitting.
 
 Base embeddings are cached as .npy under --cache, keyed by the role, the text count, a digest
 of the texts and of the model folder and max_seq_length, so a rerun does not re-encode.
@@ -49,7 +52,7 @@ import numpy as np
 import torch
 
 from mrl.adaptation import MatryoshkaAdaptor
-from mrl.checks import check_int
+from mrl.checks import check_int, check_number
 from mrl.data.text import DEBIAN_DEFAULT, debian_split, load_debian_packages
 from mrl.errors import ConfigError, InputError
 from mrl.evaluation.baselines import SVDProjection
@@ -180,6 +183,18 @@ def main(argv: list[str] | None = None) -> dict:
         help="our Matryoshka fine-tune learns a rotation after the pooling (see TextEncoder)",
     )
     parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.0,
+        help="our Matryoshka fine-tune: lambda of each prefix's KL to the full size (0: none)",
+    )
+    parser.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=None,
+        help="that KL's temperature (default: --temperature)",
+    )
+    parser.add_argument(
         "--rows",
         default=",".join((*FROZEN_ROWS, *FINETUNED_ROWS)),
         help="rows to run, comma-separated (default all; frozen rows share one base encoding)",
@@ -199,6 +214,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name in (*positive, *finetune):
         check_int(f"--{name.replace('_', '-')}", getattr(args, name))
     check_int("--finetune-pairs", args.finetune_pairs, low=0)
+    check_number("--distill-weight", args.distill_weight, low=0)
+    if args.distill_temperature is not None:
+        check_number("--distill-temperature", args.distill_temperature, low=0, low_open=True)
     for name in ("max_queries", "max_corpus"):
         if getattr(args, name) is not None:
             check_int(f"--{name.replace('_', '-')}", getattr(args, name))
@@ -322,6 +340,8 @@ def run(args: argparse.Namespace) -> dict:
             "temperature": args.temperature,
             "nesting_weights": args.nesting_weights,
             "rotation": args.rotation,
+            "distill_weight": args.distill_weight,
+            "distill_temperature": args.distill_temperature,
             "pairs_per_s": {row: t.pairs_per_second for row, t in finetuned.items()},
             "train_s": {row: t.train_seconds for row, t in finetuned.items()},
         },
@@ -386,6 +406,8 @@ def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> di
         seed=args.seed,
         nesting_weights=args.nesting_weights,
         rotation=args.rotation,
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
         device=args.device,
     )
     print(f"fine-tuning on {len(training_pairs(setup))} train-side pairs", flush=True)
@@ -417,9 +439,15 @@ def recipe_tag(args: argparse.Namespace) -> str:
         tag += "-w" + "-".join(f"{w:g}" for w in args.nesting_weights)
     if args.rotation:
         tag += "-rot"
+    if args.distill_weight:
+        tag += f"-kd{args.distill_weight:g}"
+    if args.distill_temperature is not None:
+        tag += f"-kdt{args.distill_temperature:g}"
     return tag
 
 
+# Fine-tune settings added after the first reports were written, at their defaults.
+LATER_RECIPE_DEFAULTS = {"rotation": False, "distill_weight": 0.0, "distill_temperature": None}
 MERGE_KEYS = ("model", "max_seq_length", "nesting", "n_queries", "n_corpus", "seed")
 
 
@@ -431,8 +459,9 @@ def merge_reports(reports: list[dict]) -> dict:
     compare them; a ConfigError names the first difference. Per-row timings are merged.
     """
 
-    def recipe(report: dict) -> dict:
-        return {k: v for k, v in report["finetune"].items() if k not in ("pairs_per_s", "train_s")}
+    def recipe(report: dict) -> dict:  # a report older than a setting ran at its default
+        finetune = {**LATER_RECIPE_DEFAULTS, **report["finetune"]}
+        return {k: v for k, v in finetune.items() if k not in ("pairs_per_s", "train_s")}
 
     first = reports[0]
     tuned = [r for r in reports if r["finetune"]["pairs_per_s"]]
@@ -532,13 +561,23 @@ def markdown(report: dict) -> str:
             f"Fine-tuning: {ft['pairs']} pairs, {ft['epochs']} epoch(s), batch {ft['batch_size']}, "
             f"lr {ft['lr']}, max_seq_length {ft['max_seq_length']}, temperature "
             f"{ft['temperature']}, nesting weights {ft['nesting_weights'] or 'all 1'}"
-            f"{', rotation (ours)' if ft.get('rotation') else ''}; "
+            f"{', rotation (ours)' if ft.get('rotation') else ''}"
+            f"{distill_note(ft)}; "
             "training pairs/s: " + ", ".join(f"{LABELS[r]} {v:.1f}" for r, v in rate.items()),
             "",
         ]
     lines += ["| bar | met | measured |", "|---|---|---|"]
     lines += [f"| {bar} | {'yes' if met else 'no'} | {got} |" for bar, met, got in bars(report)]
     return "\n".join(lines)
+
+
+def distill_note(finetune: dict) -> str:
+    """The report line's self-distillation clause; "" for a fine-tune that did not distil."""
+    weight = finetune.get("distill_weight") or 0
+    if not weight:
+        return ""
+    temperature = finetune.get("distill_temperature") or finetune["temperature"]
+    return f", self-distillation (ours) weight {weight:g} at temperature {temperature:g}"
 
 
 def plot(report: dict, path: Path) -> None:

@@ -63,6 +63,10 @@ class FineTuneSetup:
     # Our Matryoshka row learns a rotation after the pooling (`TrainConfig.rotation`); a
     # one-size row never does (its loss is the same under any rotation).
     rotation: bool = False
+    # Our Matryoshka row's self-distillation (`TrainConfig.distill_weight`, its temperature;
+    # None: the InfoNCE one); a one-size row has no prefix to distil into.
+    distill_weight: float = 0.0
+    distill_temperature: float | None = None
     # "cpu" or "cuda": both trainers train there; on CUDA both use bf16 autocast (ours by
     # TrainConfig's default amp, the anchor by its trainer's bf16 flag), so neither is favoured.
     device: str = "cpu"
@@ -111,6 +115,8 @@ def finetune_ours(
         nesting=sorted(nesting),
         nesting_weights=setup.weights_for(nesting),
         rotation=setup.rotation and len(nesting) > 1,
+        distill_weight=setup.distill_weight if len(nesting) > 1 else 0.0,
+        distill_temperature=setup.distill_temperature,
         contrastive_weight=1.0,
         classification_weight=0.0,
         temperature=setup.temperature,

@@ -138,6 +138,73 @@ def test_n_dims_per_step_equal_to_g_is_the_full_loss():
     torch.testing.assert_close(MatryoshkaContrastiveLoss(NESTING, n_dims_per_step=4)(q, p), full)
 
 
+def reference_distillation(q, p, neg, nesting, temperature, symmetric, weight, kd_temperature):
+    """Loop reference of the self-distillation term: per size, F.kl_div of the prefix's
+    softmax against the detached full size's, rows over all candidates, columns over the
+    in-batch queries, weighted by c_m and `weight`, summed."""
+
+    def scores(m):
+        qm, pm = F.normalize(q[:, :m], dim=1), F.normalize(p[:, :m], dim=1)
+        cand = pm
+        if neg is not None:
+            cand = torch.cat([pm, F.normalize(neg.reshape(-1, neg.shape[-1])[:, :m], dim=1)])
+        return qm @ cand.T / kd_temperature, pm @ qm.T / kd_temperature
+
+    def kl(student, teacher):
+        return F.kl_div(
+            student.log_softmax(1), teacher.log_softmax(1), log_target=True, reduction="batchmean"
+        )
+
+    rows_t, cols_t = (t.detach() for t in scores(q.shape[1]))
+    total = 0.0
+    for m, w in zip(nesting.dims, nesting.weights, strict=True):
+        rows, cols = scores(m)
+        loss = kl(rows, rows_t)
+        if symmetric:
+            loss = (loss + kl(cols, cols_t)) / 2
+        total = total + w * weight * loss
+    return total
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("h", [None, 3], ids=["in-batch", "three-negatives"])
+@pytest.mark.parametrize("kd_temperature", [None, 0.5])
+def test_distillation_adds_each_prefix_kl_to_the_detached_full_size(symmetric, h, kd_temperature):
+    q, p, neg = inputs(h=h)
+    loss_fn = MatryoshkaContrastiveLoss(
+        NESTING, 0.1, symmetric, distill_weight=0.7, distill_temperature=kd_temperature
+    )
+    loss = loss_fn(q, p, neg)
+    expected = reference_loss(q, p, neg, NESTING, 0.1, symmetric) + reference_distillation(
+        q, p, neg, NESTING, 0.1, symmetric, 0.7, kd_temperature or 0.1
+    )
+    torch.testing.assert_close(loss, expected)
+    wrt = [t for t in (q, p, neg) if t is not None]
+    for got, want in zip(
+        torch.autograd.grad(loss, wrt), torch.autograd.grad(expected, wrt), strict=True
+    ):
+        torch.testing.assert_close(got, want)
+    # The term moves the prefixes only: it is 0 at the full size, and the loss differs.
+    per_size = loss_fn.per_size(q, p, neg)
+    plain = MatryoshkaContrastiveLoss(NESTING, 0.1, symmetric).per_size(q, p, neg)
+    torch.testing.assert_close(per_size[-1], plain[-1])
+    assert (per_size[:-1] > plain[:-1] + 1e-6).all()
+
+
+def test_distillation_keeps_the_full_size_teacher_when_the_draw_leaves_it_out():
+    q, p, _ = inputs()
+    loss_fn = MatryoshkaContrastiveLoss(NESTING, n_dims_per_step=1, seed=0, distill_weight=1.0)
+    per_size = loss_fn.per_size(q, p).detach()
+    seen = set()
+    for _ in range(12):
+        state = loss_fn.generator.get_state()
+        (idx,) = loss_fn.draw_sizes().tolist()
+        loss_fn.generator.set_state(state)
+        seen.add(idx)
+        torch.testing.assert_close(loss_fn(q, p).detach(), NESTING.weights[idx] * per_size[idx])
+    assert seen - {len(NESTING) - 1}  # some draws left the full size out
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
@@ -151,6 +218,8 @@ def test_n_dims_per_step_equal_to_g_is_the_full_loss():
         ({"nesting": [2, 4, 8, 16]}, ConfigError, r"nesting must be a Nesting, e.g. Nesting\("),
         ({"symmetric": "yes"}, ConfigError, "symmetric and fused must be True or False"),
         ({"seed": -1}, ConfigError, "seed must be >= 0"),
+        ({"distill_weight": -1}, ConfigError, "distill_weight must be a finite number"),
+        ({"distill_temperature": 0}, ConfigError, "distill_temperature must be a finite"),
     ],
 )
 def test_bad_parameters_are_named(kwargs, error, match):

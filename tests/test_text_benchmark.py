@@ -100,9 +100,17 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
     assert merged["rows_run"] == [*bench.FROZEN_ROWS, *bench.FINETUNED_ROWS]
     assert merged["rows"] == saved["rows"] and bench.bars(merged) == bench.bars(report)
     assert (tmp_path / "merged" / "results.md").read_text().count("| fine-tuned, ours") == 3
-    other = tmp_path / "other.json"
+    other, older = tmp_path / "other.json", tmp_path / "older.json"
     other.write_text(json.dumps({**saved, "n_queries": saved["n_queries"] + 1}))
     with pytest.raises(ConfigError, match="report 2 has n_queries"):
+        bench.main(["--merge", str(full), str(other), "--out", str(tmp_path / "x")])
+    # A report from before the distillation setting merges as one at its default; a
+    # distilled run is another recipe.
+    ft = {k: v for k, v in saved["finetune"].items() if not k.startswith("distill")}
+    older.write_text(json.dumps({**saved, "finetune": ft}))
+    assert bench.main(["--merge", str(older), str(full), "--out", str(tmp_path / "m2")])["rows"]
+    other.write_text(json.dumps({**saved, "finetune": {**ft, "distill_weight": 1.0}}))
+    with pytest.raises(ConfigError, match="fine-tuned rows of two recipes"):
         bench.main(["--merge", str(full), str(other), "--out", str(tmp_path / "x")])
     with pytest.raises(InputError, match="missing.json: cannot read it as JSON"):
         bench.main(["--merge", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")])
@@ -127,16 +135,19 @@ def test_one_weighted_row_with_a_rotation_runs_alone(
         "--nesting", "8,16,32", "--threads", "1", "--cache", str(cache),
         "--out", str(tmp_path / "out"), "--finetune-pairs", "24", "--finetune-batch-size", "8",
         "--finetune-max-seq-length", "16", "--rows", "ft_mrl", "--nesting-weights", "1,2,4",
-        "--rotation",
+        "--rotation", "--distill-weight", "0.5", "--distill-temperature", "0.2",
     ]  # fmt: skip
     report = bench.main(argv)
     assert report["rows_run"] == ["ft_mrl"] and report["finetune"]["nesting_weights"] == (1, 2, 4)
     assert seen == [((8, 16, 32), [1.0, 2.0, 4.0], "mrl", "cpu")]
     # the run folder names every setting away from the default recipe: two never collide
-    config = (cache / "finetune-24-seed0-b8-len16-w1-2-4-rot" / "mrl").rglob("config.yaml")
-    text = next(config).read_text()
+    folder = cache / "finetune-24-seed0-b8-len16-w1-2-4-rot-kd0.5-kdt0.2" / "mrl"
+    text = next(folder.rglob("config.yaml")).read_text()
     assert "nesting_weights:\n- 1.0\n- 2.0\n- 4.0" in text and "rotation: true" in text
+    assert "distill_weight: 0.5" in text and "distill_temperature: 0.2" in text
     assert report["finetune"]["rotation"] and "rotation (ours)" in bench.markdown(report)
+    assert report["finetune"]["distill_weight"] == 0.5
+    assert "self-distillation (ours) weight 0.5 at temperature 0.2" in bench.markdown(report)
     assert not list(cache.glob("*.npy"))  # no frozen row: the base was never encoded
     assert bench.bars(report) == []  # no other row to compare with, no 24 or 48 dims
     with pytest.raises(ConfigError, match="3 sizes"):
@@ -154,15 +165,28 @@ def test_bad_row_or_weight_exits_2_naming_it(tmp_path, option, value, match, cap
     assert e.value.code == 2 and match in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "option, value", [("--distill-weight", "-1"), ("--distill-temperature", "0")]
+)
+def test_a_bad_distillation_setting_is_named_before_any_work(tmp_path, option, value):
+    bench = load_benchmark("text")
+    with pytest.raises(ConfigError, match=option):
+        bench.main([option, value, "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_default_recipe_keeps_the_plain_run_folder_name():
     bench = load_benchmark("text")
     defaults = {name: default for name, (_, default) in bench.RECIPE.items()}
-    args = argparse.Namespace(**defaults, nesting_weights=None, rotation=False)
+    args = argparse.Namespace(
+        **defaults, nesting_weights=None, rotation=False, distill_weight=0.0,
+        distill_temperature=None,
+    )  # fmt: skip
     assert bench.recipe_tag(args) == ""
     args.finetune_lr, args.nesting_weights = 1e-4, (1.0, 5.0)
     assert bench.recipe_tag(args) == "-lr0.0001-w1-5"
-    args.rotation = True
-    assert bench.recipe_tag(args) == "-lr0.0001-w1-5-rot"
+    args.rotation, args.distill_weight = True, 1.0
+    assert bench.recipe_tag(args) == "-lr0.0001-w1-5-rot-kd1"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")

@@ -71,6 +71,12 @@ def test_unknown_key_is_named_with_the_nearest(tmp_path):
         ("--lr=0", r"lr must be a finite number in \(0, inf\], got 0.0"),
         ("--momentum=1", r"momentum must be in \[0, 1\), got 1.0"),
         ("--num_workers=-1", "num_workers must be >= 0, got -1"),
+        (
+            "--distill_weight=0.5",
+            "distill_weight 0.5 distils the contrastive loss, and contrastive_weight is 0",
+        ),
+        ("--distill_weight=-1", r"distill_weight must be a finite number in \[0, inf\]"),
+        ("--distill_temperature=0", r"distill_temperature must be a finite number in \(0,"),
     ],
 )
 def test_bad_values_are_clear(override, match):

@@ -12,7 +12,8 @@ identical in both paths, dominate; it is the default. A hand-written backward of
 similarities gained only ~5% more and is not worth its code.
 
 `MatryoshkaContrastiveLoss` applies InfoNCE with in-batch negatives (plus optional hard
-negatives) to each size and returns sum_m c_m * loss_m.
+negatives) to each size and returns sum_m c_m * loss_m; with `distill_weight` > 0 each
+smaller size also learns the full size's ranking of the batch (self-distillation, below).
 """
 
 from __future__ import annotations
@@ -132,11 +133,24 @@ class MatryoshkaContrastiveLoss(nn.Module):
             draws the same sizes as an uninterrupted one.
         fused: how `prefix_similarities` computes the similarities; the default is the faster
             on CPU in `benchmarks/contrastive_fused.py`.
+        distill_weight: lambda of the self-distillation term: loss_m becomes InfoNCE_m +
+            lambda * KL(p_full || p_m), where p is the softmax over a query's candidates of
+            the similarities / `distill_temperature` (and, when symmetric, the same over a
+            positive's in-batch queries, averaged) and p_full, from the full size, is detached:
+            the full size teaches its prefixes how it ranks the whole batch, not only which
+            candidate is the positive (the same KL, between layers, is sentence-transformers'
+            `AdaptiveLayerLoss` kl_div_weight). KL_full is 0, so the full size's objective is
+            unchanged. When `n_dims_per_step` leaves the full size out, its similarities are
+            still computed (without gradients) as the teacher. 0 (the default) is plain MRL.
+        distill_temperature: the temperature of both distributions of that KL; None: the
+            InfoNCE `temperature`. A higher one spreads the teacher's mass over the negatives.
 
     References:
         Kusupati et al., NeurIPS 2022, arXiv 2205.13147 (MRL; ALIGN with per-prefix norms);
         van den Oord et al., arXiv 1807.03748 (InfoNCE); Henderson et al., arXiv 1705.00652
-        (in-batch negatives, MultipleNegativesRankingLoss).
+        (in-batch negatives, MultipleNegativesRankingLoss); Hinton et al., arXiv 1503.02531
+        (distillation at a temperature); Li et al., arXiv 2402.14776 (2D Matryoshka sentence
+        embeddings: KL alignment of smaller embeddings to the full one).
 
     Example:
         >>> loss_fn = MatryoshkaContrastiveLoss(Nesting((8, 16)), temperature=0.05)
@@ -153,10 +167,18 @@ class MatryoshkaContrastiveLoss(nn.Module):
         n_dims_per_step: int | None = None,
         seed: int = 0,
         fused: bool = True,
+        distill_weight: float = 0.0,
+        distill_temperature: float | None = None,
     ) -> None:
         super().__init__()
         self.nesting = check_nesting(nesting)
         self.temperature = check_number("temperature", temperature, low=0, low_open=True)
+        self.distill_weight = check_number("distill_weight", distill_weight, low=0)
+        self.distill_temperature = (
+            self.temperature
+            if distill_temperature is None
+            else check_number("distill_temperature", distill_temperature, low=0, low_open=True)
+        )
         if not isinstance(symmetric, bool) or not isinstance(fused, bool):
             raise ConfigError(
                 f"symmetric and fused must be True or False, got {symmetric!r} and {fused!r}"
@@ -194,7 +216,8 @@ class MatryoshkaContrastiveLoss(nn.Module):
         positives: torch.Tensor,
         negatives: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Unweighted InfoNCE of every size, shape [G] (all sizes, whatever n_dims_per_step).
+        """Unweighted loss of every size, shape [G] (all sizes, whatever n_dims_per_step):
+        InfoNCE, plus distill_weight * KL to the full size when distilling.
 
         Args:
             queries: [N, d] query embeddings.
@@ -219,19 +242,53 @@ class MatryoshkaContrastiveLoss(nn.Module):
 
     def _losses(self, queries, positives, negatives, nesting: Nesting) -> torch.Tensor:
         candidates = self._candidates(queries, positives, negatives)
-        n = len(queries)
         # Only the prefixes of the sizes in `nesting` are needed: its last size bounds the dims.
         d = nesting.embed_dim
         logits = _scaled_similarities(
             truncate(queries, d), truncate(candidates, d), nesting, 1 / self.temperature, self.fused
         )  # (G, N, N + N*H)
-        # InfoNCE with the diagonal as target, as logsumexp - target logit: the same value as
-        # cross_entropy, without its gather and (for the backward direction) without a
-        # transposed copy of the logits; measured faster on CPU.
+        loss = self._info_nce(logits, len(queries))
+        if self.distill_weight > 0:
+            teacher = logits[-1]
+            if d != self.nesting.embed_dim:  # the drawn sizes left the full size out
+                with torch.no_grad():
+                    full = Nesting((self.nesting.embed_dim,))
+                    teacher = _scaled_similarities(
+                        queries, candidates, full, 1 / self.temperature, self.fused
+                    )[0]
+            loss = loss + self.distill_weight * self._distillation(logits, teacher.detach())
+        return loss
+
+    def _info_nce(self, logits: torch.Tensor, n: int) -> torch.Tensor:
+        """[G] InfoNCE of logits (G, N, C) whose target is the diagonal; the positive -> query
+        direction (column-wise over the first n candidates, the in-batch queries) averaged in
+        when symmetric."""
+        # As logsumexp - target logit: the same value as cross_entropy, without its gather and
+        # (for the backward direction) without a transposed copy of the logits; measured
+        # faster on CPU.
         target = logits.diagonal(dim1=1, dim2=2).mean(1)  # (G,)
         loss = logits.logsumexp(dim=2).mean(1) - target
-        if self.symmetric:  # positive -> query: column-wise over the in-batch queries
+        if self.symmetric:
             loss = (loss + logits[:, :, :n].logsumexp(dim=1).mean(1) - target) / 2
+        return loss
+
+    def _distillation(self, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """[G] mean KL(teacher || student) of each size's softmax rows (and, when symmetric,
+        of its in-batch columns), both at `distill_temperature`; `teacher` is the detached
+        full-size logits (N, C) at the InfoNCE temperature."""
+        rescale = self.temperature / self.distill_temperature
+        student, teacher = logits * rescale, teacher * rescale
+        n = teacher.shape[0]
+
+        def kl(dim: int, width: int) -> torch.Tensor:
+            log_t = teacher[:, :width].log_softmax(dim - 1)
+            log_s = student[:, :, :width].log_softmax(dim)
+            per_row = (log_t.exp() * (log_t - log_s)).sum(dim)  # (G, N)
+            return per_row.mean(1)
+
+        loss = kl(2, teacher.shape[1])
+        if self.symmetric:
+            loss = (loss + kl(1, n)) / 2
         return loss
 
     def _candidates(self, queries, positives, negatives) -> torch.Tensor:

@@ -130,6 +130,9 @@ class TrainConfig:
     # for vision and text-labels, 0 for sets of pairs (debian trains both when both are > 0)
     temperature: float = 0.05  # InfoNCE logit scale 1/temperature (sentence-transformers: 20)
     symmetric_loss: bool = True  # also the positive -> query direction of InfoNCE
+    distill_weight: float = 0.0  # contrastive: lambda of each prefix's KL to the full size's
+    # in-batch ranking (self-distillation, MatryoshkaContrastiveLoss); 0: plain MRL
+    distill_temperature: float | None = None  # that KL's temperature; None: `temperature`
     n_dims_per_step: int | None = None  # contrastive: a seeded random subset of this many
     # sizes per step (sentence-transformers' option); None: every size every step
     max_train_examples: int | None = None  # text: train on this many rows drawn by `seed`
@@ -260,6 +263,9 @@ class TrainConfig:
             if getattr(self, key) is not None:
                 check_int(f"{key} (an int or null)", getattr(self, key))
         check_number("temperature", self.temperature, low=0, low_open=True)
+        check_number("distill_weight", self.distill_weight, low=0)
+        if self.distill_temperature is not None:
+            check_number("distill_temperature", self.distill_temperature, low=0, low_open=True)
         if self.n_dims_per_step is not None:
             check_int(
                 f"n_dims_per_step (sizes per step, nesting has {len(nesting)})",
@@ -280,6 +286,11 @@ class TrainConfig:
                 f"classification_weight {self.classification_weight:g} needs labels, and "
                 f"dataset {self.dataset!r} has none; set classification_weight: 0 or use "
                 "debian or text-labels"
+            )
+        if self.distill_weight > 0 and self.contrastive_weight == 0:
+            raise ConfigError(
+                f"distill_weight {self.distill_weight:g} distils the contrastive loss, and "
+                "contrastive_weight is 0; set distill_weight: 0 or contrastive_weight above 0"
             )
         if self.contrastive_weight == 0 and self.classification_weight == 0:
             raise ConfigError(

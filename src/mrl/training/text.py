@@ -159,6 +159,8 @@ class TextTask:
                 config.symmetric_loss,
                 config.n_dims_per_step,
                 config.seed,
+                distill_weight=config.distill_weight,
+                distill_temperature=config.distill_temperature,
             )
         classification = None
         if classify:
