@@ -29,14 +29,23 @@ class FusedRerank:
         ann: the index's faiss ANN over unit D_s-prefixes (shared, not copied or owned).
         dim: D, the full width.
         shortlist_dim: D_s.
-        unit_blocks: unit-norm float32 [b, D] blocks of every stored row, in storage order
-            (faiss wants the copy as full as the ANN before it pairs them).
+        n_rows: how many rows the ANN holds.
+        unit_blocks: (start row, unit-norm float32 [b, D] block) pairs covering every stored
+            row (faiss wants the copy as full as the ANN before it pairs them).
     """
 
-    def __init__(self, ann: faiss.Index, dim: int, shortlist_dim: int, unit_blocks):
+    def __init__(self, ann: faiss.Index, dim: int, shortlist_dim: int, n_rows: int, unit_blocks):
         self.refine = faiss.IndexFlatIP(dim)
-        for block in unit_blocks:
-            self.refine.add(np.ascontiguousarray(block, dtype=np.float32))
+        if n_rows:
+            # One allocation of the final size, filled in place: appending block by block
+            # makes faiss reallocate and copy as the copy grows (300,000 x 2,048: 12 s
+            # against 5 s on a 2-core host).
+            self.refine.codes.resize(n_rows * dim * 4)
+            rows = faiss.rev_swig_ptr(self.refine.codes.data(), n_rows * dim * 4)
+            rows = rows.view(np.float32).reshape(n_rows, dim)
+            for start, block in unit_blocks:
+                rows[start : start + len(block)] = block
+            self.refine.ntotal = n_rows
         if shortlist_dim == dim:
             self.base = ann
         else:  # the first D_s dims of each query (`uniform=False`), then the ANN

@@ -302,8 +302,10 @@ class MatryoshkaIndex:
             raise ConfigError(f"enabled must be True or False, got {enabled!r}")
         self.fused_ = None
         if enabled:
-            blocks = (block for _, block in self.store_.blocks(self.dim, 1 << 16))
-            self.fused_ = FusedRerank(self.ann_, self.dim, self.shortlist_dim, blocks)
+            blocks = self.store_.blocks(self.dim, 1 << 16)
+            self.fused_ = FusedRerank(
+                self.ann_, self.dim, self.shortlist_dim, self.store_.n_rows, blocks
+            )
         return self
 
     @property
