@@ -318,10 +318,10 @@ def run(args: argparse.Namespace) -> dict:
         for row in frozen:
             q, c = maps[row](queries), maps[row](corpus)
             results[row] = {str(m): size_metrics(q, c, query_rows, m) for m in nesting.dims}
-    finetuned = {}
+    finetuned, pairs_trained = {}, 0
     tuned_rows = [r for r in args.rows if r in FINETUNED_ROWS]
     if args.finetune_pairs and tuned_rows:
-        finetuned = fine_tuned_rows(args, encoder.path, nesting, cache, tuned_rows)
+        pairs_trained, finetuned = fine_tuned_rows(args, encoder.path, nesting, cache, tuned_rows)
         for row, tuned in finetuned.items():
             tuned.encoder.max_seq_length = encoder.max_seq_length  # evaluated as the base
             tuned.encoder.to(args.device)
@@ -333,6 +333,7 @@ def run(args: argparse.Namespace) -> dict:
         "rows_run": list(results),
         "finetune": {
             "pairs": args.finetune_pairs,
+            "pairs_trained": pairs_trained,  # fewer than asked when the train side is smaller
             "epochs": args.finetune_epochs,
             "batch_size": args.finetune_batch_size,
             "lr": args.finetune_lr,
@@ -388,8 +389,9 @@ def fitted_maps(args, nesting: Nesting, fit_docs, fit_queries, rows, fit_s: dict
     return maps
 
 
-def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> dict:
-    """{row: FineTuned} of the chosen fine-tunes, on one seeded draw of train-side pairs.
+def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> tuple[int, dict]:
+    """(pairs, {row: FineTuned}): the chosen fine-tunes, on one seeded draw of that many
+    train-side pairs (`--finetune-pairs`, or the whole train side when it is smaller).
 
     Runs go to `<cache>/finetune-<pairs>-seed<seed><recipe_tag>/<row>`; each row starts
     from the base model, so an old run of the same row and recipe is removed, not resumed."""
@@ -410,7 +412,8 @@ def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> di
         distill_temperature=args.distill_temperature,
         device=args.device,
     )
-    print(f"fine-tuning on {len(training_pairs(setup))} train-side pairs", flush=True)
+    n_pairs = len(training_pairs(setup))
+    print(f"fine-tuning on {n_pairs} train-side pairs", flush=True)
     runs = cache / f"finetune-{args.finetune_pairs}-seed{args.seed}{recipe_tag(args)}"
     full = (max(nesting.dims),)
     trainers = {  # row: (its run folder, how it trains)
@@ -423,7 +426,7 @@ def fine_tuned_rows(args, model: str, nesting: Nesting, cache: Path, rows) -> di
         folder, trainer = trainers[row]
         shutil.rmtree(runs / folder, ignore_errors=True)
         out[row] = trainer(runs / folder)
-    return out
+    return n_pairs, out
 
 
 def recipe_tag(args: argparse.Namespace) -> str:
@@ -461,7 +464,8 @@ def merge_reports(reports: list[dict]) -> dict:
 
     def recipe(report: dict) -> dict:  # a report older than a setting ran at its default
         finetune = {**LATER_RECIPE_DEFAULTS, **report["finetune"]}
-        return {k: v for k, v in finetune.items() if k not in ("pairs_per_s", "train_s")}
+        measured = ("pairs_per_s", "train_s", "pairs_trained")  # outcomes, not settings
+        return {k: v for k, v in finetune.items() if k not in measured}
 
     first = reports[0]
     tuned = [r for r in reports if r["finetune"]["pairs_per_s"]]
@@ -557,8 +561,9 @@ def markdown(report: dict) -> str:
     rate = report["finetune"]["pairs_per_s"]
     if rate:
         ft = report["finetune"]
+        pairs = ft.get("pairs_trained") or ft["pairs"]  # older reports: the number asked for
         lines += [
-            f"Fine-tuning: {ft['pairs']} pairs, {ft['epochs']} epoch(s), batch {ft['batch_size']}, "
+            f"Fine-tuning: {pairs} pairs, {ft['epochs']} epoch(s), batch {ft['batch_size']}, "
             f"lr {ft['lr']}, max_seq_length {ft['max_seq_length']}, temperature "
             f"{ft['temperature']}, nesting weights {ft['nesting_weights'] or 'all 1'}"
             f"{', rotation (ours)' if ft.get('rotation') else ''}"

@@ -61,6 +61,7 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
     assert set(saved["rows"]) == {*bench.FROZEN_ROWS, "ft_plain", "ft_mrl", "ft_st"}
     rates = saved["finetune"]["pairs_per_s"]
     assert set(rates) == {"ft_plain", "ft_mrl", "ft_st"} and min(rates.values()) > 0
+    assert saved["finetune"]["pairs_trained"] == 24
     for sizes in saved["rows"].values():
         assert set(sizes) == {"8", "16", "32"}
         for metrics in sizes.values():
@@ -104,9 +105,10 @@ def test_text_benchmark_writes_every_row_and_size(tmp_path, tiny_bert_path, one_
     other.write_text(json.dumps({**saved, "n_queries": saved["n_queries"] + 1}))
     with pytest.raises(ConfigError, match="report 2 has n_queries"):
         bench.main(["--merge", str(full), str(other), "--out", str(tmp_path / "x")])
-    # A report from before the distillation setting merges as one at its default; a
-    # distilled run is another recipe.
-    ft = {k: v for k, v in saved["finetune"].items() if not k.startswith("distill")}
+    # A report from before the distillation setting (and the trained-pairs count) merges as
+    # one at its default; a distilled run is another recipe.
+    older_keys = ("distill_weight", "distill_temperature", "pairs_trained")
+    ft = {k: v for k, v in saved["finetune"].items() if k not in older_keys}
     older.write_text(json.dumps({**saved, "finetune": ft}))
     assert bench.main(["--merge", str(older), str(full), "--out", str(tmp_path / "m2")])["rows"]
     other.write_text(json.dumps({**saved, "finetune": {**ft, "distill_weight": 1.0}}))
