@@ -255,16 +255,18 @@ def parse_rows(text: str) -> tuple[str, ...]:
 
 
 def parse_weights(text: str | None) -> tuple[float, ...] | None:
-    """`--nesting-weights 1,1,2` as positive floats; ValueError naming a bad value."""
+    """`--nesting-weights 1,1,2` as non-negative floats, at least one positive (zeros but one
+    train a single-size model: the paper's independently trained baseline); ValueError
+    naming a bad value."""
     if text is None:
         return None
     try:
         weights = tuple(float(w) for w in text.split(","))
     except ValueError:
         weights = ()
-    if not weights or not all(np.isfinite(w) and w > 0 for w in weights):
-        raise ValueError(f"--nesting-weights {text!r}: give positive numbers, one per size, "
-                         "smallest first, e.g. 1,1,1,1,1,5")  # fmt: skip
+    if not all(np.isfinite(w) and w >= 0 for w in weights) or not any(weights):
+        raise ValueError(f"--nesting-weights {text!r}: give numbers >= 0, at least one of them "
+                         "positive, one per size, smallest first, e.g. 1,1,1,1,1,5")  # fmt: skip
     return weights
 
 

@@ -158,7 +158,12 @@ def test_one_weighted_row_with_a_rotation_runs_alone(
 
 @pytest.mark.parametrize(
     "option, value, match",
-    [("--rows", "ft_mrl,fast", "unknown row fast"), ("--nesting-weights", "1,-2,3", "positive")],
+    [
+        ("--rows", "ft_mrl,fast", "unknown row fast"),
+        ("--nesting-weights", "1,-2,3", "numbers >= 0"),
+        ("--nesting-weights", "0,0,0", "at least one of them positive"),
+        ("--nesting-weights", "1,x", "numbers >= 0"),
+    ],
 )
 def test_bad_row_or_weight_exits_2_naming_it(tmp_path, option, value, match, capsys):
     bench = load_benchmark("text")
@@ -221,3 +226,9 @@ def test_throughput_probe_alternates_both_trainers(tmp_path, tiny_bert_path, one
     saved = json.loads((tmp_path / "speed.json").read_text())
     assert saved["ratio_ours_over_anchor"] == report["ratio_ours_over_anchor"] > 0
     assert [len(v) for v in saved["pairs_per_s"].values()] == [2, 2]
+
+
+def test_zero_weights_but_one_train_a_single_size_model():
+    bench = load_benchmark("text")
+    assert bench.parse_weights("0,0,1") == (0.0, 0.0, 1.0)
+    assert bench.parse_weights(None) is None
