@@ -601,13 +601,21 @@ def plot(report: dict, path: Path) -> None:
             "o-",
             label=LABELS[row],
         )
+    finish_size_plot(
+        fig, ax, sizes, f"Debian summary -> description, {report['n_queries']} queries", path
+    )
+
+
+def finish_size_plot(fig, ax, sizes: list[int], title: str, path: Path, legend_size=None) -> None:
+    """The MRR@10-against-size axes (log2 x, the sizes as ticks), titled, written atomically
+    as PNG to `path`: the one look of every text plot."""
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(m) for m in sizes])
     ax.set_xlabel("embedding size m")
     ax.set_ylabel("MRR@10")
-    ax.set_title(f"Debian summary -> description, {report['n_queries']} queries")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=legend_size)
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
 

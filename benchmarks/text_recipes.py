@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark modules
 from harness import run_script  # noqa: E402  (the benchmarks' harness)
-from text import LATER_RECIPE_DEFAULTS, MERGE_KEYS, read_json  # noqa: E402
+from text import LATER_RECIPE_DEFAULTS, MERGE_KEYS, finish_size_plot, read_json  # noqa: E402
 
 from mrl.errors import ConfigError  # noqa: E402
 from mrl.io import atomic_open, atomic_write_json, make_dirs  # noqa: E402
@@ -199,15 +199,8 @@ def plot(table: dict, path: Path) -> None:
             ax.plot([int(m)], [r["mrr_at_10"][m]], "*", markersize=12, label=r["label"])
         else:
             ax.plot(sizes, [r["mrr_at_10"][str(m)] for m in sizes], "o-", label=r["label"])
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sizes, [str(m) for m in sizes])
-    ax.set_xlabel("embedding size m")
-    ax.set_ylabel("MRR@10")
-    ax.set_title(f"Our Matryoshka fine-tune per recipe, {table['n_queries']} queries")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
+    title = f"Our Matryoshka fine-tune per recipe, {table['n_queries']} queries"
+    finish_size_plot(fig, ax, sizes, title, path, legend_size=7)
 
 
 if __name__ == "__main__":
