@@ -188,15 +188,24 @@ def markdown(table: dict) -> str:
 
 def plot(table: dict, path: Path) -> None:
     """MRR@10 against size (log2 axis): a line per recipe, a star per single-size model."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.5), tight_layout=True)
+    fig = Figure(figsize=(8, 6), tight_layout=True)
     ax = fig.add_subplot()
+    ax.set_prop_cycle(color=colormaps["tab20"].colors)  # one colour per recipe (tab10 repeats)
     sizes = [int(m) for m in table["sizes"]]
     for r in table["recipes"]:
         if r["only_size"]:
             m = r["only_size"]
-            ax.plot([int(m)], [r["mrr_at_10"][m]], "*", markersize=12, label=r["label"])
+            ax.plot(
+                [int(m)],
+                [r["mrr_at_10"][m]],
+                "*",
+                markersize=14,
+                markeredgecolor="k",
+                label=r["label"],
+            )
         else:
             ax.plot(sizes, [r["mrr_at_10"][str(m)] for m in sizes], "o-", label=r["label"])
     title = f"Our Matryoshka fine-tune per recipe, {table['n_queries']} queries"

