@@ -22,7 +22,10 @@ Methods, all in one run and one process (so ratios are same-machine, same-load):
   then warm);
 - faiss `IndexHNSWFlat` (M=32, efConstruction 40) at full D, efSearch swept;
 - faiss `IndexHNSWSQ` (8-bit scalar codes) at full D, efSearch swept;
-- faiss `IndexIVFFlat` and OPQ + `IndexIVFPQ` at full D, nprobe swept.
+- faiss `IndexIVFFlat` and OPQ + `IndexIVFPQ` at full D, nprobe swept;
+- with `--pgvector`, one query per call only: pgvector's HNSW over the full vector and our SQL
+  funnel over an HNSW index of the `--pgvector-dim` prefix, in an embedded PostgreSQL
+  (`pgvector_frontier.py`; the `[postgres]` extra).
 
 Data: generated nested embeddings (`mrl.data.generated`; say "generated" when quoting), one
 `--data ROWSxDIM` per set, or a real `.npy`/`mrl embed` folder with `--database`.
