@@ -41,9 +41,10 @@ Usage:
     python benchmarks/ann_frontier.py --data 1000000x2048 --out reports/ann-1m   # 24+ GB
     python benchmarks/ann_frontier.py --database emb/train --out reports/ann-real
 
-`--ours` names candidates as `ANN@D_s[/LISTS][+fused]`: `ivf_sq8@128/2048+fused` is IVF over
-SQ8 codes of the 128-d prefix with 2,048 cells (default about 4 sqrt(N)) and the fused
-rerank. On a VM that backs memory lazily (the first write to a page costing tens of us),
+`--ours` names candidates as `ANN@D_s[/LISTS][/mM][/efcE][+fused]`: `ivf_sq8@128/2048+fused` is
+IVF over SQ8 codes of the 128-d prefix with 2,048 cells (default about 4 sqrt(N)) and the
+fused rerank; `hnsw_sq8@384/m16/efc100` an HNSW graph of degree 16 built with beam 100.
+On a VM that backs memory lazily (the first write to a page costing tens of us),
 give builds backed pages with `GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.
 trim_threshold=1099511627776` and `--prefault-gib` about the peak resident memory the
 previous run logged (`prefault_memory` in the harness says why).
@@ -76,7 +77,7 @@ from mrl.errors import ConfigError, InputError
 from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
 from mrl.retrieval import MatryoshkaIndex
 from mrl.retrieval.index import default_ivf_lists as library_ivf_lists
-from mrl.retrieval.search import IVF_KINDS
+from mrl.retrieval.search import HNSW_KINDS, IVF_KINDS
 from mrl.retrieval.storage import unit_prefix
 from mrl.retrieval.tune import (
     choose_index,
@@ -265,34 +266,53 @@ def faiss_baselines(xn, queries, truth, k, modes, args, bar) -> tuple[list, dict
 
 # ---------------------------------------------------------------------------------- ours
 class Candidate(NamedTuple):
-    """One `--ours` spec, `ANN@D_s[/LISTS][+fused]`, parsed and checked."""
+    """One `--ours` spec (`SPEC_FORM`), parsed and checked."""
 
     kind: str  # the ANN kind
     dim: int  # D_s
     lists: int | None  # IVF cells; None: about 4 sqrt(N) (`default_ivf_lists`)
     fused: bool  # whether `use_fused_rerank` is on
+    hnsw_m: int | None = None  # HNSW graph degree; None: the library's default (32)
+    ef_construction: int | None = None  # HNSW build beam; None: the library's default (40)
+
+
+SPEC_FORM = (
+    "ANN@D_s[/LISTS][/mM][/efcE][+fused] (hnsw_sq8@192+fused, ivf_sq8@128/2048, "
+    "hnsw_sq8@384/m16/efc100)"
+)
+_SPEC_OPTIONS = {"": "ivf_lists", "m": "hnsw_m", "efc": "ef_construction"}  # prefix -> param
 
 
 def parse_candidate(spec: str) -> Candidate:
-    """`ANN@D_s[/LISTS][+fused]` (`ivf_sq8@128/2048+fused`) as a `Candidate`; checked."""
+    """`SPEC_FORM` (`ivf_sq8@128/2048+fused`, `hnsw_sq8@384/m16/efc100`) as a `Candidate`:
+    /LISTS sets an IVF kind's cells, /m and /efc an HNSW kind's degree and build beam."""
     body, plus, suffix = spec.partition("+")
-    head, slash, lists = body.partition("/")
+    head, *options = body.split("/")
     kind, at, dim = head.partition("@")
-    if (
-        not at
-        or not dim.isdigit()
-        or (plus and suffix != "fused")
-        or (slash and not lists.isdigit())
-    ):
-        raise ConfigError(
-            "--ours takes ANN@D_s[/LISTS][+fused] (hnsw_sq8@192+fused, ivf_sq8@128/2048), "
-            f"got {spec!r}"
-        )
-    params = {"ivf_lists": int(lists)} if slash else {}
+    params = {}
+    for option in options:
+        prefix = option.rstrip("0123456789")
+        value = option[len(prefix) :]
+        name = _SPEC_OPTIONS.get(prefix)
+        if name is None or not value or name in params:
+            params = None
+            break
+        params[name] = int(value)
+    if not at or not dim.isdigit() or (plus and suffix != "fused") or params is None:
+        raise ConfigError(f"--ours takes {SPEC_FORM}, got {spec!r}")
     MatryoshkaIndex(shortlist_dim=int(dim), ann=kind, **params).check_params(max(int(dim), 1))
-    if slash and kind not in IVF_KINDS:
+    if "ivf_lists" in params and kind not in IVF_KINDS:
         raise ConfigError(f"--ours {spec!r}: /LISTS (IVF cells) applies to IVF kinds only")
-    return Candidate(kind, int(dim), int(lists) if slash else None, bool(plus))
+    if params.keys() & {"hnsw_m", "ef_construction"} and kind not in HNSW_KINDS:
+        raise ConfigError(f"--ours {spec!r}: /m and /efc (the graph) apply to HNSW kinds only")
+    return Candidate(
+        kind,
+        int(dim),
+        params.get("ivf_lists"),
+        bool(plus),
+        params.get("hnsw_m"),
+        params.get("ef_construction"),
+    )
 
 
 def default_ivf_lists(n: int) -> int:
@@ -312,6 +332,8 @@ def candidate_indexes(xn, args, bar) -> list[tuple[MatryoshkaIndex, list[int], d
             params.update(ivf_lists=lists)
             efforts = [e for e in IVF_EFFORTS if e <= lists]
         else:
+            graph = {"hnsw_m": c.hnsw_m, "ef_construction": c.ef_construction}
+            params.update({key: v for key, v in graph.items() if v is not None})
             efforts = list(HNSW_EFFORTS)
         bar.set_description(f"build ours {spec}")
         t0 = time.perf_counter()
@@ -320,6 +342,9 @@ def candidate_indexes(xn, args, bar) -> list[tuple[MatryoshkaIndex, list[int], d
         build["lean_bytes"] = ours_bytes(index, False)
         if c.kind in IVF_KINDS:
             build["ivf_lists"] = lists
+        else:  # the graph as built (faiss's own count of links per node at level 0: 2 M)
+            build["hnsw_m"] = index.ann_.hnsw.nb_neighbors(0) // 2
+            build["ef_construction"] = index.ann_.hnsw.efConstruction
         log.info("ours %s: built in %.1f s", spec, build["build_seconds"])
         out.append((index, efforts, {"name": f"ours {spec}", **build}))
         bar.update()
@@ -746,8 +771,9 @@ def parser() -> argparse.ArgumentParser:
         "--ours",
         nargs="+",
         default=["ivf@64", "ivf@128", "ivf_sq8@64", "ivf_sq8@128", "ivf_sq8@32", "hnsw@32"],
-        help="candidate MatryoshkaIndex kinds as ANN@D_s; ANN@D_s/LISTS sets an IVF kind's "
-        "cells (default about 4 sqrt(N)); +fused also keeps the fused-rerank copy "
+        help=f"candidate MatryoshkaIndex kinds, {SPEC_FORM}: /LISTS sets an IVF kind's cells "
+        "(default about 4 sqrt(N)), /mM and /efcE an HNSW kind's degree and build beam "
+        "(default 32, 40); +fused also keeps the fused-rerank copy "
         "(`use_fused_rerank`: one faiss call for a rerank to full D)",
     )
     p.add_argument(

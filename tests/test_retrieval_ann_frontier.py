@@ -26,7 +26,8 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     out = tmp_path / "out"
     argv = (
         "--data 2000x32 --num-classes 20 --queries 30 --single-queries 10 --tune-queries 30 "
-        "--threads 1 --pq-m 4 --max-shortlist 50 --ours ivf@8/32 ivf_sq8@8 hnsw@8+fused "
+        "--threads 1 --pq-m 4 --max-shortlist 50 "
+        "--ours ivf@8/32 ivf_sq8@8 hnsw@8+fused hnsw@8/m8/efc20 "
         "--lean ivf_sq8@8 --baselines hnsw ivf ivfpq "
         f"--workdir {tmp_path} --out {out}"
     )
@@ -38,6 +39,10 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     assert fused and all(p["bytes"] == p["lean_bytes"] + 2 * vectors for p in fused)  # + copy
     lists = {c["name"]: c.get("ivf_lists") for c in res["ours"]["candidates"]}
     assert lists["ours ivf@8/32"] == 32 and lists["ours ivf_sq8@8"] == bench.default_ivf_lists(2000)
+    graphs = {
+        c["name"]: (c.get("hnsw_m"), c.get("ef_construction")) for c in res["ours"]["candidates"]
+    }
+    assert graphs["ours hnsw@8/m8/efc20"] == (8, 20) and graphs["ours hnsw@8+fused"] == (32, 40)
     methods = {p["method"] for p in res["points"]}
     assert "MatryoshkaIndex (tuned)" in methods and bench.HNSW in methods
     for key, pts in res["frontiers"].items():
@@ -66,8 +71,28 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
 
 
 def test_candidate_specs_parse_kind_prefix_lists_and_fusion(bench):
-    assert bench.parse_candidate("ivf_sq8@128/2048+fused") == ("ivf_sq8", 128, 2048, True)
-    assert bench.parse_candidate("hnsw@32") == ("hnsw", 32, None, False)
+    assert bench.parse_candidate("ivf_sq8@128/2048+fused") == bench.Candidate(
+        "ivf_sq8", 128, 2048, True
+    )
+    assert bench.parse_candidate("hnsw@32") == bench.Candidate("hnsw", 32, None, False)
+    graph = bench.parse_candidate("hnsw_sq8@384/m16/efc100+fused")
+    assert graph == bench.Candidate("hnsw_sq8", 384, None, True, 16, 100)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("hnsw@32/m16/m8", "--ours takes ANN@D_s"),
+        ("hnsw@32/x4", "--ours takes ANN@D_s"),
+        ("hnsw@32/efc", "--ours takes ANN@D_s"),
+        ("ivf@32/m16", "/m and /efc .the graph. apply to HNSW kinds only"),
+        ("hnsw@32/256", "/LISTS .IVF cells. applies to IVF kinds only"),
+        ("hnsw@32/m1", "hnsw_m"),
+    ],
+)
+def test_candidate_specs_refuse_bad_options(bench, spec, message):
+    with pytest.raises(ConfigError, match=message):
+        bench.parse_candidate(spec)
     assert bench.default_ivf_lists(100_000) == 1024 and bench.default_ivf_lists(2000) == 32
 
 
