@@ -425,6 +425,59 @@ def test_one_query_per_call_equals_the_batch_path_bit_for_bit(data, ann, dtype):
     assert not np.isin(index.search(q[0], 10).ids, np.arange(0, N, 7)).any()
 
 
+def test_a_repeated_one_query_search_is_set_up_once_and_follows_the_index(data):
+    """The ANN alone asked again for one query runs `PreparedOneQuery`: the same bits as
+    the first (general) call, in [D] and [1, D] form; an add, a remove or a new default
+    effort is seen at once, and bad input still gets the general path's named errors."""
+    x, _, q, _ = data
+    index = MatryoshkaIndex(shortlist_dim=16, ann="flat").build(x)
+    plan = SingleShot(16, exact=False)
+    first = index.search(q[0], 10, plan, effort=32)
+    prepared = index._one_query[(plan, 10, 32)]
+    assert prepared.serves(index, q[0]) and prepared.serves(index, q[:1])
+    again = index.search(q[0], 10, plan, effort=32)
+    assert_array_equal(again.ids, first.ids)
+    assert_array_equal(again.scores, first.scores)
+    assert again.stats.flops_per_query == first.stats.flops_per_query == N * 16
+    row = index.search(q[:1], 10, plan, effort=32)
+    assert row.ids.shape == (1, 10)
+    assert_array_equal(row.ids[0], first.ids)
+    index.add(q[:1], ids=np.array([10**6]))  # the query itself: cosine 1 at every prefix
+    assert not prepared.serves(index, q[0])
+    assert index.search(q[0], 10, plan, effort=32).ids[0] == 10**6
+    index.remove(np.array([10**6]))
+    assert 10**6 not in index.search(q[0], 10, plan, effort=32).ids
+    for bad, error in [
+        (np.full(D, np.nan, dtype=np.float32), "NaN or inf"),
+        (q[:1][None], "must be"),  # [1, 1, D]
+        (q[0, :64], "dim 64"),
+    ]:
+        with pytest.raises(InputError, match=error):
+            index.search(bad, 10, plan, effort=32)
+    with pytest.raises(ConfigError, match="k must be a positive int"):
+        index.search(q[0], True, plan, effort=32)
+
+    graph = MatryoshkaIndex(shortlist_dim=16, ann="hnsw", ef_search=16).build(x)
+    narrow = graph.search(q[0], 10, plan)  # the default effort, ef_search
+    graph.ef_search = 256
+    assert not graph._one_query[(plan, 10, None)].serves(graph, q[0])
+    assert graph.search(q[0], 10, plan).stats.flops_per_query > narrow.stats.flops_per_query
+
+
+def test_one_query_with_tied_scores_orders_them_by_id_as_the_batch_path(data):
+    x, _, q, _ = data
+    twice = np.concatenate([x[:500], x[:500]])  # every score comes twice: ties everywhere
+    index = MatryoshkaIndex(shortlist_dim=16, ann="flat").build(twice)
+    plan = SingleShot(16, exact=False)
+    batch = index.search(q[:4], 10, plan)
+    for _ in range(2):  # the first call sets up, the second runs prepared
+        for i in range(4):
+            one = index.search(q[i], 10, plan)
+            assert_array_equal(one.ids, batch.ids[i])
+            assert_array_equal(one.scores, batch.scores[i])
+    assert (batch.ids[:, 0] + 500 == batch.ids[:, 1]).all()  # a tie, the smaller id first
+
+
 @pytest.mark.parametrize("ann", ["hnsw_sq8", "ivf_sq8"])
 def test_rescoring_a_quantised_shortlist_at_d_s_gives_exact_scores(data, ann):
     """`Rerank(D_s, D_s, n)` over 8-bit codes: the float re-scoring returns the exact cosine

@@ -134,6 +134,7 @@ class MatryoshkaIndex:
         self.ivf_probe = ivf_probe
         self.compact_at = compact_at
         self._checked_plans: dict = {}  # (plan, k) -> plan, checked once (a search's fast path)
+        self._one_query: dict = {}  # (plan, k, effort) as given -> search.PreparedOneQuery
         self.fused_: FusedRerank | None = None  # see use_fused_rerank
 
     # ------------------------------------------------------------------ build / add / remove
@@ -361,6 +362,12 @@ class MatryoshkaIndex:
         Returns:
             `SearchResult` with [Q, k] ids and scores ([k] for a 1-D query) and `SearchStats`.
         """
+        key = (plan, k, effort)
+        prepared = self._prepared_one_query(key, queries)
+        if prepared is not None:  # the same one-query search as last time: set up already
+            found = prepared.run(self, queries)
+            if found is not None:
+                return SearchResult(*found)
         single = np.ndim(queries) == 1
         q, k = self._check_query(queries, k)
         plan = self._checked_plan(plan, k)
@@ -368,11 +375,32 @@ class MatryoshkaIndex:
             effort = check_effort(effort)
         if len(q) == 1:  # one query per call: the lean path (same results, less overhead)
             ids, scores, stats = search.search_one(self, q, k, plan, effort)
+            if search.PreparedOneQuery.applies(self, plan, k) and len(self._one_query) < 1024:
+                self._one_query[key] = search.PreparedOneQuery(self, k, plan, effort)
             return SearchResult(
                 ids if single else ids[None], scores if single else scores[None], stats
             )
         ids, scores, stats = search.search(self, q, k, plan, effort)
         return SearchResult(ids, scores, stats)
+
+    def _prepared_one_query(self, key: tuple, queries) -> search.PreparedOneQuery | None:
+        """The `PreparedOneQuery` made for `key` = (plan, k, effort) as given, if it serves
+        `queries`; None otherwise (the general path validates and says what is wrong).
+
+        Only plain ints count as k and effort (a bool equals 1 as a key but is refused as a
+        k), and an unhashable argument is the general path's to report.
+        """
+        if type(queries) is not np.ndarray or type(key[1]) is not int:
+            return None
+        if key[2] is not None and type(key[2]) is not int:
+            return None
+        try:
+            prepared = self._one_query.get(key)
+        except TypeError:  # an unhashable plan
+            return None
+        if prepared is None or not prepared.serves(self, queries):
+            return None
+        return prepared
 
     def _checked_plan(self, plan: Plan | None, k: int) -> Plan:
         """`plan` (or the default) after `check_plan`, which runs once per (plan, k).

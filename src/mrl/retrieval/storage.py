@@ -244,6 +244,8 @@ class VectorStore:
         # a removed id is forgotten here, so it may be added again. The live count and the
         # faiss bitmap of live rows are kept here too: a search must not recount R rows.
         live = np.flatnonzero(self.live)
+        # Every change of the rows passes here: searches prepared for the old rows see it.
+        self.generation = getattr(self, "generation", -1) + 1
         order = np.argsort(self.ids[live], kind="stable")
         self._order = live[order]
         self._sorted_ids = self.ids[self._order]
