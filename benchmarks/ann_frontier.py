@@ -89,7 +89,11 @@ from mrl.retrieval.tune import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import prefault_memory, run_script, thread_count  # noqa: E402  (the benchmarks' harness)
-from pgvector_frontier import full_hnsw_name, pgvector_points  # noqa: E402
+from pgvector_frontier import (  # noqa: E402
+    check_pgvector_args,
+    full_hnsw_name,
+    pgvector_points,
+)
 
 log = logging.getLogger("benchmarks.ann_frontier")
 
@@ -523,6 +527,8 @@ def run_set(name, x, queries, tune_q, args, workdir) -> dict:
     """Every method on one data set: the raw points, builds, frontiers and the bars."""
     n, d = x.shape
     k = args.k
+    if args.pgvector:
+        check_pgvector_args(k, args.pgvector_dim, d)
     xn = np.ascontiguousarray(unit_prefix(x, d))  # cosine = inner product of unit vectors
     qn = unit_prefix(queries, d)
     tqn = unit_prefix(tune_q, d)

@@ -48,6 +48,21 @@ def funnel_name(ds: int) -> str:
     return f"pgvector + our SQL funnel, HNSW m={HNSW_M} at D_s = {ds}"
 
 
+def check_pgvector_args(k: int, ds: int, d: int) -> None:
+    """Refuse what `pgvector_points` cannot measure, before any other method's minutes run."""
+    try:
+        import pgvector_funnel as funnel  # psycopg: the [postgres] extra
+    except ImportError as e:
+        raise ConfigError(
+            f"--pgvector needs the postgres extra ({e.name} is missing): "
+            "pip install 'mrl[postgres]'"
+        ) from None
+    if k != funnel.K:
+        raise ConfigError(f"--pgvector measures k = {funnel.K}; run it without --k {k}")
+    if not 0 < ds < d:
+        raise ConfigError(f"--pgvector-dim {ds} must be a prefix shorter than D = {d}")
+
+
 def pgvector_points(
     xn: np.ndarray,
     queries: np.ndarray,
@@ -74,11 +89,8 @@ def pgvector_points(
 
     from mrl.service.postgres import PostgresBackend
 
-    n, d = xn.shape
-    if k != funnel.K:
-        raise ConfigError(f"--pgvector measures k = {funnel.K}; run it without --k {k}")
-    if not 0 < ds < d:
-        raise ConfigError(f"--pgvector-dim {ds} must be a prefix shorter than D = {d}")
+    d = xn.shape[1]
+    check_pgvector_args(k, ds, d)
     # In the system's temporary folder, whatever --workdir says: as root, pgserver runs
     # PostgreSQL as the user `pgserver`, which must traverse every parent of its folder.
     folder = Path(tempfile.mkdtemp(prefix="mrl-pgvector-"))

@@ -191,3 +191,7 @@ def test_pgvector_refuses_a_prefix_as_wide_as_the_vectors(bench, tmp_path):
         frontier.pgvector_points(x, x[:1], x[:1], truth, 10, 16, 1)
     with pytest.raises(ConfigError, match="--pgvector measures k = 10; run it without --k 5"):
         frontier.pgvector_points(x, x[:1], x[:1], truth, 5, 8, 1)
+    argv = f"--data 300x16 --pgvector --pgvector-dim 16 --out {tmp_path / 'o'}".split()
+    with pytest.raises(ConfigError, match="--pgvector-dim 16 must be a prefix shorter"):
+        bench.main(argv)  # refused before any index is built or timed
+    assert not (tmp_path / "o" / "frontier.json").exists()

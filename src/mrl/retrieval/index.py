@@ -375,7 +375,8 @@ class MatryoshkaIndex:
             effort = check_effort(effort)
         if len(q) == 1:  # one query per call: the lean path (same results, less overhead)
             ids, scores, stats = search.search_one(self, q, k, plan, effort)
-            if search.PreparedOneQuery.applies(self, plan, k) and len(self._one_query) < 1024:
+            bounded = key in self._one_query or len(self._one_query) < 1024  # a stale one renews
+            if bounded and search.PreparedOneQuery.applies(self, plan, k):
                 self._one_query[key] = search.PreparedOneQuery(self, k, plan, effort)
             return SearchResult(
                 ids if single else ids[None], scores if single else scores[None], stats

@@ -5,9 +5,10 @@ D_s-prefix (the ANN structure, or brute force block by block), `rerank` re-score
 growing prefixes (one in-place dot product per candidate, divided by its stored prefix norm),
 and `search` composes them under a plan; `search_one` is the same for one query per call
 without the batch machinery, and `PreparedOneQuery` the ANN alone for one query, set up once
-per (plan, k, effort) for the calls that repeat it. An index with a fused rerank (`mrl.retrieval.fused`) runs a
-plan re-scored once at full D as one faiss call instead. Scores are cosine similarities of
-the per-prefix unit vectors (the same ranking as L2 on unit vectors, as in the paper).
+per (plan, k, effort) for the calls that repeat it. An index with a fused rerank
+(`mrl.retrieval.fused`) runs a plan re-scored once at full D as one faiss call instead.
+Scores are cosine similarities of the per-prefix unit vectors (the same ranking as L2 on
+unit vectors, as in the paper).
 """
 
 from __future__ import annotations

@@ -237,6 +237,7 @@ class VectorStore:
         self._norms: dict[int, np.ndarray] = dict(norms or {})
         self._norms_lock = threading.Lock()  # concurrent searches may fill the cache
         self._spare: dict[object, np.ndarray] = {}  # growth buffers of `append` (see _appended)
+        self.generation = -1  # how many times the rows changed (0 once indexed, below)
         self._index_ids()
 
     def _index_ids(self) -> None:
@@ -245,7 +246,7 @@ class VectorStore:
         # faiss bitmap of live rows are kept here too: a search must not recount R rows.
         live = np.flatnonzero(self.live)
         # Every change of the rows passes here: searches prepared for the old rows see it.
-        self.generation = getattr(self, "generation", -1) + 1
+        self.generation += 1
         order = np.argsort(self.ids[live], kind="stable")
         self._order = live[order]
         self._sorted_ids = self.ids[self._order]
