@@ -50,6 +50,32 @@ def test_fused_finds_the_staged_neighbours_and_one_query_matches_the_batch(data,
         assert_array_equal(one.scores, fused.scores[i])
 
 
+def test_a_repeated_fused_one_query_search_is_set_up_once_and_follows_the_index(data):
+    """The second one-query call of a fused plan runs `PreparedOneQuery`: the first call's
+    ids, scores and counted cost; turning the fused copy off (or adding rows) is seen."""
+    x, q = data
+    plan = Rerank(16, D, 40)
+    index = MatryoshkaIndex(shortlist_dim=16, ann="hnsw").build(x).use_fused_rerank()
+    first = index.search(q[0], K, plan, 32)
+    prepared = index._one_query[(plan, K, 32)]
+    assert prepared.fused and prepared.serves(index, q[0])
+    again = index.search(q[0], K, plan, 32)
+    assert_array_equal(again.ids, first.ids)
+    assert_array_equal(again.scores, first.scores)
+    assert again.stats.flops_per_query == first.stats.flops_per_query
+    assert again.stats.bytes_per_query == first.stats.bytes_per_query
+    assert again.stats.rerank_bytes_per_query == first.stats.rerank_bytes_per_query == 40 * D * 4
+    index.use_fused_rerank(False)
+    assert not prepared.serves(index, q[0])
+    staged = index.search(q[0], K, plan, 32)  # stage by stage now, no prepared set-up
+    assert_array_equal(staged.ids, first.ids)
+    assert (plan, K, 32) not in index._one_query or not index._one_query[(plan, K, 32)].fused
+    index.use_fused_rerank()
+    index.add(q[:1], ids=np.array([10**6]))  # the query itself: first at every prefix
+    assert index.search(q[0], K, plan, 32).ids[0] == 10**6
+    assert index.search(q[0], K, plan, 32).ids[0] == 10**6  # and prepared again
+
+
 def test_tied_scores_come_back_in_id_order_as_staged(data):
     x, q = data
     dup = np.concatenate([x[:500], x[:500]])  # every row twice: every score tied

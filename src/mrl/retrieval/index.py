@@ -230,6 +230,7 @@ class MatryoshkaIndex:
         for _, block in store.blocks(self.shortlist_dim, 1 << 16):
             ann.add(block)
         self.ann_ = ann
+        self._one_query.clear()  # set up over the old structures: let them go
         store.cache_norms(self.norm_dims)
         if self.fused_ is not None:  # a rebuild: the copy follows the new rows and structure
             self.use_fused_rerank()
@@ -302,6 +303,7 @@ class MatryoshkaIndex:
         if not isinstance(enabled, bool):
             raise ConfigError(f"enabled must be True or False, got {enabled!r}")
         self.fused_ = None
+        self._one_query.clear()  # a set-up may search the old copy: let it go
         if enabled:
             blocks = self.store_.blocks(self.dim, 1 << 16)
             self.fused_ = FusedRerank(
@@ -375,9 +377,7 @@ class MatryoshkaIndex:
             effort = check_effort(effort)
         if len(q) == 1:  # one query per call: the lean path (same results, less overhead)
             ids, scores, stats = search.search_one(self, q, k, plan, effort)
-            bounded = key in self._one_query or len(self._one_query) < 1024  # a stale one renews
-            if bounded and search.PreparedOneQuery.applies(self, plan, k):
-                self._one_query[key] = search.PreparedOneQuery(self, k, plan, effort)
+            self._prepare_one_query(key, plan, k, effort)
             return SearchResult(
                 ids if single else ids[None], scores if single else scores[None], stats
             )
@@ -402,6 +402,15 @@ class MatryoshkaIndex:
         if prepared is None or not prepared.serves(self, queries):
             return None
         return prepared
+
+    def _prepare_one_query(self, key: tuple, plan: Plan, k: int, effort: int | None) -> None:
+        """Set `key`'s one-query search up for its next call when `plan` is one faiss call
+        (`PreparedOneQuery.applies`), renewing a stale one; drop it otherwise. Up to 1,024
+        keys are kept (a service asks a handful)."""
+        if not search.PreparedOneQuery.applies(self, plan, k):
+            self._one_query.pop(key, None)
+        elif key in self._one_query or len(self._one_query) < 1024:
+            self._one_query[key] = search.PreparedOneQuery(self, k, plan, effort)
 
     def _checked_plan(self, plan: Plan | None, k: int) -> Plan:
         """`plan` (or the default) after `check_plan`, which runs once per (plan, k).

@@ -4,9 +4,10 @@ Functions over the index's arrays, faiss-contrib style: `shortlist` finds candid
 D_s-prefix (the ANN structure, or brute force block by block), `rerank` re-scores them at
 growing prefixes (one in-place dot product per candidate, divided by its stored prefix norm),
 and `search` composes them under a plan; `search_one` is the same for one query per call
-without the batch machinery, and `PreparedOneQuery` the ANN alone for one query, set up once
-per (plan, k, effort) for the calls that repeat it. An index with a fused rerank
-(`mrl.retrieval.fused`) runs a plan re-scored once at full D as one faiss call instead.
+without the batch machinery. An index with a fused rerank (`mrl.retrieval.fused`) runs a
+plan re-scored once at full D as one faiss call instead. `PreparedOneQuery` runs a plan that
+is one faiss call (the ANN alone, or a fused rerank) for one query, set up once per (plan,
+k, effort) for the calls that repeat it.
 Scores are cosine similarities of the per-prefix unit vectors (the same ranking as L2 on
 unit vectors, as in the paper).
 """
@@ -141,42 +142,57 @@ def search_one(
 
 
 class PreparedOneQuery:
-    """`search_one` of the ANN alone (a plan without rerank steps), set up once per
-    (plan, k, effort) and kept while the index is unchanged.
+    """`search_one` of a plan that is one faiss call, set up once per (plan, k, effort) and
+    kept while the index is unchanged: the ANN alone (a plan without rerank steps), or a
+    plan the index's `FusedRerank` runs (`fused_applies`).
 
-    A service asks one index the same plan query after query. For the ANN alone the set-up
+    A service asks one index the same plan query after query. For such a plan the set-up
     `MatryoshkaIndex.search` redoes on every call (the query's full validation, the plan's
     and the effort's checks, the faiss search parameters, the stats' constant parts) cost
     about 10 us around a 35 us HNSW search at D = 384 (issue 11's real set). This keeps what
     does not change; a call checks the query's dtype, shape and finiteness and that the index
-    is the one it was made for (`serves`), then runs the arithmetic of `_search_one_steps`,
-    so the same ids and scores bit for bit. A shortlist that came back short or with tied
-    scores (which the general path orders by id) is left to the general path (`run` returns
-    None). Built only for a plan `applies` accepts, on an index without removed rows.
+    is the one it was made for (`serves`), then runs the arithmetic of `_search_one_steps`
+    (or of `_fused_search`), so the same ids and scores bit for bit. A result that came back
+    short or with tied scores (which the general path orders by id) is left to the general
+    path (`run` returns None). Built only for a plan `applies` accepts, on an index without
+    removed rows.
     """
 
     def __init__(self, index: MatryoshkaIndex, k: int, plan: Plan, effort: int | None):
         store = index.store_
         self.k, self.plan = k, plan
         self.state = self._state_of(index)
-        self.params, self.counters, _ = _ann_params(index, k, effort)  # no bitmap: no removals
+        self.fused = fused_applies(index, plan, k)
+        size = plan.shortlist_size(k)
+        base, self.counters, _ = _ann_params(index, size, effort)  # no bitmap: no removals
+        if self.fused:  # one row past k, to see ties at the k-th (as `_fused_search`)
+            self.n = min(k + 1, size)
+            self.params = shared_refine_params(base, size, self.n)
+            self.searched = index.fused_.index  # normalises the full query inside faiss
+        else:
+            self.n, self.params, self.searched = k, base, index.ann_
         self.dim = plan.shortlist_dim
         self.width = store.dim
-        # multiply-adds per query: the counters' distances (+ an IVF's coarse ones) x D_s
+        # multiply-adds per query: the counters' distances (+ an IVF's coarse ones) x D_s,
+        # and the rerank step's, as `_stats` counts them
         self.coarse = index.ivf_lists if index.ann in IVF_KINDS else 0
         self.fixed_flops = None if self.counters is not None else float(store.count * self.dim)
+        self.rerank_flops = sum(d * min(c, store.count) for d, c in plan.steps)
+        self.rerank_bytes = self.rerank_flops * store.vectors.dtype.itemsize
 
     @staticmethod
     def applies(index: MatryoshkaIndex, plan: Plan, k: int) -> bool:
-        """Whether `plan` for `k` results is the ANN alone on an index with every row live."""
+        """Whether `plan` for `k` results is one faiss call on an index with every row live."""
         store = index.store_
+        if store.live_bitmap is not None:
+            return False
+        if fused_applies(index, plan, k):
+            return True
         return (
             not plan.steps
             and not plan.exact
             and plan.shortlist_dim == index.shortlist_dim
             and plan.shortlist_size(k) < store.count
-            and store.live_bitmap is None
-            and not fused_applies(index, plan, k)
         )
 
     @staticmethod
@@ -209,29 +225,31 @@ class PreparedOneQuery:
         """(ids, scores, stats) shaped like `queries`' rows, or None: take the general path."""
         q = queries.reshape(1, self.width)
         t0 = time.perf_counter()
-        qd = _unit_prefix_of(q, q * q, self.dim)
+        if not self.fused:
+            q = _unit_prefix_of(q, q * q, self.dim)
         if self.counters is not None:
             self.counters.reset()
-        scores, rows = _faiss_search(index.ann_, qd, self.k, self.params)
+        scores, rows = _faiss_search(self.searched, q, self.n, self.params)
         if self.fixed_flops is None:
             flops = float((self.counters.ndis + self.coarse) * self.dim)
         else:
             flops = self.fixed_flops
         row_scores = scores[0]
-        if rows[0, -1] < 0 or (row_scores[1:] == row_scores[:-1]).any():
+        if rows[0, self.k - 1] < 0 or (row_scores[1:] == row_scores[:-1]).any():
             return None
-        ids = index.store_.ids[rows]
+        k = self.k
+        ids = index.store_.ids[rows[:, :k]]
         t1 = time.perf_counter()
         stats = SearchStats(
-            flops_per_query=flops,
-            bytes_per_query=flops * 4,  # faiss stores float32 (or its codes); no rerank
-            rerank_bytes_per_query=0,
+            flops_per_query=flops + self.rerank_flops,
+            bytes_per_query=flops * 4 + self.rerank_bytes,  # faiss stores float32 or codes
+            rerank_bytes_per_query=self.rerank_bytes,
             shortlist_seconds=t1 - t0,
             rerank_seconds=0.0,
         )
         if queries.ndim == 1:
-            return ids[0], row_scores, stats
-        return ids, scores, stats
+            return ids[0], row_scores[:k], stats
+        return ids, scores[:, :k], stats
 
 
 def _search_one_steps(
