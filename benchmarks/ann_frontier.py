@@ -98,6 +98,7 @@ from pgvector_frontier import (  # noqa: E402
 log = logging.getLogger("benchmarks.ann_frontier")
 
 TARGETS = (0.95, 0.985)
+QUERIES, TUNE_QUERIES = 1000, 500  # held out of the database: timed and tuning queries
 EF_SWEEP = (16, 20, 24, 32, 40, 48, 64, 96, 128, 256, 512)
 NPROBE_SWEEP = (1, 2, 4, 8, 16, 32, 64, 128)
 # The efforts the tuner tries per candidate kind. IVF steps of 1.25-1.5x: at 0.985 one query
@@ -162,7 +163,7 @@ def _time_faiss(index: faiss.Index, q: np.ndarray, k: int, per_query: bool, repe
     return ids, best
 
 
-def _sweep_faiss(name, index, set_param, values, queries, truth, k, modes, bar) -> list[dict]:
+def sweep_faiss(name, index, set_param, values, queries, truth, k, modes, bar) -> list[dict]:
     """Time `index` at every parameter value in each mode: one point per (value, mode)."""
     points = []
     for value in values:
@@ -183,7 +184,7 @@ def _sweep_faiss(name, index, set_param, values, queries, truth, k, modes, bar) 
     return points
 
 
-def _set_ef(index, ef):
+def set_ef(index, ef):
     index.hnsw.efSearch = ef
 
 
@@ -204,7 +205,7 @@ def _train_sample(x: np.ndarray, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- baselines
-def _build_faiss(kind: str, xn: np.ndarray, lists: int, pq_m: int) -> faiss.Index:
+def build_faiss(kind: str, xn: np.ndarray, lists: int, pq_m: int) -> faiss.Index:
     """A trained, filled full-D faiss index of `kind` over the unit rows `xn`.
 
     IVF k-means runs 10 iterations on 40 points per cell, OPQ 10 iterations on 20k points,
@@ -257,13 +258,13 @@ def faiss_baselines(xn, queries, truth, k, modes, args, bar) -> tuple[list, dict
         bar.set_description(f"build {kind}")
         t0 = time.perf_counter()
         with thread_count(1 if kind in ("ivf", "ivfpq") else args.threads):
-            index = _build_faiss(kind, xn, lists, args.pq_m)
+            index = build_faiss(kind, xn, lists, args.pq_m)
         build_s = time.perf_counter() - t0
         builds[name] = {"build_seconds": build_s, "bytes": index_bytes(index)}
         log.info("%s: built in %.1f s, %.0f MiB", name, build_s, builds[name]["bytes"] / 2**20)
         bar.set_description(f"sweep {kind}")
-        setter = _set_ef if kind.startswith("hnsw") else _set_nprobe
-        found = _sweep_faiss(name, index, setter, sweep, queries, truth, k, modes, bar)
+        setter = set_ef if kind.startswith("hnsw") else _set_nprobe
+        found = sweep_faiss(name, index, setter, sweep, queries, truth, k, modes, bar)
         for p in found:
             p.update(builds[name])
         points += found
@@ -764,9 +765,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--database", help="real embeddings: .npy [N, D] or `mrl embed` folder")
     p.add_argument("--num-classes", type=int, default=1000, help="generated classes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--queries", type=int, default=1000, help="timed queries")
+    p.add_argument("--queries", type=int, default=QUERIES, help="timed queries")
     p.add_argument("--single-queries", type=int, default=500, help="timed one per call")
-    p.add_argument("--tune-queries", type=int, default=500, help="held-out tuning queries")
+    p.add_argument("--tune-queries", type=int, default=TUNE_QUERIES, help="held-out tuning queries")
     p.add_argument("--k", type=int, default=10)
     p.add_argument(
         "--repeats", type=int, default=3, help="timed passes per point, fastest kept (every method)"
@@ -824,20 +825,7 @@ def parser() -> argparse.ArgumentParser:
 def _sets(args):
     """Yield (name, database, timed queries, tuning queries) per data set."""
     if args.database:
-        path = Path(args.database)
-        x = np.asarray(load_npy(path / "embeddings.npy" if path.is_dir() else path, mmap=True))
-        # Exact duplicates (identical texts: 12,225 of the 63,664 Debian descriptions) make
-        # recall@10 against exact search ill-defined (tied ids), capping every method near
-        # 0.96; keep the first copy of each row.
-        _, first = np.unique(x, axis=0, return_index=True)
-        if len(first) < len(x):
-            log.info("real %s: %d exact duplicate rows dropped", path.name, len(x) - len(first))
-            x = x[np.sort(first)]
-        nq = args.queries + args.tune_queries
-        rng = np.random.default_rng(args.seed)
-        held = rng.permutation(len(x))[:nq]
-        rest = np.setdiff1d(np.arange(len(x)), held)
-        yield f"real {path.name}", x[rest], x[held[: args.queries]], x[held[args.queries :]]
+        yield real_set(args.database, args.queries, args.tune_queries, args.seed)
         return
     for spec in args.data or ["200000x1024"]:
         rows, dim = _parse_size(spec)
@@ -845,6 +833,24 @@ def _sets(args):
         x, _ = generated_nested_embeddings(rows, gen)
         q, _ = generated_nested_embeddings(args.queries + args.tune_queries, gen, "queries")
         yield f"generated {rows}x{dim}", x, q[: args.queries], q[args.queries :]
+
+
+def real_set(database: str, queries: int, tune_queries: int, seed: int):
+    """(name, database rows, timed queries, tuning queries) of a real `.npy` / `mrl embed`
+    folder: distinct rows, the queries held out of the database at random (`seed`)."""
+    path = Path(database)
+    x = np.asarray(load_npy(path / "embeddings.npy" if path.is_dir() else path, mmap=True))
+    # Exact duplicates (identical texts: 12,225 of the 63,664 Debian descriptions) make
+    # recall@10 against exact search ill-defined (tied ids), capping every method near
+    # 0.96; keep the first copy of each row.
+    _, first = np.unique(x, axis=0, return_index=True)
+    if len(first) < len(x):
+        log.info("real %s: %d exact duplicate rows dropped", path.name, len(x) - len(first))
+        x = x[np.sort(first)]
+    rng = np.random.default_rng(seed)
+    held = rng.permutation(len(x))[: queries + tune_queries]
+    rest = np.setdiff1d(np.arange(len(x)), held)
+    return f"real {path.name}", x[rest], x[held[:queries]], x[held[queries:]]
 
 
 def main(argv: list[str] | None = None) -> int:
