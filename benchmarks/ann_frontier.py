@@ -282,18 +282,25 @@ class Candidate(NamedTuple):
     fused: bool  # whether `use_fused_rerank` is on
     hnsw_m: int | None = None  # HNSW graph degree; None: the library's default (32)
     ef_construction: int | None = None  # HNSW build beam; None: the library's default (40)
+    graph_dim: int | None = None  # the prefix the HNSW graph is built over; None: D_s
 
 
 SPEC_FORM = (
-    "ANN@D_s[/LISTS][/mM][/efcE][+fused] (hnsw_sq8@192+fused, ivf_sq8@128/2048, "
-    "hnsw_sq8@384/m16/efc100)"
+    "ANN@D_s[/LISTS][/mM][/efcE][/gW][+fused] (hnsw_sq8@192+fused, ivf_sq8@128/2048, "
+    "hnsw_sq8@384/m16/efc100/g128)"
 )
-_SPEC_OPTIONS = {"": "ivf_lists", "m": "hnsw_m", "efc": "ef_construction"}  # prefix -> param
+_SPEC_OPTIONS = {  # prefix -> param
+    "": "ivf_lists",
+    "m": "hnsw_m",
+    "efc": "ef_construction",
+    "g": "graph_dim",
+}
 
 
 def parse_candidate(spec: str) -> Candidate:
     """`SPEC_FORM` (`ivf_sq8@128/2048+fused`, `hnsw_sq8@384/m16/efc100`) as a `Candidate`:
-    /LISTS sets an IVF kind's cells, /m and /efc an HNSW kind's degree and build beam."""
+    /LISTS sets an IVF kind's cells, /m and /efc an HNSW kind's degree and build beam, /g
+    the prefix its graph is built over (`MatryoshkaIndex.graph_dim`)."""
     body, plus, suffix = spec.partition("+")
     head, *options = body.split("/")
     kind, at, dim = head.partition("@")
@@ -320,6 +327,7 @@ def parse_candidate(spec: str) -> Candidate:
         bool(plus),
         params.get("hnsw_m"),
         params.get("ef_construction"),
+        params.get("graph_dim"),
     )
 
 
@@ -340,7 +348,11 @@ def candidate_indexes(xn, args, bar) -> list[tuple[MatryoshkaIndex, list[int], d
             params.update(ivf_lists=lists)
             efforts = [e for e in IVF_EFFORTS if e <= lists]
         else:
-            graph = {"hnsw_m": c.hnsw_m, "ef_construction": c.ef_construction}
+            graph = {
+                "hnsw_m": c.hnsw_m,
+                "ef_construction": c.ef_construction,
+                "graph_dim": c.graph_dim,
+            }
             params.update({key: v for key, v in graph.items() if v is not None})
             efforts = list(HNSW_EFFORTS)
         bar.set_description(f"build ours {spec}")
@@ -353,6 +365,7 @@ def candidate_indexes(xn, args, bar) -> list[tuple[MatryoshkaIndex, list[int], d
         else:  # the graph as built (faiss's own count of links per node at level 0: 2 M)
             build["hnsw_m"] = index.ann_.hnsw.nb_neighbors(0) // 2
             build["ef_construction"] = index.ann_.hnsw.efConstruction
+            build["graph_dim"] = index.graph_dim or index.shortlist_dim
         log.info("ours %s: built in %.1f s", spec, build["build_seconds"])
         out.append((index, efforts, {"name": f"ours {spec}", **build}))
         bar.update()

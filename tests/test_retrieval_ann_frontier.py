@@ -27,7 +27,7 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     argv = (
         "--data 2000x32 --num-classes 20 --queries 30 --single-queries 10 --tune-queries 30 "
         "--threads 1 --pq-m 4 --max-shortlist 50 "
-        "--ours ivf@8/32 ivf_sq8@8 hnsw@8+fused hnsw@8/m8/efc20 "
+        "--ours ivf@8/32 ivf_sq8@8 hnsw@8+fused hnsw@8/m8/efc20/g4 "
         "--lean ivf_sq8@8 --baselines hnsw ivf ivfpq "
         f"--workdir {tmp_path} --out {out}"
     )
@@ -40,9 +40,11 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     lists = {c["name"]: c.get("ivf_lists") for c in res["ours"]["candidates"]}
     assert lists["ours ivf@8/32"] == 32 and lists["ours ivf_sq8@8"] == bench.default_ivf_lists(2000)
     graphs = {
-        c["name"]: (c.get("hnsw_m"), c.get("ef_construction")) for c in res["ours"]["candidates"]
+        c["name"]: (c.get("hnsw_m"), c.get("ef_construction"), c.get("graph_dim"))
+        for c in res["ours"]["candidates"]
     }
-    assert graphs["ours hnsw@8/m8/efc20"] == (8, 20) and graphs["ours hnsw@8+fused"] == (32, 40)
+    assert graphs["ours hnsw@8/m8/efc20/g4"] == (8, 20, 4)
+    assert graphs["ours hnsw@8+fused"] == (32, 40, 8)
     methods = {p["method"] for p in res["points"]}
     assert "MatryoshkaIndex (tuned)" in methods and bench.HNSW in methods
     for key, pts in res["frontiers"].items():
@@ -77,6 +79,8 @@ def test_candidate_specs_parse_kind_prefix_lists_and_fusion(bench):
     assert bench.parse_candidate("hnsw@32") == bench.Candidate("hnsw", 32, None, False)
     graph = bench.parse_candidate("hnsw_sq8@384/m16/efc100+fused")
     assert graph == bench.Candidate("hnsw_sq8", 384, None, True, 16, 100)
+    narrow = bench.parse_candidate("hnsw_sq8@384/g128")
+    assert narrow == bench.Candidate("hnsw_sq8", 384, None, False, graph_dim=128)
 
 
 @pytest.mark.parametrize(
@@ -88,6 +92,8 @@ def test_candidate_specs_parse_kind_prefix_lists_and_fusion(bench):
         ("ivf@32/m16", "/m and /efc .the graph. apply to HNSW kinds only"),
         ("hnsw@32/256", "/LISTS .IVF cells. applies to IVF kinds only"),
         ("hnsw@32/m1", "hnsw_m"),
+        ("hnsw@32/g64", "graph_dim must be"),
+        ("ivf@32/g16", "HNSW graph's build prefix"),
     ],
 )
 def test_candidate_specs_refuse_bad_options(bench, spec, message):

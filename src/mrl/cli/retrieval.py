@@ -60,6 +60,12 @@ def _add_index_params(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ivf-lists", type=int, default=None, help="IVF cells (default about 6 sqrt(N))"
     )
+    p.add_argument(
+        "--graph-dim",
+        type=int,
+        default=None,
+        help="HNSW kinds: build the graph over this shorter prefix (default D_s)",
+    )
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -144,6 +150,7 @@ def run_build(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         hnsw_m=args.hnsw_m,
         ef_construction=args.ef_construction,
+        graph_dim=args.graph_dim,
         ef_search=args.ef_search,
         ivf_lists=args.ivf_lists,
         ivf_probe=args.ivf_probe,

@@ -92,6 +92,12 @@ class MatryoshkaIndex:
         dtype: storage dtype of the full vectors, "float32" or "float16" (scores are float32).
         hnsw_m: HNSW graph degree M, 2..256.
         ef_construction: HNSW build beam width, 1..2^20.
+        graph_dim: HNSW kinds only: the prefix whose unit vectors the graph's edges are
+            built over, 1..D_s; the graph is then searched over the D_s-prefixes. None (the
+            default): D_s. Nested prefixes keep the neighbourhoods, so on the real Debian set
+            (D = 384) a graph built over the 128-prefix searched the full width as well as
+            one built there, in 55% of the build time (`benchmarks/graph_build.py`). Rows
+            added later are inserted at D_s; a compaction builds over `graph_dim` again.
         ef_search: HNSW search beam width, 1..2^20; raised to the shortlist size when smaller.
         ivf_lists: IVF cells, 1..2^24 (needs at least that many vectors at build); None
             (the default): `default_ivf_lists(N)` of the rows at the first build (about
@@ -119,6 +125,7 @@ class MatryoshkaIndex:
         dtype: str = "float32",
         hnsw_m: int = 32,
         ef_construction: int = 40,
+        graph_dim: int | None = None,
         ef_search: int = 64,
         ivf_lists: int | None = None,
         ivf_probe: int = 16,
@@ -129,6 +136,7 @@ class MatryoshkaIndex:
         self.dtype = dtype
         self.hnsw_m = hnsw_m
         self.ef_construction = ef_construction
+        self.graph_dim = graph_dim
         self.ef_search = ef_search
         self.ivf_lists = ivf_lists
         self.ivf_probe = ivf_probe
@@ -152,6 +160,13 @@ class MatryoshkaIndex:
         self.shortlist_dim = check_int("shortlist_dim", self.shortlist_dim, 1, dim)
         self.hnsw_m = check_int("hnsw_m", self.hnsw_m, 2, MAX_HNSW_M)
         self.ef_construction = check_effort(self.ef_construction, "ef_construction")
+        if self.graph_dim is not None:  # None: the graph is built over D_s
+            self.graph_dim = check_int("graph_dim", self.graph_dim, 1, self.shortlist_dim)
+            if self.ann not in HNSW_KINDS:
+                raise ConfigError(
+                    f"graph_dim={self.graph_dim} sets an HNSW graph's build prefix, but ann is "
+                    f"{self.ann!r}; leave graph_dim None or choose one of {list(HNSW_KINDS)}"
+                )
         self.ef_search = check_effort(self.ef_search, "ef_search")
         if self.ivf_lists is not None:  # None: chosen from the rows at the first build
             self.ivf_lists = check_int("ivf_lists", self.ivf_lists, 1, MAX_IVF_LISTS)
@@ -194,8 +209,8 @@ class MatryoshkaIndex:
         self._build_ann()
         return self
 
-    def _new_ann(self) -> faiss.Index:
-        d = self.shortlist_dim
+    def _new_ann(self, d: int) -> faiss.Index:
+        """An empty faiss structure of this index's kind over `d`-dim unit vectors."""
         if self.ann in HNSW_KINDS:
             if self.ann == "hnsw":
                 ann = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -220,20 +235,47 @@ class MatryoshkaIndex:
 
     def _build_ann(self) -> None:
         store = self.store_
-        ann = self._new_ann()
-        if not ann.is_trained:  # IVF cells, or the scalar quantiser's ranges
-            cap = IVF_TRAIN_PER_LIST * self.ivf_lists if self.ann in IVF_KINDS else 1 << 16
-            if self.ann in IVF_KINDS:
-                ann.cp.niter = IVF_TRAIN_ITERATIONS
-            sample = np.linspace(0, store.n_rows - 1, min(store.n_rows, cap))
-            ann.train(store.prefix(sample.astype(np.int64), self.shortlist_dim))
-        for _, block in store.blocks(self.shortlist_dim, 1 << 16):
-            ann.add(block)
+        ann = self._trained_ann(self.shortlist_dim)
+        self._fill_ann(ann)
         self.ann_ = ann
         self._one_query.clear()  # set up over the old structures: let them go
         store.cache_norms(self.norm_dims)
         if self.fused_ is not None:  # a rebuild: the copy follows the new rows and structure
             self.use_fused_rerank()
+
+    def _trained_ann(self, d: int) -> faiss.Index:
+        """`_new_ann(d)` trained on a sample of the stored rows' unit `d`-prefixes (IVF cells,
+        or the scalar quantiser's ranges; nothing for the other kinds)."""
+        store = self.store_
+        ann = self._new_ann(d)
+        if not ann.is_trained:
+            cap = IVF_TRAIN_PER_LIST * self.ivf_lists if self.ann in IVF_KINDS else 1 << 16
+            if self.ann in IVF_KINDS:
+                ann.cp.niter = IVF_TRAIN_ITERATIONS
+            sample = np.linspace(0, store.n_rows - 1, min(store.n_rows, cap))
+            ann.train(store.prefix(sample.astype(np.int64), d))
+        return ann
+
+    def _fill_ann(self, ann: faiss.Index) -> None:
+        """Add every stored row's unit D_s-prefix to the trained, empty `ann`.
+
+        With a `graph_dim` below D_s the HNSW edges come from a graph built over the unit
+        `graph_dim`-prefixes (a cheaper distance per step of the build); `ann` takes that
+        graph whole and its own D_s codes or floats, so it is searched at D_s as usual.
+        """
+        store, d = self.store_, self.shortlist_dim
+        width = d if self.graph_dim is None else self.graph_dim
+        if width == d:
+            for _, block in store.blocks(d, 1 << 16):
+                ann.add(block)
+            return
+        graph = self._trained_ann(width)
+        for _, block in store.blocks(width, 1 << 16):
+            graph.add(block)
+        for _, block in store.blocks(d, 1 << 16):
+            ann.storage.add(block)  # the codes alone; the edges are the narrow graph's
+        ann.hnsw = graph.hnsw  # SWIG copies the C++ graph: levels, neighbours, entry point
+        ann.ntotal = graph.ntotal
 
     @property
     def norm_dims(self) -> list[int]:
@@ -281,8 +323,7 @@ class MatryoshkaIndex:
         self._check_built()
         self.store_.compact()
         self.ann_.reset()  # keeps a trained IVF quantizer, so any size can be re-added
-        for _, block in self.store_.blocks(self.shortlist_dim, 1 << 16):
-            self.ann_.add(block)
+        self._fill_ann(self.ann_)
         if self.fused_ is not None:
             self.use_fused_rerank()
 

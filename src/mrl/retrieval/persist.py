@@ -58,6 +58,8 @@ PARAM_KEYS = (
     "ivf_probe",
     "compact_at",
 )
+# Saved only when set (an index without them reads as before, in older versions too).
+OPTIONAL_PARAM_KEYS = ("graph_dim",)
 # The faiss class each `ann` kind is saved as.
 ANN_CLASSES = {
     "hnsw": "IndexHNSWFlat",
@@ -80,7 +82,8 @@ def manifest_of(index: MatryoshkaIndex, norm_dims: list[int]) -> dict:
         "count": index.count,
         "rows": index.store_.n_rows,
         "metric": METRIC,
-        "index_params": {key: getattr(index, key) for key in PARAM_KEYS},
+        "index_params": {key: getattr(index, key) for key in PARAM_KEYS}
+        | {key: getattr(index, key) for key in OPTIONAL_PARAM_KEYS if getattr(index, key)},
     }
 
 
@@ -143,7 +146,7 @@ def _read_manifest(version: Path) -> dict:
         if not isinstance(manifest[key], dict):
             raise FormatError(f"{path}: {key!r} must be a mapping, got {manifest[key]!r}")
     require_keys(manifest["index_params"], PARAM_KEYS, f"{path} (index_params)")
-    unknown = sorted(set(manifest["index_params"]) - set(PARAM_KEYS))
+    unknown = sorted(set(manifest["index_params"]) - set(PARAM_KEYS) - set(OPTIONAL_PARAM_KEYS))
     if unknown:
         raise FormatError(f"{path}: unknown index_params key(s) {unknown}; it was edited")
     require_keys(manifest["files"], FILES_OF_VERSION[readable], f"{path} (files)")
