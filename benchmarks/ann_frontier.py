@@ -240,10 +240,11 @@ def build_faiss(kind: str, xn: np.ndarray, lists: int, pq_m: int) -> faiss.Index
     return index
 
 
-def faiss_baselines(xn, queries, truth, k, modes, args, bar) -> tuple[list, dict]:
-    """Full-D faiss indexes: build time, bytes, and the swept points of each."""
+def faiss_baselines(xn, queries, truth, k, modes, args, bar) -> tuple[list, dict, object]:
+    """Full-D faiss indexes: build time, bytes, the swept points of each, and the full-D
+    `IndexHNSWFlat` itself when `--head-to-head` times it again (else None)."""
     n, d = xn.shape
-    points, builds = [], {}
+    points, builds, kept = [], {}, None
     lists = _ivf_lists(n)
     specs = [
         ("faiss HNSWFlat M=32 (full D)", "hnsw", EF_SWEEP),
@@ -268,8 +269,10 @@ def faiss_baselines(xn, queries, truth, k, modes, args, bar) -> tuple[list, dict
         for p in found:
             p.update(builds[name])
         points += found
+        if name == HNSW and args.head_to_head:
+            kept = index
         del index
-    return points, builds
+    return points, builds, kept
 
 
 # ---------------------------------------------------------------------------------- ours
@@ -426,14 +429,18 @@ def _tune(candidates, tune_q, k, args, mode: str, threads: int, bar) -> list:
     return tuners
 
 
-def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tuple[list, dict]:
-    """Build the candidates, tune them on `tune_q` per mode, time each mode's Pareto sets."""
+def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path):
+    """Build the candidates, tune them on `tune_q` per mode, time each mode's Pareto sets.
+
+    Returns the points, the run's record, and per (mode, target) the fastest point reaching
+    the target with what timed it, (point, (index, plan, effort)), for `head_to_head`.
+    """
     candidates = candidate_indexes(xn, args, bar)
     bar.set_description("tune ours")
     t0 = time.perf_counter()
     tuned = {mode: _tune(candidates, tune_q, k, args, mode, modes[mode][0], bar) for mode in modes}
     tune_s = time.perf_counter() - t0
-    points, chosen = [], {}
+    points, handles, chosen = [], [], {}
     bar.set_description("sweep ours")
     for mode, tuners in tuned.items():
         for (index, _, info), tuner in zip(candidates, tuners, strict=True):
@@ -442,6 +449,7 @@ def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tupl
                 points.append(
                     _ours_point(index, info, plan, effort, queries, truth, k, mode, modes)
                 )
+                handles.append((index, plan, effort))
     bar.update()
     fronts = [(c, t) for c, t in zip(candidates, tuned["batch"], strict=True) if t is not None]
     # The tuner's choice per target across candidates: does it hold on the timed queries?
@@ -456,12 +464,58 @@ def ours(xn, tune_q, queries, truth, k, modes, args, bar, workdir: Path) -> tupl
             for mode in modes:
                 p = _ours_point(index, info, plan, effort, queries, truth, k, mode, modes)
                 points.append(p)  # timed on the same queries: a frontier point like any other
+                handles.append((index, plan, effort))
                 record[mode] = {"recall": p["recall"], "qps": p["qps"], "profile": p["profile"]}
             record["holds"] = record["batch"]["recall"] >= target - 0.005
             record.update(lean_memory(index, plan, effort, queries, truth, k, modes, workdir))
             chosen[f"{label} {target}"] = record
     info = {"tune_seconds": tune_s, "candidates": [c[2] for c in candidates], "chosen": chosen}
-    return points, info
+    leaders = {}
+    for mode in modes:
+        timed = [(p, h) for p, h in zip(points, handles, strict=True) if p["mode"] == mode]
+        for target in TARGETS:
+            best = best_qps_at([p for p, _ in timed], target)
+            if best is not None:
+                leaders[mode, target] = next((p, h) for p, h in timed if p is best)
+    return points, info, leaders
+
+
+def head_to_head(leaders, hnsw, hnsw_points, queries, truth, k, modes, rounds) -> dict:
+    """The queries/s bars timed again in alternating passes: per (mode, target), ours'
+    fastest point and full-D HNSW's (at its cheapest efSearch reaching the target), one pass
+    each in turn for `rounds` rounds, the fastest pass of each kept.
+
+    The sweeps time every method once, minutes apart; on a shared host the speed drifts
+    over minutes (one-query ratios between runs of this benchmark moved by +-25%), so a bar
+    read off two sweeps compares two moments. Alternating passes put both sides in the same
+    moments. Returns {"mode@target": {ours_qps, hnsw_qps, speedup, rounds, recalls}}.
+    """
+    out = {}
+    for (mode, target), (point, (index, plan, effort)) in leaders.items():
+        theirs = best_qps_at([p for p in hnsw_points if p["mode"] == mode], target)
+        if theirs is None:
+            continue
+        threads, n, _ = modes[mode]
+        single = mode == "single"
+        set_ef(hnsw, theirs["param"])
+        ours_s = hnsw_s = np.inf
+        with thread_count(threads):
+            for _ in range(rounds):
+                res, took = time_search(index, queries[:n], k, plan, 1, effort, single)
+                ours_s = min(ours_s, took)
+                ids, took = _time_faiss(hnsw, queries[:n], k, single, 1)
+                hnsw_s = min(hnsw_s, took)
+        out[f"{mode}@{target}"] = {
+            "rounds": rounds,
+            "ours_point": f"{point['index']} {point['param']}",
+            "ours_qps": n / ours_s,
+            "hnsw_ef": theirs["param"],
+            "hnsw_qps": n / hnsw_s,
+            "speedup": hnsw_s / ours_s,
+            "ours_recall": neighbor_recall(res.ids, truth[:n]),
+            "hnsw_recall": neighbor_recall(ids, truth[:n]),
+        }
+    return out
 
 
 def _spread_pareto(tuner, most: int) -> list[int]:
@@ -565,8 +619,14 @@ def run_set(name, x, queries, tune_q, args, workdir) -> dict:
     )
     started = time.perf_counter()
     with tqdm(total=steps, desc=name, unit="step") as bar:
-        mine, info = ours(xn, tqn, qn, truth, k, modes, args, bar, workdir)
-        base, builds = faiss_baselines(xn, qn, truth, k, modes, args, bar)
+        mine, info, leaders = ours(xn, tqn, qn, truth, k, modes, args, bar, workdir)
+        base, builds, hnsw = faiss_baselines(xn, qn, truth, k, modes, args, bar)
+        bar.set_description("head to head")
+        hnsw_points = [p for p in base if p["method"] == HNSW]
+        rematch = head_to_head(
+            leaders, hnsw, hnsw_points, qn, truth, k, modes, args.head_to_head
+        ) if hnsw is not None else {}  # fmt: skip
+        del leaders, hnsw
     if args.pgvector:  # one query per call: the single mode's queries, tuning ones to warm up
         _, single, repeats = modes["single"]
         found, pg_builds = pgvector_points(
@@ -594,7 +654,7 @@ def run_set(name, x, queries, tune_q, args, workdir) -> dict:
         "frontiers": fronts,
         "faiss_builds": builds,
         "ours": info,
-        "bars": bars(fronts, builds, info),
+        "bars": bars(fronts, builds, info, rematch),
     }
 
 
@@ -602,8 +662,9 @@ HNSW = "faiss HNSWFlat M=32 (full D)"
 PG_HNSW = full_hnsw_name()
 
 
-def bars(fronts: dict, builds: dict, info: dict) -> dict:
-    """Queries/s ratios at the issue's recall bars, build ratio, memory ratio."""
+def bars(fronts: dict, builds: dict, info: dict, rematch: dict | None = None) -> dict:
+    """Queries/s ratios at the issue's recall bars (with `head_to_head`'s alternating-pass
+    timing of each, when run), build ratio, memory ratio."""
     out = {}
     tuned = "MatryoshkaIndex (tuned)"
     versus = [(f"{mode}@", tuned, HNSW, mode) for mode in ("batch", "single")]
@@ -622,6 +683,8 @@ def bars(fronts: dict, builds: dict, info: dict) -> dict:
                 "hnsw_ef": b and b["param"],
                 "speedup": a["qps"] / b["qps"] if a and b else None,
             }
+            if label == f"{mode}@" and f"{mode}@{r}" in (rematch or {}):
+                out[f"{label}{r}"]["head_to_head"] = rematch[f"{mode}@{r}"]
     if HNSW in builds and f"chosen {TARGETS[0]}" in info["chosen"]:
         first = info["chosen"][f"chosen {TARGETS[0]}"]
         cand = next(c for c in info["candidates"] if c["name"] == first["index"])
@@ -700,15 +763,23 @@ def format_report(all_res: list[dict], header: str) -> str:
             lines.append(f"| {method} | {build:.1f} | {mib:.0f} | {mode} | {cells} |")
         lines += [
             "",
-            "| bar | ours q/s (point) | full-D HNSW q/s (efSearch) | ratio |",
-            "|---|---|---|---|",
+            "| bar | ours q/s (point) | full-D HNSW q/s (efSearch) | ratio | head to head: "
+            "ours / HNSW q/s, ratio (alternating passes) |",
+            "|---|---|---|---|---|",
         ]
         for key, b in res["bars"].items():
             if "@" in key:  # the queries/s bars (the rest are build and memory figures)
+                h = b.get("head_to_head")
+                again = (
+                    f"{h['ours_qps']:.0f} / {h['hnsw_qps']:.0f}, **{h['speedup']:.2f}x** "
+                    f"(best of {h['rounds']})"
+                    if h
+                    else "-"
+                )
                 lines.append(
                     f"| {key} | {_f(b['ours_qps'], '.0f')} ({b['ours_point'] or '-'}) | "
                     f"{_f(b['hnsw_qps'], '.0f')} ({b['hnsw_ef'] or '-'}) | "
-                    f"{_f(b['speedup'], '.2f')}x |"
+                    f"{_f(b['speedup'], '.2f')}x | {again} |"
                 )
         b = res["bars"]
         lines += [
@@ -786,6 +857,13 @@ def parser() -> argparse.ArgumentParser:
         "--repeats", type=int, default=3, help="timed passes per point, fastest kept (every method)"
     )
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="batch-mode threads")
+    p.add_argument(
+        "--head-to-head",
+        type=int,
+        default=5,
+        help="rounds of alternating passes timing each queries/s bar again, ours against "
+        "full-D HNSW (keeps the HNSW index to the end; 0: off, for sets where it must go)",
+    )
     p.add_argument(
         "--confidence", type=float, default=0.95, help="tuner's confidence bound (0: none)"
     )
@@ -873,6 +951,7 @@ def main(argv: list[str] | None = None) -> int:
         faulthandler.register(signal.SIGUSR1)
     for spec in args.ours:
         parse_candidate(spec)
+    check_int("--head-to-head", args.head_to_head, 0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workdir = Path(args.workdir or tempfile.gettempdir())

@@ -28,7 +28,7 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
         "--data 2000x32 --num-classes 20 --queries 30 --single-queries 10 --tune-queries 30 "
         "--threads 1 --pq-m 4 --max-shortlist 50 "
         "--ours ivf@8/32 ivf_sq8@8 hnsw@8+fused hnsw@8/m8/efc20/g4 "
-        "--lean ivf_sq8@8 --baselines hnsw ivf ivfpq "
+        "--lean ivf_sq8@8 --baselines hnsw ivf ivfpq --head-to-head 2 "
         f"--workdir {tmp_path} --out {out}"
     )
     assert bench.main(argv.split()) == 0
@@ -68,6 +68,16 @@ def test_tiny_run_writes_frontiers_and_restores_threads(bench, tmp_path):
     )
     assert (out / "frontier_generated_2000x32.png").stat().st_size > 10_000
     assert "| batch@0.95 |" in (out / "frontier.md").read_text()
+    for key in ("batch@0.95", "single@0.95"):  # each bar timed again, alternating passes
+        bar, again = res["bars"][key], res["bars"][key]["head_to_head"]
+        assert again["rounds"] == 2 and again["ours_point"] == bar["ours_point"]
+        assert again["hnsw_ef"] == bar["hnsw_ef"]
+        mine = [p for p in res["points"] if f"{p.get('index')} {p['param']}" == bar["ours_point"]]
+        theirs = [p for p in res["points"] if p["method"] == bench.HNSW]
+        assert again["ours_recall"] in {p["recall"] for p in mine}  # the same searches
+        assert again["hnsw_recall"] in {p["recall"] for p in theirs if p["param"] == bar["hnsw_ef"]}
+        assert again["speedup"] == pytest.approx(again["ours_qps"] / again["hnsw_qps"])
+    assert "(best of 2)" in (out / "frontier.md").read_text()
     assert not list(tmp_path.glob("lean-*"))  # the lean-memory copy is removed
     assert (faiss.omp_get_max_threads(), torch.get_num_threads()) == threads
 
