@@ -167,6 +167,8 @@ def plot(res: dict, path: Path) -> None:
     ax.axhline(base["build_s"], color="k", label="faiss HNSWFlat M=32 (full D)")
     ax.axhline(base["build_s"] / 5, color="k", ls="--", label="5x faster (issue 11's bar)")
     ax.set_xscale("log", base=2)
+    widths = sorted({r["width"] for r in res["rows"]})
+    ax.set_xticks(widths, [str(w) for w in widths])
     ax.set_xlabel("width the graph is built at (dims of the prefix)")
     ax.set_ylabel("build seconds")
     ax.set_ylim(bottom=0)
