@@ -92,18 +92,19 @@ class MatryoshkaIndex:
         dtype: storage dtype of the full vectors, "float32" or "float16" (scores are float32).
         hnsw_m: HNSW graph degree M, 2..256.
         ef_construction: HNSW build beam width, 1..2^20.
-        graph_dim: HNSW kinds only: the prefix whose unit vectors the graph's edges are
-            built over, 1..D_s; the graph is then searched over the D_s-prefixes. None (the
-            default): D_s. Nested prefixes keep the neighbourhoods, so on the real Debian set
-            (D = 384) a graph built over the 128-prefix searched the full width as well as
-            one built there, in 55% of the build time (`benchmarks/graph_build.py`). Rows
-            added later are inserted at D_s; a compaction builds over `graph_dim` again.
         ef_search: HNSW search beam width, 1..2^20; raised to the shortlist size when smaller.
         ivf_lists: IVF cells, 1..2^24 (needs at least that many vectors at build); None
             (the default): `default_ivf_lists(N)` of the rows at the first build (about
             6 sqrt(N)), saved as that number and kept by later adds and rebuilds.
         ivf_probe: IVF cells probed per query, 1..2^20 (at most `ivf_lists` are probed).
         compact_at: compact when more than this fraction of rows are removed, in (0, 1].
+        graph_dim: HNSW kinds only: the prefix whose unit vectors the graph's edges are
+            built over, 1..D_s; the graph is then searched over the D_s-prefixes. None (the
+            default): D_s. Nested prefixes keep the neighbourhoods, so on the real Debian set
+            (D = 384) a graph built over the 128-prefix searched the full width nearly as
+            well as one built there, in two thirds of the build time
+            (`benchmarks/graph_build.py`). Rows added later are inserted at D_s; a
+            compaction builds over `graph_dim` again.
 
     References:
         Kusupati et al., "Matryoshka Representation Learning", NeurIPS 2022, arXiv 2205.13147,
@@ -125,11 +126,11 @@ class MatryoshkaIndex:
         dtype: str = "float32",
         hnsw_m: int = 32,
         ef_construction: int = 40,
-        graph_dim: int | None = None,
         ef_search: int = 64,
         ivf_lists: int | None = None,
         ivf_probe: int = 16,
         compact_at: float = 0.5,
+        graph_dim: int | None = None,
     ):
         self.shortlist_dim = shortlist_dim
         self.ann = ann
