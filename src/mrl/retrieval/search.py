@@ -177,8 +177,7 @@ class PreparedOneQuery:
         # and the rerank step's, as `_stats` counts them
         self.coarse = index.ivf_lists if index.ann in IVF_KINDS else 0
         self.fixed_flops = None if self.counters is not None else float(store.count * self.dim)
-        self.rerank_flops = sum(d * min(c, store.count) for d, c in plan.steps)
-        self.rerank_bytes = self.rerank_flops * store.vectors.dtype.itemsize
+        self.rerank_flops, self.rerank_bytes = _rerank_cost(store, plan)
 
     @staticmethod
     def applies(index: MatryoshkaIndex, plan: Plan, k: int) -> bool:
@@ -310,11 +309,16 @@ def _unit_prefix_of(q: np.ndarray, squares: np.ndarray, dim: int) -> np.ndarray:
     return q[:, :dim] / (norm if norm > 1e-12 else np.float32(1e-12))
 
 
-def _stats(store: VectorStore, plan: Plan, flops: float, shortlist_s: float, rerank_s: float):
-    itemsize = store.vectors.dtype.itemsize
+def _rerank_cost(store: VectorStore, plan: Plan) -> tuple[int, int]:
+    """(multiply-adds, vector bytes read) per query of `plan`'s rerank steps."""
     # a step reranks at most the live rows, however many candidates the plan allows
-    rerank_flops = sum(d * min(c, store.count) for d, c in plan.steps)
-    rerank_bytes = rerank_flops * itemsize
+    flops = sum(d * min(c, store.count) for d, c in plan.steps)
+    return flops, flops * store.vectors.dtype.itemsize
+
+
+def _stats(store: VectorStore, plan: Plan, flops: float, shortlist_s: float, rerank_s: float):
+    rerank_flops, rerank_bytes = _rerank_cost(store, plan)
+    itemsize = store.vectors.dtype.itemsize
     shortlist_bytes = flops * (itemsize if plan.exact else 4)  # faiss stores float32
     return SearchStats(
         flops_per_query=flops + rerank_flops,
