@@ -6,6 +6,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from mrl.data.generated import GeneratedNestedSpec, generated_nested_embeddings
 from mrl.errors import ConfigError
+from mrl.retrieval import search
 from mrl.retrieval.index import MatryoshkaIndex
 from mrl.retrieval.plans import Funnel, Rerank, SingleShot
 from mrl.retrieval.search import fused_applies
@@ -76,23 +77,37 @@ def test_a_repeated_fused_one_query_search_is_set_up_once_and_follows_the_index(
     assert index.search(q[0], K, plan, 32).ids[0] == 10**6  # and prepared again
 
 
-def test_tied_scores_come_back_in_id_order_as_staged(data):
-    x, q = data
-    dup = np.concatenate([x[:500], x[:500]])  # every row twice: every score tied
-    plan = Rerank(16, D, 40)
-    _, staged, fused, singles = staged_and_fused(dup, x[:20], plan, shortlist_dim=16)
-    assert_array_equal(fused.ids, staged.ids)  # the tied queries went the staged way
-    assert_array_equal(fused.scores, staged.scores)
+@pytest.mark.parametrize("k", [10, 9])
+def test_tied_scores_come_back_in_id_order_as_staged(data, monkeypatch, k):
+    """Every row twice, so every score ties: at k = 10 the pairs lie inside the k best, at
+    k = 9 the ninth and tenth tie across the cut. Fused, batched or one query per call and
+    prepared, the ids are the staged path's (the smaller id of a pair first), with no
+    staged search run for them."""
+    x, _ = data
+    dup = np.concatenate([x[:500], x[:500]])
+    q, plan = x[:20], Rerank(16, D, 40)
+    index = MatryoshkaIndex(shortlist_dim=16).build(dup)
+    staged = index.search(q, k, plan, 32)
+    index.use_fused_rerank()
+    first = [index.search(v, k, plan, 32) for v in q]  # sets the one-query search up
+    monkeypatch.setattr(search, "_search_one_steps", None)  # a staged search would fail
+    monkeypatch.setattr(search, "search_steps", None)
+    fused = index.search(q, k, plan, 32)
+    assert_array_equal(fused.ids, staged.ids)
+    assert_allclose(fused.scores, staged.scores, atol=2e-6)
     assert_array_equal(fused.ids[:, :2], np.stack([np.arange(20), 500 + np.arange(20)], 1))
-    for i, one in enumerate(singles):
+    for i, v in enumerate(q):
+        one = index.search(v, k, plan, 32)
         assert_array_equal(one.ids, fused.ids[i])
+        assert_array_equal(one.scores, fused.scores[i])
+        assert_array_equal(first[i].scores, fused.scores[i])
 
 
 def test_fewer_rows_found_than_k_goes_the_staged_way(data):
     x, q = data
     # one IVF cell probed out of 64 over 200 rows: some queries reach fewer than k rows
     plan = Rerank(8, D, 12)
-    index, staged, fused, _ = staged_and_fused(
+    index, staged, fused, singles = staged_and_fused(
         x[:200], q, plan, effort=1, shortlist_dim=8, ann="ivf", ivf_lists=64
     )
     short = (staged.ids == -1).any(axis=1)
@@ -100,6 +115,10 @@ def test_fewer_rows_found_than_k_goes_the_staged_way(data):
     assert_array_equal(fused.ids, staged.ids)
     assert_array_equal(fused.scores[short], staged.scores[short])  # searched again, staged
     assert_allclose(fused.scores, staged.scores, atol=2e-6)
+    prepared = index._one_query[(plan, K, 1)]
+    for i in np.flatnonzero(short):  # one query per call: the general way, set-up kept
+        assert_array_equal(index.search(q[i], K, plan, 1).ids, singles[i].ids)
+        assert index._one_query[(plan, K, 1)] is prepared
 
 
 def test_add_remove_and_compact_keep_the_fused_copy_in_step(data):

@@ -451,7 +451,11 @@ class MatryoshkaIndex:
         keys are kept (a service asks a handful)."""
         if not search.PreparedOneQuery.applies(self, plan, k):
             self._one_query.pop(key, None)
-        elif key in self._one_query or len(self._one_query) < 1024:
+            return
+        kept = self._one_query.get(key)
+        if kept is not None and kept.state == search.PreparedOneQuery.state_of(self):
+            return  # still current (this call went the general way for a short result)
+        if kept is not None or len(self._one_query) < 1024:
             self._one_query[key] = search.PreparedOneQuery(self, k, plan, effort)
 
     def _checked_plan(self, plan: Plan | None, k: int) -> Plan:

@@ -152,22 +152,23 @@ class PreparedOneQuery:
     about 10 us around a 35 us HNSW search at D = 384 (issue 11's real set). This keeps what
     does not change; a call checks the query's dtype, shape and finiteness and that the index
     is the one it was made for (`serves`), then runs the arithmetic of `_search_one_steps`
-    (or of `_fused_search`), so the same ids and scores bit for bit. A result that came back
-    short or with tied scores (which the general path orders by id) is left to the general
-    path (`run` returns None). Built only for a plan `applies` accepts, on an index without
-    removed rows.
+    (or of `_fused_search`), so the same ids and scores bit for bit, equal scores in id
+    order included. A result that came back short (which the general path pads) is left
+    to the general path (`run` returns None). Built only for a plan `applies` accepts, on
+    an index without removed rows.
     """
 
     def __init__(self, index: MatryoshkaIndex, k: int, plan: Plan, effort: int | None):
         store = index.store_
         self.k, self.plan = k, plan
-        self.state = self._state_of(index)
+        self.state = self.state_of(index)
         self.fused = fused_applies(index, plan, k)
-        size = plan.shortlist_size(k)
+        self.size = size = plan.shortlist_size(k)
         base, self.counters, _ = _ann_params(index, size, effort)  # no bitmap: no removals
         if self.fused:  # one row past k, to see ties at the k-th (as `_fused_search`)
             self.n = min(k + 1, size)
             self.params = shared_refine_params(base, size, self.n)
+            self.every_candidate = partial(shared_refine_params, base, size, size)
             self.searched = index.fused_.index  # normalises the full query inside faiss
         else:
             self.n, self.params, self.searched = k, base, index.ann_
@@ -195,7 +196,7 @@ class PreparedOneQuery:
         )
 
     @staticmethod
-    def _state_of(index: MatryoshkaIndex) -> tuple:
+    def state_of(index: MatryoshkaIndex) -> tuple:
         """What the set-up depends on: the store (and its generation: every add, remove and
         compact makes a new one), the ANN and fused structures, D_s and the default efforts."""
         store = index.store_
@@ -216,7 +217,7 @@ class PreparedOneQuery:
             and queries.ndim <= 2
             and queries.shape[-1] == self.width
             and queries.size == self.width
-            and self._state_of(index) == self.state
+            and self.state_of(index) == self.state
             and bool(np.isfinite(queries).all())
         )
 
@@ -233,11 +234,18 @@ class PreparedOneQuery:
             flops = float((self.counters.ndis + self.coarse) * self.dim)
         else:
             flops = self.fixed_flops
-        row_scores = scores[0]
-        if rows[0, self.k - 1] < 0 or (row_scores[1:] == row_scores[:-1]).any():
-            return None
         k = self.k
-        ids = index.store_.ids[rows[:, :k]]
+        if rows[0, k - 1] < 0:  # fewer than k rows found: the general path pads
+            return None
+        ids = index.store_.ids
+        if self.fused:
+            ids, scores = _fused_top_k(index, q, k, scores, rows, self.size, self.every_candidate)
+        else:  # as `_search_one_steps` orders a kept shortlist
+            row_scores = scores[0]
+            if (row_scores[1:] == row_scores[:-1]).any():
+                cols = top_of_one_row(row_scores, ids[rows[0]], k)
+                rows, scores = rows[:, cols], scores[:, cols]
+            ids = ids[rows]
         t1 = time.perf_counter()
         stats = SearchStats(
             flops_per_query=flops + self.rerank_flops,
@@ -247,8 +255,8 @@ class PreparedOneQuery:
             rerank_seconds=0.0,
         )
         if queries.ndim == 1:
-            return ids[0], row_scores[:k], stats
-        return ids, scores[:, :k], stats
+            return ids[0], scores[0], stats
+        return ids, scores, stats
 
 
 def _search_one_steps(
@@ -491,31 +499,64 @@ def fused_applies(index: MatryoshkaIndex, plan: Plan, k: int) -> bool:
 def _fused_search(index, q, k, plan, effort, fallback):
     """`plan` for the validated [Q, D] float32 queries `q` in one `FusedRerank` call.
 
-    faiss orders equal scores arbitrarily, so one result past k is asked for: a query whose
-    k + 1 best scores hold a tie (or that found fewer than k rows) is searched again by
-    `fallback`, the stage-by-stage path, which orders ties by id. Without ties the k best
-    are unique and come back in the one order the contract allows. The whole call is timed
-    as the shortlist (faiss does not split it); the flops are the stages' own.
+    faiss orders equal scores arbitrarily, so one result past k is asked for and ties are
+    put in id order by `_fused_top_k`; a query that found fewer than k rows is searched
+    again by `fallback`, the stage-by-stage path, which pads as the contract says. The
+    whole call is timed as the shortlist (faiss does not split it); the flops are the
+    stages' own.
     """
     store = index.store_
     size = plan.shortlist_size(k)
     n = min(k + 1, size)
     t0 = time.perf_counter()
     base, stats, bitmap = _ann_params(index, size, effort)
-    if bitmap is None:
-        params = shared_refine_params(base, size, n)
-    else:
-        params = refine_params(base, size, n)
-    scores, rows = _faiss_search(index.fused_.index, q, n, params)
-    del bitmap, params  # kept alive until the search is done
+    make = shared_refine_params if bitmap is None else refine_params
+    scores, rows = _faiss_search(index.fused_.index, q, n, make(base, size, n))
     flops = _ann_flops(index, stats, len(q))
-    redo = (scores[:, 1:] == scores[:, :-1]).any(axis=1) | (rows[:, k - 1] < 0)
-    ids, scores = store.ids[rows[:, :k]], scores[:, :k]
+    short = rows[:, k - 1] < 0
+    ids, scores = _fused_top_k(index, q, k, scores, rows, size, partial(make, base, size, size))
+    del bitmap  # kept alive until the searches are done
     t1 = time.perf_counter()
     stats = _stats(store, plan, flops, t1 - t0, 0.0)
-    for i in np.flatnonzero(redo):  # rare: ties, or fewer than k rows found
+    for i in np.flatnonzero(short):  # rare: fewer than k rows found
         ids[i], scores[i], _ = fallback(index, q[i : i + 1], k, plan, effort)
     return ids, scores, stats
+
+
+def _fused_top_k(index, q, k, scores, rows, size, every_candidate) -> tuple[np.ndarray, ...]:
+    """[Q, k] ids and scores of a fused search's [Q, n] of a `size`-row shortlist (n = k + 1,
+    or k when size = k), with equal scores in id order.
+
+    Equal scores are common in real collections (the Debian descriptions hold 12,000
+    exact duplicates), so they are ordered here rather than by a second, staged search.
+    A tie inside the k best is ordered among them; one across the k-th (the k-th and the
+    (k+1)-th score equal) may hide more tied rows past k + 1, so those queries are searched
+    again with all `size` shortlisted candidates returned (`every_candidate()`: the
+    parameters for that; still one faiss call) and their best k taken by (score, id), the order the
+    staged rerank of the same candidates gives. Rows of short results are left as found.
+    """
+    ids, top = index.store_.ids[rows[:, :k]], scores[:, :k]
+    tied = (scores[:, 1:] == scores[:, :-1]).any(axis=1) & (rows[:, k - 1] >= 0)
+    if not tied.any():
+        return ids, top
+    ids, top = ids.copy(), top.copy()
+    across = np.zeros_like(tied)  # no row past k: the k are the whole shortlist
+    if scores.shape[1] > k:
+        across = tied & (scores[:, k - 1] == scores[:, k])
+    inside = np.flatnonzero(tied & ~across)
+    if len(inside):
+        cols = top_by_score_then_id(top[inside], ids[inside], k)
+        ids[inside] = np.take_along_axis(ids[inside], cols, axis=1)
+        top[inside] = np.take_along_axis(top[inside], cols, axis=1)
+    across = np.flatnonzero(across)
+    if len(across):
+        s, r = _faiss_search(index.fused_.index, q[across], size, every_candidate())
+        s[r < 0] = -np.inf  # faiss pads what it did not find
+        all_ids = index.store_.ids[r]
+        cols = top_by_score_then_id(s, all_ids, k)
+        ids[across] = np.take_along_axis(all_ids, cols, axis=1)
+        top[across] = np.take_along_axis(s, cols, axis=1)
+    return ids, top
 
 
 def _new_params(family: str | None, value: int, sel=None) -> faiss.SearchParameters:
