@@ -163,12 +163,11 @@ class PreparedOneQuery:
         self.k, self.plan = k, plan
         self.state = self.state_of(index)
         self.fused = fused_applies(index, plan, k)
-        self.size = size = plan.shortlist_size(k)
+        size = plan.shortlist_size(k)
         base, self.counters, _ = _ann_params(index, size, effort)  # no bitmap: no removals
-        if self.fused:  # one row past k, to see ties at the k-th (as `_fused_search`)
-            self.n = min(k + 1, size)
-            self.params = shared_refine_params(base, size, self.n)
-            self.every_candidate = partial(shared_refine_params, base, size, size)
+        if self.fused:  # every candidate, re-scored, to order ties (as `_fused_search`)
+            self.n = size
+            self.params = shared_refine_params(base, size, size)
             self.searched = index.fused_.index  # normalises the full query inside faiss
         else:
             self.n, self.params, self.searched = k, base, index.ann_
@@ -239,7 +238,7 @@ class PreparedOneQuery:
             return None
         ids = index.store_.ids
         if self.fused:
-            ids, scores = _fused_top_k(index, q, k, scores, rows, self.size, self.every_candidate)
+            ids, scores = _fused_top_k(index.store_, k, scores, rows)
         else:  # as `_search_one_steps` orders a kept shortlist
             row_scores = scores[0]
             if (row_scores[1:] == row_scores[:-1]).any():
@@ -499,63 +498,56 @@ def fused_applies(index: MatryoshkaIndex, plan: Plan, k: int) -> bool:
 def _fused_search(index, q, k, plan, effort, fallback):
     """`plan` for the validated [Q, D] float32 queries `q` in one `FusedRerank` call.
 
-    faiss orders equal scores arbitrarily, so one result past k is asked for and ties are
-    put in id order by `_fused_top_k`; a query that found fewer than k rows is searched
+    faiss orders equal scores arbitrarily, so every shortlisted candidate comes back, re-scored
+    (the refine computes each one's distance whatever it returns) and `_fused_top_k` keeps
+    the best k, equal scores in id order; a query that found fewer than k rows is searched
     again by `fallback`, the stage-by-stage path, which pads as the contract says. The
     whole call is timed as the shortlist (faiss does not split it); the flops are the
     stages' own.
     """
     store = index.store_
     size = plan.shortlist_size(k)
-    n = min(k + 1, size)
     t0 = time.perf_counter()
     base, stats, bitmap = _ann_params(index, size, effort)
-    make = shared_refine_params if bitmap is None else refine_params
-    scores, rows = _faiss_search(index.fused_.index, q, n, make(base, size, n))
+    params = (shared_refine_params if bitmap is None else refine_params)(base, size, size)
+    scores, rows = _faiss_search(index.fused_.index, q, size, params)
+    del bitmap, params  # kept alive until the search is done
     flops = _ann_flops(index, stats, len(q))
-    short = rows[:, k - 1] < 0
-    ids, scores = _fused_top_k(index, q, k, scores, rows, size, partial(make, base, size, size))
-    del bitmap  # kept alive until the searches are done
+    ids, scores = _fused_top_k(store, k, scores, rows)
     t1 = time.perf_counter()
     stats = _stats(store, plan, flops, t1 - t0, 0.0)
-    for i in np.flatnonzero(short):  # rare: fewer than k rows found
+    for i in np.flatnonzero(rows[:, k - 1] < 0):  # rare: fewer than k rows found
         ids[i], scores[i], _ = fallback(index, q[i : i + 1], k, plan, effort)
     return ids, scores, stats
 
 
-def _fused_top_k(index, q, k, scores, rows, size, every_candidate) -> tuple[np.ndarray, ...]:
-    """[Q, k] ids and scores of a fused search's [Q, n] of a `size`-row shortlist (n = k + 1,
-    or k when size = k), with equal scores in id order.
+def _fused_top_k(store: VectorStore, k: int, scores, rows) -> tuple[np.ndarray, np.ndarray]:
+    """[Q, k] ids and scores of a fused search's every candidate ([Q, s], best first), equal
+    scores in id order: the order the staged rerank of the same candidates gives.
 
-    Equal scores are common in real collections (the Debian descriptions hold 12,000
-    exact duplicates), so they are ordered here rather than by a second, staged search.
-    A tie inside the k best is ordered among them; one across the k-th (the k-th and the
-    (k+1)-th score equal) may hide more tied rows past k + 1, so those queries are searched
-    again with all `size` shortlisted candidates returned (`every_candidate()`: the
-    parameters for that; still one faiss call) and their best k taken by (score, id), the order the
-    staged rerank of the same candidates gives. Rows of short results are left as found.
+    Equal scores are common in real collections (the Debian descriptions hold 12,225 exact
+    duplicates: two of three one-query searches of them tie), so they are ordered here
+    rather than by a second search. Without a tie in a query's k + 1 best its k best are
+    unique and already in order (the usual case: no copy, no sort).
     """
-    ids, top = index.store_.ids[rows[:, :k]], scores[:, :k]
-    tied = (scores[:, 1:] == scores[:, :-1]).any(axis=1) & (rows[:, k - 1] >= 0)
+    if len(scores) == 1:  # one query per call: 1-D arrays, a handful of NumPy calls
+        s, r = scores[0], rows[0]
+        head = s[: k + 1]
+        if r[k - 1] >= 0 and (head[1:] == head[:-1]).any():
+            cols = top_of_one_row(np.where(r >= 0, s, -np.inf), store.ids[r], k)
+            return store.ids[r[cols]][None], s[cols][None]
+        return store.ids[r[:k]][None], s[None, :k]
+    head = scores[:, : k + 1]
+    tied = (head[:, 1:] == head[:, :-1]).any(axis=1) & (rows[:, k - 1] >= 0)
+    ids, top = store.ids[rows[:, :k]], scores[:, :k]
     if not tied.any():
         return ids, top
-    ids, top = ids.copy(), top.copy()
-    across = np.zeros_like(tied)  # no row past k: the k are the whole shortlist
-    if scores.shape[1] > k:
-        across = tied & (scores[:, k - 1] == scores[:, k])
-    inside = np.flatnonzero(tied & ~across)
-    if len(inside):
-        cols = top_by_score_then_id(top[inside], ids[inside], k)
-        ids[inside] = np.take_along_axis(ids[inside], cols, axis=1)
-        top[inside] = np.take_along_axis(top[inside], cols, axis=1)
-    across = np.flatnonzero(across)
-    if len(across):
-        s, r = _faiss_search(index.fused_.index, q[across], size, every_candidate())
-        s[r < 0] = -np.inf  # faiss pads what it did not find
-        all_ids = index.store_.ids[r]
-        cols = top_by_score_then_id(s, all_ids, k)
-        ids[across] = np.take_along_axis(all_ids, cols, axis=1)
-        top[across] = np.take_along_axis(s, cols, axis=1)
+    s = np.where(rows[tied] >= 0, scores[tied], -np.inf)  # faiss pads what it did not find
+    r_ids = store.ids[rows[tied]]
+    cols = top_by_score_then_id(s, r_ids, k)
+    ids[tied] = np.take_along_axis(r_ids, cols, axis=1)
+    top = top.copy()
+    top[tied] = np.take_along_axis(s, cols, axis=1)
     return ids, top
 
 
