@@ -77,15 +77,17 @@ def test_a_repeated_fused_one_query_search_is_set_up_once_and_follows_the_index(
     assert index.search(q[0], K, plan, 32).ids[0] == 10**6  # and prepared again
 
 
-@pytest.mark.parametrize("k", [10, 9])
-def test_tied_scores_come_back_in_id_order_as_staged(data, monkeypatch, k):
-    """Every row twice, so every score ties: at k = 10 the pairs lie inside the k best, at
-    k = 9 the ninth and tenth tie across the cut. Fused, batched or one query per call and
-    prepared, the ids are the staged path's (the smaller id of a pair first), with no
-    staged search run for them."""
+@pytest.mark.parametrize("copies", [2, 3])
+@pytest.mark.parametrize("shortlist", [20, 40])
+def test_tied_scores_come_back_in_id_order_as_staged(data, monkeypatch, copies, shortlist):
+    """Every row stored 2 or 3 times, so every score ties: pairs lie inside the k = 10 best,
+    triples run across the cut (the 10th, 11th and 12th). Fused, batched or one query per
+    call and prepared, the ids are the staged path's (the smallest id of a group first),
+    with no staged search run for them: a 20-row shortlist comes back whole from faiss, a
+    40-row one as k + 1 rows and, for a tie across the cut, whole from a second call."""
     x, _ = data
-    dup = np.concatenate([x[:500], x[:500]])
-    q, plan = x[:20], Rerank(16, D, 40)
+    dup = np.concatenate([x[:500]] * copies)
+    q, plan, k = x[:20], Rerank(16, D, shortlist), K
     index = MatryoshkaIndex(shortlist_dim=16).build(dup)
     staged = index.search(q, k, plan, 32)
     index.use_fused_rerank()
@@ -95,7 +97,8 @@ def test_tied_scores_come_back_in_id_order_as_staged(data, monkeypatch, k):
     fused = index.search(q, k, plan, 32)
     assert_array_equal(fused.ids, staged.ids)
     assert_allclose(fused.scores, staged.scores, atol=2e-6)
-    assert_array_equal(fused.ids[:, :2], np.stack([np.arange(20), 500 + np.arange(20)], 1))
+    first_group = np.stack([np.arange(20) + 500 * c for c in range(copies)], 1)
+    assert_array_equal(fused.ids[:, :copies], first_group)
     for i, v in enumerate(q):
         one = index.search(v, k, plan, 32)
         assert_array_equal(one.ids, fused.ids[i])

@@ -165,10 +165,13 @@ class PreparedOneQuery:
         self.fused = fused_applies(index, plan, k)
         size = plan.shortlist_size(k)
         base, self.counters, _ = _ann_params(index, size, effort)  # no bitmap: no removals
-        if self.fused:  # every candidate, re-scored, to order ties (as `_fused_search`)
-            self.n = size
-            self.params = shared_refine_params(base, size, size)
+        if self.fused:  # as `_fused_search` asks
+            self.n = _fused_results(k, size)
+            self.params = shared_refine_params(base, size, self.n)
             self.searched = index.fused_.index  # normalises the full query inside faiss
+            # for a tie past the results (`_fused_top_k`); None: they hold every candidate
+            self.size = size
+            self.every = shared_refine_params(base, size, size) if self.n < size else None
         else:
             self.n, self.params, self.searched = k, base, index.ann_
         self.dim = plan.shortlist_dim
@@ -238,7 +241,10 @@ class PreparedOneQuery:
             return None
         ids = index.store_.ids
         if self.fused:
-            ids, scores = _fused_top_k(index.store_, k, scores, rows)
+            every = None
+            if self.every is not None:
+                every = partial(_every_candidate, self.searched, q, self.size, self.every)
+            ids, scores = _fused_top_k(index.store_, k, scores, rows, every)
         else:  # as `_search_one_steps` orders a kept shortlist
             row_scores = scores[0]
             if (row_scores[1:] == row_scores[:-1]).any():
@@ -495,25 +501,41 @@ def fused_applies(index: MatryoshkaIndex, plan: Plan, k: int) -> bool:
     )
 
 
+# A fused search of a shortlist up to this long returns every re-scored candidate (the
+# refine computes each one's distance whatever it returns), so equal scores are ordered
+# without a second call; a longer one returns k + 1 (at 100-400 candidates the sort of
+# every one costs 8-10% of a batch).
+_FUSED_ALL_RESULTS_MAX = 32
+
+
+def _fused_results(k: int, size: int) -> int:
+    """How many results a fused search of a `size`-row shortlist asks faiss for."""
+    return size if size <= max(_FUSED_ALL_RESULTS_MAX, k + 1) else k + 1
+
+
 def _fused_search(index, q, k, plan, effort, fallback):
     """`plan` for the validated [Q, D] float32 queries `q` in one `FusedRerank` call.
 
-    faiss orders equal scores arbitrarily, so every shortlisted candidate comes back, re-scored
-    (the refine computes each one's distance whatever it returns) and `_fused_top_k` keeps
-    the best k, equal scores in id order; a query that found fewer than k rows is searched
-    again by `fallback`, the stage-by-stage path, which pads as the contract says. The
-    whole call is timed as the shortlist (faiss does not split it); the flops are the
-    stages' own.
+    faiss orders equal scores arbitrarily: `_fused_top_k` puts them in id order. A query
+    that found fewer than k rows is searched again by `fallback`, the stage-by-stage path,
+    which pads as the contract says. The whole call is timed as the shortlist (faiss does
+    not split it); the flops are the stages' own.
     """
     store = index.store_
     size = plan.shortlist_size(k)
+    n = _fused_results(k, size)
     t0 = time.perf_counter()
     base, stats, bitmap = _ann_params(index, size, effort)
-    params = (shared_refine_params if bitmap is None else refine_params)(base, size, size)
-    scores, rows = _faiss_search(index.fused_.index, q, size, params)
-    del bitmap, params  # kept alive until the search is done
+    make = shared_refine_params if bitmap is None else refine_params
+    searched = index.fused_.index
+    scores, rows = _faiss_search(searched, q, n, make(base, size, n))
     flops = _ann_flops(index, stats, len(q))
-    ids, scores = _fused_top_k(store, k, scores, rows)
+
+    every = None
+    if n < size:
+        every = partial(_every_candidate, searched, q, size, make(base, size, size))
+    ids, scores = _fused_top_k(store, k, scores, rows, every)
+    del bitmap, every  # kept alive until the searches are done
     t1 = time.perf_counter()
     stats = _stats(store, plan, flops, t1 - t0, 0.0)
     for i in np.flatnonzero(rows[:, k - 1] < 0):  # rare: fewer than k rows found
@@ -521,34 +543,56 @@ def _fused_search(index, q, k, plan, effort, fallback):
     return ids, scores, stats
 
 
-def _fused_top_k(store: VectorStore, k: int, scores, rows) -> tuple[np.ndarray, np.ndarray]:
-    """[Q, k] ids and scores of a fused search's every candidate ([Q, s], best first), equal
-    scores in id order: the order the staged rerank of the same candidates gives.
+def _fused_top_k(store: VectorStore, k: int, scores, rows, every) -> tuple[np.ndarray, ...]:
+    """[Q, k] ids and scores of a fused search's [Q, n] results, equal scores in id order:
+    the order the staged rerank of the same candidates gives.
 
     Equal scores are common in real collections (the Debian descriptions hold 12,225 exact
     duplicates: two of three one-query searches of them tie), so they are ordered here
-    rather than by a second search. Without a tie in a query's k + 1 best its k best are
-    unique and already in order (the usual case: no copy, no sort).
+    rather than by a staged search. A query without a tie in its k + 1 best is the usual
+    case: its k best are unique and in order (no copy, no sort). A tied one is ordered
+    among its results, which is enough when they hold every shortlisted candidate
+    (`every` is None) or when the tie ends before the k-th; a tie across the k-th may hide
+    more tied rows past the results, so those queries are ordered from `every(queries)`
+    (their every candidate: one more faiss call).
     """
     if len(scores) == 1:  # one query per call: 1-D arrays, a handful of NumPy calls
         s, r = scores[0], rows[0]
         head = s[: k + 1]
-        if r[k - 1] >= 0 and (head[1:] == head[:-1]).any():
-            cols = top_of_one_row(np.where(r >= 0, s, -np.inf), store.ids[r], k)
-            return store.ids[r[cols]][None], s[cols][None]
-        return store.ids[r[:k]][None], s[None, :k]
+        if r[k - 1] < 0 or not (head[1:] == head[:-1]).any():
+            return store.ids[r[:k]][None], s[None, :k]
+        if every is not None and s[k - 1] == s[k]:
+            s, r = (a[0] for a in every([0]))
+        cols = top_of_one_row(np.where(r >= 0, s, -np.inf), store.ids[r], k)
+        return store.ids[r[cols]][None], s[cols][None]
     head = scores[:, : k + 1]
     tied = (head[:, 1:] == head[:, :-1]).any(axis=1) & (rows[:, k - 1] >= 0)
     ids, top = store.ids[rows[:, :k]], scores[:, :k]
     if not tied.any():
         return ids, top
-    s = np.where(rows[tied] >= 0, scores[tied], -np.inf)  # faiss pads what it did not find
-    r_ids = store.ids[rows[tied]]
-    cols = top_by_score_then_id(s, r_ids, k)
-    ids[tied] = np.take_along_axis(r_ids, cols, axis=1)
     top = top.copy()
-    top[tied] = np.take_along_axis(s, cols, axis=1)
+    across = tied & (head[:, k - 1] == head[:, k]) if every is not None else np.zeros_like(tied)
+    inside = tied & ~across
+    if inside.any():
+        _order_ties(store, k, ids, top, inside, scores[inside], rows[inside])
+    if across.any():
+        _order_ties(store, k, ids, top, across, *every(across))
     return ids, top
+
+
+def _every_candidate(searched, q, size: int, params, sel) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) [len(sel), size] of every shortlisted candidate of the queries `q[sel]`
+    (fused `searched`, `params` asking for all `size`)."""
+    return _faiss_search(searched, q[sel], size, params)
+
+
+def _order_ties(store: VectorStore, k: int, ids, top, sel, scores, rows) -> None:
+    """Write into `ids[sel]`, `top[sel]` the best k of those queries' results by (score, id)."""
+    scores = np.where(rows >= 0, scores, -np.inf)  # faiss pads what it did not find
+    r_ids = store.ids[rows]
+    cols = top_by_score_then_id(scores, r_ids, k)
+    ids[sel] = np.take_along_axis(r_ids, cols, axis=1)
+    top[sel] = np.take_along_axis(scores, cols, axis=1)
 
 
 def _new_params(family: str | None, value: int, sel=None) -> faiss.SearchParameters:
