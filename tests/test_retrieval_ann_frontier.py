@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import faiss
 import numpy as np
@@ -140,6 +141,35 @@ def test_frontier_keeps_only_pareto_points(bench):
     assert [p["recall"] for p in bench.frontier(pts)] == [0.9, 0.95, 0.99]
     assert bench.best_qps_at(pts, 0.94)["qps"] == 50
     assert bench.best_qps_at(pts, 0.999) is None
+
+
+def test_rows_near_a_target_are_timed_whatever_their_pareto_flag(bench):
+    """The Pareto rows (spread over at most `most`) and, per target, the fastest rows of
+    tuning recall within `NEAR_TARGET` of it, however the tuner flagged them; never exact."""
+    rows = [  # (quality, latency ms, pareto, exact)
+        (0.80, 0.01, True, False),
+        (0.90, 0.02, True, False),
+        (0.946, 0.03, False, False),  # near 0.95 but flagged dominated: timed anyway
+        (0.955, 0.05, True, False),
+        (0.975, 0.06, True, False),
+        (0.99, 0.08, True, False),
+        (0.993, 0.09, False, False),
+        (1.0, 0.50, True, True),  # brute force: never a frontier point
+        (0.70, 0.001, True, False),  # under 0.8 and far from the targets
+    ]
+    rows += [(0.951 + i / 1000, 0.10 + i / 100, False, False) for i in range(8)]  # a crowd
+    table = [SimpleNamespace(quality=q, latency_ms=t, pareto=p) for q, t, p, _ in rows]
+    plans = [(SimpleNamespace(exact=e), None) for *_, e in rows]
+    tuner = SimpleNamespace(table_=table, measured_plans_=plans)
+    picked = bench._rows_to_time(tuner, most=3)
+    qualities = [rows[i][0] for i in picked]
+    assert qualities == sorted(qualities)
+    assert {0.80, 0.955, 0.99} <= set(qualities)  # the spread Pareto set (3 of 5)
+    assert 0.946 in qualities and 0.993 in qualities  # near 0.95 and 0.985, not Pareto
+    assert 1.0 not in qualities and 0.70 not in qualities
+    near_095 = [i for i in picked if abs(rows[i][0] - 0.95) <= bench.NEAR_TARGET]
+    assert len(near_095) <= bench.NEAR_ROWS + 1  # the band's fastest few (+ a Pareto row)
+    assert 9 + 7 not in picked  # the slowest of the crowd is left out
 
 
 @pytest.mark.parametrize(
