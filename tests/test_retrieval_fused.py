@@ -106,6 +106,22 @@ def test_tied_scores_come_back_in_id_order_as_staged(data, monkeypatch, copies, 
         assert_array_equal(first[i].scores, fused.scores[i])
 
 
+def test_tied_scores_with_removed_rows_come_back_as_staged(data):
+    """Triples across the cut on an index with removed rows: the second faiss call for every
+    candidate keeps the removal filter (no removed id comes back), the staged ids."""
+    x, _ = data
+    index = MatryoshkaIndex(shortlist_dim=16).build(np.concatenate([x[:500]] * 3))
+    index.remove(np.arange(0, 1500, 7))
+    q, plan = x[1:40:3], Rerank(16, D, 40)
+    staged = index.search(q, K, plan, 32)
+    index.use_fused_rerank()
+    fused = index.search(q, K, plan, 32)
+    assert_array_equal(fused.ids, staged.ids)
+    assert not np.isin(fused.ids, np.arange(0, 1500, 7)).any()
+    for i, v in enumerate(q):
+        assert_array_equal(index.search(v, K, plan, 32).ids, fused.ids[i])
+
+
 def test_fewer_rows_found_than_k_goes_the_staged_way(data):
     x, q = data
     # one IVF cell probed out of 64 over 200 rows: some queries reach fewer than k rows

@@ -581,8 +581,9 @@ def _fused_top_k(store: VectorStore, k: int, scores, rows, every) -> tuple[np.nd
 
 
 def _every_candidate(searched, q, size: int, params, sel) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, rows) [len(sel), size] of every shortlisted candidate of the queries `q[sel]`
-    (fused `searched`, `params` asking for all `size`)."""
+    """(scores, rows) [selected queries, size]: every shortlisted candidate of the queries
+    `q[sel]` (`sel` a mask or indices), from the fused `searched` with `params` asking for
+    all `size`."""
     return _faiss_search(searched, q[sel], size, params)
 
 
