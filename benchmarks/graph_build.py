@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from mrl.checks import check_int
 from mrl.errors import ConfigError
-from mrl.io import atomic_open, atomic_write_bytes, atomic_write_json
+from mrl.io import atomic_write_bytes
 from mrl.retrieval import MatryoshkaIndex
 from mrl.retrieval.storage import unit_prefix
 
@@ -51,7 +51,7 @@ from ann_frontier import (  # noqa: E402  (the frontier's data split, baseline a
     set_ef,
     sweep_faiss,
 )
-from harness import run_script, thread_count  # noqa: E402
+from harness import run_script, thread_count, write_results  # noqa: E402
 
 log = logging.getLogger("benchmarks.graph_build")
 BASELINE = "faiss HNSWFlat M=32 efC=40 (full D)"
@@ -206,12 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res = run(args)
-    atomic_write_json(out / "graph_build.json", res)
-    report = format_report(res)
-    with atomic_open(out / "graph_build.md", "w") as f:
-        f.write(report)
+    write_results(out, "graph_build", res, format_report(res))
     plot(res, out / "graph_build.png")
-    print(report)
     return 0
 
 

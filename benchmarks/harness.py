@@ -6,7 +6,9 @@ still run through it:
 
 - `thread_count(n)`: the block runs with n torch, BLAS and (when installed) faiss threads;
 - `run_script(main)`: a named problem (`MrlError`) is one line and exit 2, as `mrl` answers;
-- `prefault_memory(gib)`: back memory once, so index builds time their compute only.
+- `prefault_memory(gib)`: back memory once, so index builds time their compute only;
+- `write_results(out, stem, res, report)`: the raw results as JSON and the report as
+  Markdown, each written atomically, and the report printed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from mrl.cli.main import one_line
 from mrl.errors import ConfigError, MrlError
+from mrl.io import atomic_open, atomic_write_json
 
 
 @contextlib.contextmanager
@@ -58,6 +61,15 @@ def run_script(main) -> None:
         print(f"{Path(sys.argv[0]).name}: error: {one_line(e)}", file=sys.stderr)
         code = 2
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def write_results(out: Path, stem: str, res: dict, report: str) -> None:
+    """`out/<stem>.json` (the raw results) and `out/<stem>.md` (the report), each written
+    atomically, then the report printed."""
+    atomic_write_json(out / f"{stem}.json", res)
+    with atomic_open(out / f"{stem}.md", "w") as f:
+        f.write(report)
+    print(report)
 
 
 RETAIN_FREED_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"

@@ -35,7 +35,6 @@ from tqdm import tqdm
 from mrl.checks import check_int
 from mrl.data.npy import load_npy
 from mrl.errors import ConfigError
-from mrl.io import atomic_open, atomic_write_json
 from mrl.retrieval import MatryoshkaIndex, Rerank, SingleShot
 from mrl.retrieval.fused import refine_params
 from mrl.retrieval.search import HNSW_KINDS
@@ -43,7 +42,7 @@ from mrl.retrieval.storage import unit_prefix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ann_frontier import parse_candidate  # noqa: E402  (the frontier's --ours specs)
-from harness import run_script, thread_count  # noqa: E402
+from harness import run_script, thread_count, write_results  # noqa: E402
 
 log = logging.getLogger("benchmarks.one_query_overhead")
 K = 10
@@ -203,11 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res = run(args)
-    atomic_write_json(out / "one_query_overhead.json", res)
-    report = format_report(res)
-    with atomic_open(out / "one_query_overhead.md", "w") as f:
-        f.write(report)
-    print(report)
+    write_results(out, "one_query_overhead", res, format_report(res))
     return 0
 
 
